@@ -1,0 +1,38 @@
+#pragma once
+// A compiled regular expression (PCRE2 with UTF and Unicode properties), close to Python's `re`
+// so that patterns written for Hugging Face PEFT and tokenizers behave the same here.
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace ranktune {
+
+class Regex {
+ public:
+  // Throws ranktune::Error naming the pattern, the offset and PCRE2's reason when it does not
+  // compile.
+  explicit Regex(std::string pattern);
+  ~Regex();
+  Regex(Regex&&) noexcept;
+  Regex& operator=(Regex&&) noexcept;
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
+
+  const std::string& pattern() const { return pattern_; }
+
+  // Python's re.fullmatch: the whole subject must match.
+  bool full_match(std::string_view subject) const;
+  // Python's re.match: a match that starts at the beginning. On success and when `group` > 0,
+  // writes that capture group (empty if it did not participate) to `*captured`.
+  bool match_prefix(std::string_view subject, int group = 0, std::string* captured = nullptr) const;
+  // Python's re.search: a match anywhere.
+  bool search(std::string_view subject) const;
+
+ private:
+  struct Impl;
+  std::string pattern_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ranktune

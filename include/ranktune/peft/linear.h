@@ -1,0 +1,162 @@
+#pragma once
+// ranktune::peft::Linear — the one adaptable linear layer. A frozen base weight (and bias) plus
+// any number of named LoRA/DoRA adapters, following Hugging Face PEFT's lora.Linear:
+//
+//   LoRA:  y = W x + b + s · B A drop(x)
+//   DoRA:  y = m ⊙ (W x + s · B A x) / sg(‖W + s·B A‖_row) + b        (no dropout)
+//
+// with s = lora_alpha / r (or lora_alpha / sqrt(r) for rsLoRA), sg = stop-gradient (DoRA §4.3).
+// Several active adapters add their updates. Parameter names follow PEFT (`lora_A.<adapter>.weight`,
+// `lora_B.<adapter>.weight`, `lora_magnitude_vector.<adapter>.weight`), while the base keeps the
+// Hugging Face checkpoint names (`weight`, `bias`).
+//
+//   ranktune::peft::Linear proj(ranktune::peft::LinearOptions(4096, 4096).bias(false));
+//   proj->add_adapter("default", ranktune::peft::AdapterOptions().r(16).lora_alpha(32).use_dora(true));
+
+#include "ranktune/peft/lora_config.h"
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ranktune::peft {
+
+struct LinearOptions {
+  LinearOptions(int64_t in_features, int64_t out_features)
+      : in_features_(in_features), out_features_(out_features) {}
+  TORCH_ARG(int64_t, in_features);
+  TORCH_ARG(int64_t, out_features);
+  TORCH_ARG(bool, bias) = true;
+  // The weight is stored [in_features, out_features] (GPT-2's Conv1D) instead of [out, in].
+  TORCH_ARG(bool, fan_in_fan_out) = false;
+  // dtype of the base weight and bias.
+  TORCH_ARG(torch::Dtype, dtype) = torch::kFloat32;
+};
+
+// The settings of one adapter on one layer (a LoraConfig resolved for that layer's name).
+struct AdapterOptions {
+  TORCH_ARG(int64_t, r) = 8;
+  TORCH_ARG(double, lora_alpha) = 8.0;
+  TORCH_ARG(double, lora_dropout) = 0.0;
+  TORCH_ARG(bool, use_rslora) = false;
+  TORCH_ARG(bool, use_dora) = false;
+  TORCH_ARG(LoraInit, init_lora_weights) = {};
+  // dtype of lora_A, lora_B and the magnitude. Undefined: the base weight's dtype.
+  TORCH_ARG(c10::optional<torch::Dtype>, dtype) = c10::nullopt;
+
+ public:
+  // s = lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora.
+  double scaling() const;
+  // Throws ranktune::Error naming the field (r, lora_alpha, lora_dropout) when invalid.
+  void validate() const;
+};
+
+class AdapterVariant;
+
+// One adapter's state on one layer. The tensors are the registered parameters.
+struct Adapter {
+  std::string name;
+  AdapterOptions options;
+  double scaling = 1.0;
+  const AdapterVariant* variant = nullptr;
+  torch::Tensor lora_A;     // [r, in]
+  torch::Tensor lora_B;     // [out, r]
+  torch::Tensor magnitude;  // [out], DoRA only
+  torch::Tensor merged_weight_norm;  // DoRA: ‖W + s·B A‖ at merge time, for an exact unmerge
+  bool active = true;
+  bool merged = false;
+};
+
+class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features)
+      : LinearImpl(LinearOptions(in_features, out_features)) {}
+  explicit LinearImpl(const LinearOptions& options);
+
+  // Registers the base weight and bias (frozen) and initialises them as torch.nn.Linear does.
+  // Adapters are removed.
+  void reset() override;
+  void reset_parameters();
+  std::shared_ptr<torch::nn::Module> clone(
+      const c10::optional<torch::Device>& device = c10::nullopt) const override;
+  void pretty_print(std::ostream& stream) const override;
+
+  // The layer's output: base plus every active adapter's update (only the base when adapters are
+  // disabled, none is active, or they are merged into the weight).
+  torch::Tensor forward(const torch::Tensor& x);
+  // W x + b, ignoring adapters.
+  torch::Tensor base_forward(const torch::Tensor& x) const;
+
+  // ---- adapters --------------------------------------------------------------------------------
+  // Adds and initialises an adapter (active). Throws if the name exists or is not a valid
+  // parameter name, or if the options are invalid. PiSSA and OLoRA rewrite the base weight.
+  void add_adapter(const std::string& name, const AdapterOptions& options);
+  // Adds an adapter with the given weights (copied), e.g. one read from a file. Shapes are
+  // checked against this layer; `magnitude` is required exactly when options.use_dora().
+  void add_adapter_from_weights(const std::string& name, const AdapterOptions& options,
+                                const torch::Tensor& lora_A, const torch::Tensor& lora_B,
+                                const torch::Tensor& magnitude = {});
+  // Removes an adapter (unmerging it first if merged). Throws if it does not exist.
+  void delete_adapter(const std::string& name);
+  bool has_adapter(const std::string& name) const;
+  std::vector<std::string> adapter_names() const;
+  const Adapter& adapter(const std::string& name) const;
+  Adapter& adapter(const std::string& name);
+
+  // Makes exactly these adapters active (the rest stay attached but unused). Names this layer
+  // does not have are skipped, so one call can address a whole model.
+  void set_active_adapters(const std::vector<std::string>& names);
+  std::vector<std::string> active_adapters() const;
+  // Disabling makes forward return the base output; a merged layer is unmerged first.
+  void set_adapters_enabled(bool enabled);
+  bool adapters_enabled() const { return adapters_enabled_; }
+
+  // ---- merging ---------------------------------------------------------------------------------
+  // Folds adapters (default: the active ones) into the base weight. With `safe`, the result is
+  // computed on a copy and checked for NaN/Inf first; on failure the weight is untouched and the
+  // error names the adapter.
+  void merge(bool safe = false, const std::vector<std::string>& adapter_names = {});
+  // Reverses merge() exactly (DoRA uses the norm cached at merge time), newest first.
+  void unmerge();
+  bool merged() const { return !merged_order_.empty(); }
+  const std::vector<std::string>& merged_adapters() const { return merged_order_; }
+  // Removes every adapter, keeping the base weight as it is (merged adapters stay folded in).
+  void unload();
+  // s · B A in the base weight's layout ([out, in], or [in, out] with fan_in_fan_out).
+  torch::Tensor delta_weight(const std::string& name) const;
+
+  // ---- DoRA ------------------------------------------------------------------------------------
+  // ‖W + s·B A‖ per output row from the low-rank factors (no out×in temporary), without grad.
+  torch::Tensor dora_weight_norm(const Adapter& adapter) const;
+  // Σ_j W_ij² per output row, cached until the base weight changes.
+  const torch::Tensor& weight_row_sq_norm() const;
+
+  // The base weight as [out, in] (a view when stored transposed).
+  torch::Tensor weight_out_in() const { return options.fan_in_fan_out() ? weight.t() : weight; }
+
+  LinearOptions options;
+  torch::Tensor weight;  // [out, in] (or [in, out] with fan_in_fan_out); frozen
+  torch::Tensor bias;    // [out] or undefined; frozen
+
+ private:
+  Adapter& register_adapter(const std::string& name, const AdapterOptions& options);
+  torch::nn::Module& adapter_slot(const std::string& kind);
+
+  std::vector<Adapter> adapters_;           // insertion order; forward walks it
+  std::vector<std::string> merged_order_;   // merge order, for unmerge
+  bool adapters_enabled_ = true;
+  // Cache of weight_row_sq_norm(): valid while the weight's storage and version are unchanged.
+  mutable torch::Tensor row_sq_norm_;
+  mutable const void* row_sq_norm_data_ = nullptr;
+  mutable uint32_t row_sq_norm_version_ = 0;
+};
+
+TORCH_MODULE(Linear);
+
+}  // namespace ranktune::peft

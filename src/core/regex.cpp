@@ -1,0 +1,78 @@
+#include "ranktune/core/regex.h"
+
+#include "ranktune/core/error.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+namespace ranktune {
+
+struct Regex::Impl {
+  pcre2_code* code = nullptr;
+  ~Impl() {
+    if (code != nullptr) pcre2_code_free(code);
+  }
+
+  // Runs one match with `options`; returns the match data (caller frees) or nullptr.
+  pcre2_match_data* run(std::string_view subject, uint32_t options) const {
+    pcre2_match_data* data = pcre2_match_data_create_from_pattern(code, nullptr);
+    const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(),
+                               0, options, data, nullptr);
+    if (rc < 0) {
+      pcre2_match_data_free(data);
+      return nullptr;
+    }
+    return data;
+  }
+};
+
+Regex::Regex(std::string pattern) : pattern_(std::move(pattern)), impl_(std::make_unique<Impl>()) {
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern_.data()), pattern_.size(),
+                              PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
+  if (impl_->code == nullptr) {
+    PCRE2_UCHAR buffer[256];
+    pcre2_get_error_message(error_code, buffer, sizeof(buffer));
+    throw Error(c10::str("invalid regular expression '", pattern_, "' at offset ", error_offset,
+                         ": ", reinterpret_cast<const char*>(buffer)));
+  }
+  // JIT is an optimisation only: when it is unavailable the interpreter is used.
+  pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE);
+}
+
+Regex::~Regex() = default;
+Regex::Regex(Regex&&) noexcept = default;
+Regex& Regex::operator=(Regex&&) noexcept = default;
+
+bool Regex::full_match(std::string_view subject) const {
+  pcre2_match_data* data = impl_->run(subject, PCRE2_ANCHORED | PCRE2_ENDANCHORED);
+  if (data == nullptr) return false;
+  pcre2_match_data_free(data);
+  return true;
+}
+
+bool Regex::match_prefix(std::string_view subject, int group, std::string* captured) const {
+  pcre2_match_data* data = impl_->run(subject, PCRE2_ANCHORED);
+  if (data == nullptr) return false;
+  if (group > 0 && captured != nullptr) {
+    captured->clear();
+    if (static_cast<uint32_t>(group) < pcre2_get_ovector_count(data)) {
+      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data);
+      if (ov[2 * group] != PCRE2_UNSET) {
+        captured->assign(subject.substr(ov[2 * group], ov[2 * group + 1] - ov[2 * group]));
+      }
+    }
+  }
+  pcre2_match_data_free(data);
+  return true;
+}
+
+bool Regex::search(std::string_view subject) const {
+  pcre2_match_data* data = impl_->run(subject, 0);
+  if (data == nullptr) return false;
+  pcre2_match_data_free(data);
+  return true;
+}
+
+}  // namespace ranktune
