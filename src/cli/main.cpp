@@ -1,11 +1,12 @@
-// The `ranktune` command-line tool. Subcommands live in one file each and register themselves
-// here; this file only parses the top level.
+// The `ranktune` command-line tool: parses the top level and dispatches to the subcommands in
+// src/cli/*.cpp. Errors in user input end with "error: ..." on stderr and exit code 1.
 
+#include "cli/commands.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/threads.h"
 #include "ranktune/version.h"
 
-#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
 
 #include <iostream>
 
@@ -15,20 +16,25 @@ int main(int argc, char** argv) {
   int threads = 0;
   app.add_option("--threads", threads, "intra-op threads (default: all cores)");
   app.require_subcommand(0, 1);
-  app.footer("Subcommands arrive with later releases: train, eval, generate, merge, inspect, tokenize.");
+  app.footer("Run `ranktune <command> --help` for a command's options.");
+  ranktune::cli::add_inspect_command(app);
+  ranktune::cli::add_tokenize_command(app);
+  ranktune::cli::add_generate_command(app);
+  ranktune::cli::add_merge_command(app);
+  app.parse_complete_callback([&threads] { ranktune::configure_threads(threads); });
   try {
     app.parse(argc, argv);
+    if (app.get_subcommands().empty()) std::cout << app.help();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  }
-  try {
-    ranktune::configure_threads(threads);
-    if (app.get_subcommands().empty()) {
-      std::cout << app.help();
-      return 0;
-    }
   } catch (const ranktune::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
     return 1;
   }
   return 0;

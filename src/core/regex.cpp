@@ -75,4 +75,39 @@ bool Regex::search(std::string_view subject) const {
   return true;
 }
 
+std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view subject) const {
+  std::vector<std::pair<size_t, size_t>> matches;
+  pcre2_match_data* data = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
+  const auto* text = reinterpret_cast<PCRE2_SPTR>(subject.data());
+  const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data);
+  PCRE2_SIZE offset = 0;
+  uint32_t options = 0;  // the first call checks UTF-8 validity; later ones skip the O(n) check
+  while (offset <= subject.size()) {
+    const int rc = pcre2_match(impl_->code, text, subject.size(), offset, options, data, nullptr);
+    if (rc == PCRE2_ERROR_NOMATCH && (options & PCRE2_NOTEMPTY_ATSTART) != 0) {
+      // No non-empty match here after an empty one: step over one character and go on.
+      options = PCRE2_NO_UTF_CHECK;
+      if (offset >= subject.size()) break;
+      ++offset;
+      while (offset < subject.size() && (static_cast<unsigned char>(subject[offset]) & 0xC0) == 0x80) ++offset;
+      continue;
+    }
+    if (rc < 0) {
+      if (rc != PCRE2_ERROR_NOMATCH) {
+        PCRE2_UCHAR buffer[256];
+        pcre2_get_error_message(rc, buffer, sizeof(buffer));
+        pcre2_match_data_free(data);
+        throw Error(c10::str("regular expression '", pattern_, "' failed: ", reinterpret_cast<const char*>(buffer)));
+      }
+      break;
+    }
+    matches.emplace_back(ov[0], ov[1]);
+    options = PCRE2_NO_UTF_CHECK;
+    if (ov[0] == ov[1]) options |= PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED;
+    offset = ov[1];
+  }
+  pcre2_match_data_free(data);
+  return matches;
+}
+
 }  // namespace ranktune

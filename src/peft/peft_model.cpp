@@ -3,6 +3,7 @@
 #include "ranktune/core/error.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 
 namespace ranktune::peft {
@@ -44,6 +45,38 @@ PeftModel::PeftModel(std::shared_ptr<torch::nn::Module> model, const LoraConfig&
   active_ = {adapter_name};
   set_active_adapters(*model_, active_);
   mark_trainable(*model_, config, active_, options_);
+}
+
+PeftModel::PeftModel(std::shared_ptr<torch::nn::Module> model, InjectOptions options)
+    : model_(std::move(model)), options_(std::move(options)) {
+  RANKTUNE_CHECK(model_ != nullptr, "PeftModel needs a model");
+}
+
+PeftModel PeftModel::from_pretrained(std::shared_ptr<torch::nn::Module> model, const std::string& dir,
+                                     const std::string& adapter_name, bool is_trainable, InjectOptions options) {
+  PeftModel peft(std::move(model), std::move(options));
+  AdapterLoadReport report = ::ranktune::peft::load_adapter(*peft.model_, dir, adapter_name, is_trainable, peft.options_);
+  peft.configs_.emplace(adapter_name, report.config);
+  peft.active_ = {adapter_name};
+  set_active_adapters(*peft.model_, peft.active_);
+  return peft;
+}
+
+AdapterLoadReport PeftModel::load_adapter(const std::string& dir, const std::string& adapter_name, bool is_trainable) {
+  RANKTUNE_CHECK(configs_.count(adapter_name) == 0, "adapter '", adapter_name, "' already exists");
+  AdapterLoadReport report = ::ranktune::peft::load_adapter(*model_, dir, adapter_name, is_trainable, options_);
+  configs_.emplace(adapter_name, report.config);
+  set_active_adapters(*model_, active_);  // as PEFT: loading does not activate
+  if (!active_.empty()) mark_trainable(*model_, configs_.at(active_[0]), active_, options_);
+  return report;
+}
+
+void PeftModel::save_pretrained(const std::string& dir, const std::vector<std::string>& which) const {
+  const std::vector<std::string> names = which.empty() ? adapter_names() : which;
+  for (const auto& name : names) {
+    const std::string target = name == "default" ? dir : (std::filesystem::path(dir) / name).string();
+    save_adapter(*model_, config(name), name, target);
+  }
 }
 
 InjectReport PeftModel::add_adapter(const std::string& adapter_name, const LoraConfig& config) {

@@ -2,9 +2,12 @@
 // A compiled regular expression (PCRE2 with UTF and Unicode properties), close to Python's `re`
 // so that patterns written for Hugging Face PEFT and tokenizers behave the same here.
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace ranktune {
 
@@ -28,6 +31,10 @@ class Regex {
   bool match_prefix(std::string_view subject, int group = 0, std::string* captured = nullptr) const;
   // Python's re.search: a match anywhere.
   bool search(std::string_view subject) const;
+  // Python's re.finditer: the [begin, end) byte offsets of the successive non-overlapping
+  // matches. Lookarounds see the whole subject. After an empty match the next one may not be
+  // empty at the same place (Perl's rule). The subject must be valid UTF-8 (checked once).
+  std::vector<std::pair<size_t, size_t>> find_all(std::string_view subject) const;
 
  private:
   struct Impl;

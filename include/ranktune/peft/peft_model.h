@@ -5,6 +5,7 @@
 //   auto peft = ranktune::peft::PeftModel(model, LoraConfig().r(16).target_modules("all-linear"));
 //   std::cout << peft.trainable_parameters().summary() << "\n";
 
+#include "ranktune/peft/adapter_io.h"
 #include "ranktune/peft/inject.h"
 #include "ranktune/peft/lora_config.h"
 #include "ranktune/peft/weighted_adapter.h"
@@ -25,11 +26,23 @@ class PeftModel {
   PeftModel(std::shared_ptr<torch::nn::Module> model, const LoraConfig& config,
             const std::string& adapter_name = "default", InjectOptions options = {});
 
+  // Attaches an adapter saved by PEFT or by ranktune (PEFT's PeftModel.from_pretrained). Frozen
+  // unless `is_trainable`.
+  static PeftModel from_pretrained(std::shared_ptr<torch::nn::Module> model, const std::string& dir,
+                                   const std::string& adapter_name = "default", bool is_trainable = false,
+                                   InjectOptions options = {});
+
   torch::nn::Module& model() { return *model_; }
   const std::shared_ptr<torch::nn::Module>& model_ptr() const { return model_; }
 
   // Attaches another adapter. As in PEFT it is not activated: call set_adapter().
   InjectReport add_adapter(const std::string& adapter_name, const LoraConfig& config);
+  // Attaches another saved adapter; as add_adapter, it is not activated.
+  AdapterLoadReport load_adapter(const std::string& dir, const std::string& adapter_name, bool is_trainable = false);
+  // Writes each adapter (default: all) in PEFT's layout: "default" in `dir`, any other name in
+  // `dir`/<name>/.
+  void save_pretrained(const std::string& dir, const std::vector<std::string>& adapter_names = {}) const;
+
   // Makes one adapter (or several) active and trainable; the others stay attached, unused.
   void set_adapter(const std::string& adapter_name);
   void set_adapter(const std::vector<std::string>& adapter_names);
@@ -58,6 +71,8 @@ class PeftModel {
   ParameterCounts trainable_parameters() const { return count_parameters(*model_); }
 
  private:
+  PeftModel(std::shared_ptr<torch::nn::Module> model, InjectOptions options);
+
   std::shared_ptr<torch::nn::Module> model_;
   InjectOptions options_;
   std::map<std::string, LoraConfig> configs_;

@@ -1,0 +1,97 @@
+#pragma once
+// CausalLM: the common face of the decoder-only models (Llama, Mistral, Qwen2, GPT-2). Parameter
+// names are Hugging Face's, every projection is a peft::Linear, and the outputs (logits, loss)
+// are what transformers computes for the same weights and inputs.
+//
+//   auto model = ranktune::model::load_causal_lm("path/to/model_dir");
+//   auto out = model->forward(input_ids, {}, /*labels=*/input_ids);
+
+#include "ranktune/model/config.h"
+#include "ranktune/model/kv_cache.h"
+
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ranktune::model {
+
+struct CausalLMOutput {
+  torch::Tensor logits;  // [batch, seq, vocab] in the model's dtype
+  torch::Tensor loss;    // scalar fp32, defined when labels were given
+};
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  CausalLMImpl(std::string name, ModelConfig config, torch::Dtype dtype);
+
+  // input_ids [batch, seq] (int64). attention_mask [batch, cached + seq] with 1 for tokens and 0
+  // for padding (optional). labels [batch, seq] with -100 for positions without loss (optional).
+  // With a cache, the new keys/values are appended and positions continue after the cached ones.
+  virtual CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                                 const torch::Tensor& labels = {}, KVCache* cache = nullptr) = 0;
+
+  const ModelConfig& config() const { return config_; }
+  torch::Dtype dtype() const { return dtype_; }
+  // The output head's qualified name, "" when it is tied to the input embeddings (no module).
+  virtual std::string output_head_name() const = 0;
+  // Names of checkpoint tensors that may be present but are not parameters (buffers that
+  // transformers saves, or a duplicate of tied embeddings).
+  virtual bool ignorable_checkpoint_key(const std::string& name) const = 0;
+
+  // An empty cache sized for this model.
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+
+  // Recompute each decoder layer's activations in backward instead of storing them (training
+  // only; forward passes without gradients are unaffected).
+  void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
+
+ protected:
+  // Runs one decoder layer, checkpointed when enabled and gradients are being recorded.
+  torch::Tensor run_layer(const std::function<torch::Tensor(const torch::Tensor&)>& layer, const torch::Tensor& x,
+                          const KVCache* cache) const;
+
+  ModelConfig config_;
+  torch::Dtype dtype_;
+  bool gradient_checkpointing_ = false;
+};
+
+// Builds the model a config describes, with random weights (as transformers' initialisation:
+// N(0, 0.02) for projections and embeddings, ones for norms).
+std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, torch::Dtype dtype = torch::kFloat32);
+
+struct LoadOptions {
+  // Compute dtype: weights stored in any dtype are converted to it.
+  TORCH_ARG(torch::Dtype, dtype) = torch::kFloat32;
+};
+
+// What loading found besides the expected tensors. Strict loading throws, listing all of it.
+struct LoadReport {
+  std::vector<std::string> missing_keys;
+  std::vector<std::string> unexpected_keys;
+  std::vector<std::string> shape_mismatches;  // "name: checkpoint [a, b] vs model [c, d]"
+  bool ok() const { return missing_keys.empty() && unexpected_keys.empty() && shape_mismatches.empty(); }
+  std::string describe() const;
+};
+
+// Reads config.json and the safetensors weights of a model directory. Weights stored in the
+// compute dtype are used in place from the memory-mapped file (copy-on-write), others are
+// converted. Throws ranktune::Error naming the directory and listing every missing, unexpected
+// or mis-shaped tensor.
+std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadOptions& options = {});
+
+// Writes every base parameter under its Hugging Face name (tied embeddings once), converted to
+// `dtype` when given, as one safetensors file. Atomic.
+void save_model_weights(CausalLMImpl& model, const std::string& path, std::optional<torch::Dtype> dtype = std::nullopt);
+
+// Loads checkpoint tensors into an existing model's base parameters (adapter weights are not
+// touched) and returns what did not fit. With `strict`, throws if anything did not fit.
+LoadReport load_weights(CausalLMImpl& model, const std::string& checkpoint, bool strict = true);
+
+}  // namespace ranktune::model

@@ -1,0 +1,58 @@
+#pragma once
+// Text generation with a KV cache: greedy or sampled (temperature, top-k, top-p, seeded), for one
+// prompt or a batch (left-padded, so every row gets exactly the tokens it would get alone), until
+// an end-of-sequence id, a stop condition or max_new_tokens.
+//
+//   auto out = generate(*model, {{1, 403, 407}}, GenerationOptions().max_new_tokens(32));
+
+#include "ranktune/model/causal_lm.h"
+
+#include <torch/arg.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ranktune::model {
+
+// Called after each new token of a row with that row's generated ids; true stops the row.
+using StopCondition = std::function<bool(const std::vector<int64_t>& generated)>;
+// Called after each new token of a row; returns tokens to insert next, in place of the model's
+// own choices (a tool's output, e.g. the calculator's result). Empty: nothing to insert.
+using TokenInjector = std::function<std::vector<int64_t>(const std::vector<int64_t>& generated)>;
+
+struct GenerationOptions {
+  TORCH_ARG(int64_t, max_new_tokens) = 64;
+  // 0 means greedy decoding; otherwise logits are divided by it before sampling.
+  TORCH_ARG(double, temperature) = 0.0;
+  // Keep only the k most likely tokens when sampling (0: off).
+  TORCH_ARG(int64_t, top_k) = 0;
+  // Keep the smallest set of tokens whose probability reaches top_p when sampling (1: off).
+  TORCH_ARG(double, top_p) = 1.0;
+  TORCH_ARG(uint64_t, seed) = 0;
+  // Generation of a row ends after one of these ids (which is kept in the output).
+  TORCH_ARG(std::vector<int64_t>, eos_token_ids) = {};
+  // Filler for left padding and for rows that already finished.
+  TORCH_ARG(int64_t, pad_token_id) = 0;
+  TORCH_ARG(StopCondition, stop) = nullptr;
+  TORCH_ARG(TokenInjector, inject) = nullptr;
+};
+
+struct Generation {
+  std::vector<int64_t> tokens;  // the generated ids, without the prompt
+  std::string finish_reason;    // "eos", "stop" or "length"
+};
+
+// Runs in inference mode (no gradients, dropout off) and restores the model's training flag.
+// Throws ranktune::Error for an empty prompt or invalid options.
+std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
+                                 const GenerationOptions& options);
+
+// A StopCondition true once the decoded generated text contains any of `stop_strings`.
+StopCondition stop_at_strings(std::vector<std::string> stop_strings,
+                              std::function<std::string(const std::vector<int64_t>&)> decode);
+
+// The next-token choice for a batch of logits [batch, vocab] (greedy when temperature is 0).
+torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOptions& options, at::Generator& generator);
+
+}  // namespace ranktune::model

@@ -1,0 +1,72 @@
+#pragma once
+// Building blocks shared by the decoder families: RMSNorm, rotary position embeddings (with
+// linear / dynamic-NTK / llama3 scaling), masks, scaled dot-product attention with grouped
+// key/value heads, activations and the causal-LM loss — each as transformers computes it.
+
+#include "ranktune/model/config.h"
+
+#include <torch/nn/cloneable.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <string>
+
+namespace ranktune::model {
+
+// y = w ⊙ x / sqrt(mean(x²) + eps), computed in fp32 and cast back (LlamaRMSNorm).
+class RMSNormImpl : public torch::nn::Cloneable<RMSNormImpl> {
+ public:
+  RMSNormImpl(int64_t size, double eps, torch::Dtype dtype = torch::kFloat32);
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+
+ private:
+  int64_t size_;
+  double eps_;
+  torch::Dtype dtype_;
+};
+TORCH_MODULE(RMSNorm);
+
+// cos/sin tables for rotary embeddings in the rotate-half convention (Llama, Mistral, Qwen2).
+class RotaryEmbedding {
+ public:
+  explicit RotaryEmbedding(const ModelConfig& config);
+  // cos and sin, [batch, seq, head_dim] in `dtype`, for integer positions [batch, seq].
+  std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const;
+  const torch::Tensor& inv_freq() const { return inv_freq_; }
+
+ private:
+  torch::Tensor inv_freq_for(int64_t seq_len) const;
+  ModelConfig config_;
+  torch::Tensor inv_freq_;  // fp32 [head_dim / 2], after static (linear, llama3) scaling
+};
+
+// x ⊙ cos + rotate_half(x) ⊙ sin for x [batch, seq, heads, head_dim], cos/sin [batch, seq, head_dim].
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+// Positions of the `seq` newest tokens: from the padding mask when given ([batch, past + seq],
+// 1 = token; cumsum - 1 as transformers' generate does, so left padding is skipped), else
+// past .. past + seq - 1.
+torch::Tensor position_ids(const torch::Tensor& attention_mask, int64_t batch, int64_t seq, int64_t past);
+
+// Additive attention mask [batch, 1, seq, past + seq]: 0 where query i may attend key j (causal,
+// not padding, within the sliding window), the dtype's lowest value elsewhere (as transformers,
+// so a fully masked row stays finite).
+torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch, int64_t seq, int64_t past,
+                             torch::Dtype dtype, std::optional<int64_t> sliding_window = std::nullopt);
+
+// softmax(q kᵀ / sqrt(d) + bias) v with grouped key/value heads and no repeated copies of k or v.
+// q [batch, heads, seq, d], k and v [batch, kv_heads, keys, d], bias [batch, 1, seq, keys].
+// The softmax runs in fp32. Returns [batch, heads, seq, d].
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
+
+// silu, gelu (erf), gelu_new / gelu_pytorch_tanh (tanh approximation).
+torch::Tensor activation(const std::string& name, const torch::Tensor& x);
+
+// transformers' causal-LM loss: logits[:, :-1] against labels[:, 1:], mean cross-entropy over
+// labels != -100, in fp32 (NaN when no label counts, as in transformers).
+torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+}  // namespace ranktune::model

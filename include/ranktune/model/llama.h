@@ -1,0 +1,75 @@
+#pragma once
+// The Llama family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM): pre-norm decoder
+// layers with RMSNorm, rotary attention with grouped key/value heads and a gated SiLU MLP. The
+// families differ only in config (biases, sliding window, rope), so one implementation serves.
+
+#include "ranktune/model/causal_lm.h"
+#include "ranktune/model/layers.h"
+#include "ranktune/peft/linear.h"
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+
+namespace ranktune::model {
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  LlamaAttentionImpl(const ModelConfig& config, torch::Dtype dtype);
+  // x [batch, seq, hidden]; cos/sin from RotaryEmbedding; bias from attention_bias().
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& bias, KVCache* cache, int64_t layer_index);
+  peft::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+};
+TORCH_MODULE(LlamaAttention);
+
+class LlamaMlpImpl : public torch::nn::Module {
+ public:
+  LlamaMlpImpl(const ModelConfig& config, torch::Dtype dtype);
+  torch::Tensor forward(const torch::Tensor& x);  // down(act(gate(x)) ⊙ up(x))
+  peft::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  std::string act_;
+};
+TORCH_MODULE(LlamaMlp);
+
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  LlamaDecoderLayerImpl(const ModelConfig& config, torch::Dtype dtype);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& bias, KVCache* cache, int64_t layer_index);
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  LlamaAttention self_attn{nullptr};
+  LlamaMlp mlp{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  LlamaModelImpl(const ModelConfig& config, torch::Dtype dtype);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+class LlamaForCausalLMImpl : public CausalLMImpl {
+ public:
+  LlamaForCausalLMImpl(const ModelConfig& config, torch::Dtype dtype);
+  CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                         const torch::Tensor& labels = {}, KVCache* cache = nullptr) override;
+  std::string output_head_name() const override;
+  bool ignorable_checkpoint_key(const std::string& name) const override;
+
+  LlamaModel model{nullptr};
+  peft::Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  RotaryEmbedding rotary_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+}  // namespace ranktune::model

@@ -1,0 +1,31 @@
+#pragma once
+// The subcommands of the `ranktune` tool, one file each. Each adds itself to the app; its
+// callback throws ranktune::Error on bad input, which main() reports with a non-zero exit.
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+namespace ranktune::model {
+class CausalLMImpl;
+}
+namespace ranktune::peft {
+class PeftModel;
+}
+
+namespace ranktune::cli {
+
+void add_inspect_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_merge_command(CLI::App& app);
+
+// A model directory, with an adapter directory attached when `adapter_dir` is not empty.
+struct LoadedModel {
+  std::shared_ptr<model::CausalLMImpl> model;
+  std::shared_ptr<peft::PeftModel> adapters;  // null without an adapter
+};
+LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir);
+
+}  // namespace ranktune::cli

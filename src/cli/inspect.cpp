@@ -1,0 +1,68 @@
+// ranktune inspect DIR — what a model directory holds, as JSON.
+
+#include "cli/commands.h"
+#include "ranktune/core/strings.h"
+#include "ranktune/io/safetensors.h"
+#include "ranktune/model/causal_lm.h"
+#include "ranktune/tokenizer/tokenizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+namespace ranktune::cli {
+
+void add_inspect_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("inspect", "Print a model directory's architecture, size and tokenizer as JSON");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("dir", *dir, "model directory (config.json + safetensors)")->required();
+  cmd->callback([dir] {
+    const model::ModelConfig config = model::ModelConfig::load(*dir);
+    const io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(*dir);
+    // Count what the model will hold: checkpoint tensors the model uses (no buffers or tied duplicates).
+    auto model = model::load_causal_lm(*dir);
+    int64_t parameters = 0;
+    for (const auto& p : model->parameters()) parameters += p.numel();
+    std::map<std::string, int64_t> stored;  // dtype -> elements
+    for (const auto& name : checkpoint.names()) {
+      const auto& info = checkpoint.info(name);
+      int64_t n = 1;
+      for (int64_t d : info.shape) n *= d;
+      stored[info.dtype] += n;
+    }
+    std::string dtype;
+    int64_t most = -1;
+    for (const auto& [name, count] : stored) {
+      if (count > most) std::tie(dtype, most) = std::tie(name, count);
+    }
+    nlohmann::ordered_json out;
+    out["architecture"] = config.architecture;
+    out["model_type"] = config.model_type;
+    out["parameters"] = parameters;
+    out["dtype"] = dtype;
+    out["torch_dtype"] = config.torch_dtype;
+    out["layers"] = config.num_hidden_layers;
+    out["hidden_size"] = config.hidden_size;
+    out["intermediate_size"] = config.intermediate_size;
+    out["heads"] = config.num_attention_heads;
+    out["kv_heads"] = config.num_key_value_heads;
+    out["head_dim"] = config.head_dim;
+    out["vocab_size"] = config.vocab_size;
+    out["max_position_embeddings"] = config.max_position_embeddings;
+    out["tie_word_embeddings"] = config.tie_word_embeddings;
+    out["files"] = checkpoint.files();
+    const bool has_tokenizer = std::filesystem::exists(std::filesystem::path(*dir) / "tokenizer.json") ||
+                               std::filesystem::exists(std::filesystem::path(*dir) / "tokenizer.model");
+    if (has_tokenizer) {
+      const auto tok = tokenizer::Tokenizer::from_pretrained(*dir);
+      out["tokenizer"] = {{"kind", tok.kind()}, {"file", tok.source()}, {"vocab_size", tok.vocab_size()}};
+    } else {
+      out["tokenizer"] = nullptr;
+    }
+    std::cout << out.dump(2) << std::endl;
+  });
+}
+
+}  // namespace ranktune::cli

@@ -1,0 +1,69 @@
+// ranktune merge --model DIR --adapter DIR --out DIR — a Hugging Face model directory with the
+// adapter folded into the weights.
+
+#include "cli/commands.h"
+#include "ranktune/core/error.h"
+#include "ranktune/core/log.h"
+#include "ranktune/io/safetensors.h"
+#include "ranktune/model/causal_lm.h"
+#include "ranktune/peft/peft_model.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace ranktune::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Files that travel with the weights: the config and everything a tokenizer needs.
+const char* const kCopiedFiles[] = {"config.json",        "generation_config.json", "tokenizer.json",
+                                    "tokenizer_config.json", "tokenizer.model",     "special_tokens_map.json",
+                                    "vocab.json",          "merges.txt",             "added_tokens.json"};
+
+torch::Dtype storage_dtype(const std::string& torch_dtype) {
+  if (torch_dtype == "bfloat16") return torch::kBFloat16;
+  if (torch_dtype == "float16") return torch::kFloat16;
+  return torch::kFloat32;
+}
+
+}  // namespace
+
+void add_merge_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("merge", "Write a model directory with an adapter merged into its weights");
+  struct Options {
+    std::string model, adapter, out;
+  };
+  auto o = std::make_shared<Options>();
+  cmd->add_option("--model", o->model, "base model directory")->required();
+  cmd->add_option("--adapter", o->adapter, "adapter directory (PEFT format)")->required();
+  cmd->add_option("--out", o->out, "output directory (must not exist yet)")->required();
+  cmd->callback([o] {
+    RANKTUNE_CHECK_CTX(!fs::exists(o->out), (ErrorContext{o->out, "", -1}),
+                       "already exists; choose a new output directory (nothing was written)");
+    LoadedModel loaded = load_model(o->model, o->adapter);
+    loaded.adapters->merge_and_unload(/*safe=*/true);
+    // Written beside the target and renamed at the end: a failure leaves no half-written model.
+    const fs::path out(o->out);
+    const fs::path staging = out.string() + ".tmp." + std::to_string(::getpid());
+    fs::remove_all(staging);
+    fs::create_directories(staging);
+    try {
+      model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(),
+                                storage_dtype(loaded.model->config().torch_dtype));
+      for (const char* name : kCopiedFiles) {
+        const fs::path from = fs::path(o->model) / name;
+        if (fs::exists(from)) fs::copy_file(from, staging / name);
+      }
+      fs::rename(staging, out);
+    } catch (...) {
+      fs::remove_all(staging);
+      throw;
+    }
+    std::cout << "merged " << o->adapter << " into " << o->model << " -> " << o->out << std::endl;
+  });
+}
+
+}  // namespace ranktune::cli

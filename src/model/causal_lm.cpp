@@ -1,0 +1,134 @@
+#include "ranktune/model/causal_lm.h"
+
+#include "ranktune/core/error.h"
+#include "ranktune/core/strings.h"
+#include "ranktune/io/safetensors.h"
+#include "ranktune/model/gpt2.h"
+#include "ranktune/model/llama.h"
+#include "model/checkpointing.h"
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <set>
+
+namespace ranktune::model {
+
+CausalLMImpl::CausalLMImpl(std::string name, ModelConfig config, torch::Dtype dtype)
+    : torch::nn::Module(std::move(name)), config_(std::move(config)), dtype_(dtype) {}
+
+torch::Tensor CausalLMImpl::run_layer(const std::function<torch::Tensor(const torch::Tensor&)>& layer,
+                                      const torch::Tensor& x, const KVCache* cache) const {
+  if (gradient_checkpointing_ && is_training() && cache == nullptr && at::GradMode::is_enabled()) {
+    return checkpointed(layer, x);
+  }
+  return layer(x);
+}
+
+KVCache CausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {
+  return KVCache(config_.num_hidden_layers, batch, config_.num_key_value_heads, capacity, config_.head_dim,
+                 at::TensorOptions().dtype(dtype_));
+}
+
+namespace {
+
+// transformers' _init_weights: N(0, initializer_range) for linear and embedding weights, zero
+// biases; norms keep their ones.
+void initialize_like_transformers(torch::nn::Module& model) {
+  at::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& p = item.value();
+    if (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos) continue;
+    if (ends_with(name, ".bias")) p.zero_();
+    else p.normal_(0.0, 0.02);
+  }
+}
+
+// Base parameters of the model (adapter weights excluded).
+std::vector<std::pair<std::string, torch::Tensor>> base_parameters(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& item : model.named_parameters()) {
+    if (item.key().find("lora_") == std::string::npos) out.emplace_back(item.key(), item.value());
+  }
+  return out;
+}
+
+std::shared_ptr<CausalLMImpl> instantiate(const ModelConfig& config, torch::Dtype dtype) {
+  if (config.is_gpt2()) return std::make_shared<GPT2LMHeadModelImpl>(config, dtype);
+  return std::make_shared<LlamaForCausalLMImpl>(config, dtype);
+}
+
+}  // namespace
+
+std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, torch::Dtype dtype) {
+  std::shared_ptr<CausalLMImpl> model = instantiate(config, dtype);
+  initialize_like_transformers(*model);
+  return model;
+}
+
+std::string LoadReport::describe() const {
+  std::string out;
+  auto section = [&](const char* title, const std::vector<std::string>& items) {
+    if (items.empty()) return;
+    const size_t shown = std::min<size_t>(items.size(), 20);
+    out += c10::str("\n  ", title, " (", items.size(), "): ",
+                    join(std::vector<std::string>(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(shown))),
+                    items.size() > shown ? ", ..." : "");
+  };
+  section("missing from the checkpoint", missing_keys);
+  section("in the checkpoint but not in the model", unexpected_keys);
+  section("wrong shape", shape_mismatches);
+  return out;
+}
+
+LoadReport load_weights(CausalLMImpl& model, const std::string& checkpoint_path, bool strict) {
+  const io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(checkpoint_path);
+  LoadReport report;
+  std::set<std::string> used;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> assignments;  // parameter, checkpoint tensor
+  for (auto& [name, param] : base_parameters(model)) {
+    if (!checkpoint.contains(name)) {
+      report.missing_keys.push_back(name);
+      continue;
+    }
+    used.insert(name);
+    const io::TensorInfo& info = checkpoint.info(name);
+    if (torch::IntArrayRef(info.shape) != param.sizes()) {
+      report.shape_mismatches.push_back(c10::str(name, ": checkpoint ", torch::IntArrayRef(info.shape), " vs model ",
+                                                 param.sizes()));
+      continue;
+    }
+    assignments.emplace_back(param, checkpoint.tensor(name));
+  }
+  for (const auto& name : checkpoint.names()) {
+    if (used.count(name) == 0 && !model.ignorable_checkpoint_key(name)) report.unexpected_keys.push_back(name);
+  }
+  if (strict && !report.ok()) {
+    throw Error(c10::str("the checkpoint does not fit ", model.config().architecture, " (hint: is config.json from the same model?):",
+                         report.describe()),
+                ErrorContext{checkpoint.files().size() == 1 ? checkpoint.files()[0] : checkpoint.path(), "", -1});
+  }
+  // Nothing is changed until everything has been checked. Same-dtype tensors are used in place
+  // (memory-mapped, copy-on-write); others are converted.
+  at::NoGradGuard no_grad;
+  for (auto& [param, tensor] : assignments) param.set_data(tensor.to(param.scalar_type()));
+  return report;
+}
+
+void save_model_weights(CausalLMImpl& model, const std::string& path, std::optional<torch::Dtype> dtype) {
+  io::NamedTensors tensors;
+  for (auto& [name, p] : base_parameters(model)) tensors.emplace_back(name, dtype ? p.detach().to(*dtype) : p.detach());
+  io::save_safetensors(path, tensors);
+}
+
+std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadOptions& options) {
+  RANKTUNE_CHECK_CTX(std::filesystem::is_directory(dir), (ErrorContext{dir, "", -1}),
+                     "not a model directory (expected config.json and model.safetensors)");
+  const ModelConfig config = ModelConfig::load(dir);
+  std::shared_ptr<CausalLMImpl> model = instantiate(config, options.dtype());
+  load_weights(*model, dir, /*strict=*/true);
+  return model;
+}
+
+}  // namespace ranktune::model

@@ -1,0 +1,156 @@
+#include "ranktune/model/layers.h"
+
+#include "ranktune/core/error.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+namespace ranktune::model {
+
+// ---- RMSNorm -------------------------------------------------------------------------------------
+
+RMSNormImpl::RMSNormImpl(int64_t size, double eps, torch::Dtype dtype) : size_(size), eps_(eps), dtype_(dtype) {
+  RMSNormImpl::reset();
+}
+
+void RMSNormImpl::reset() { weight = register_parameter("weight", at::ones({size_}, at::TensorOptions().dtype(dtype_))); }
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor h = x.to(torch::kFloat32);
+  const torch::Tensor normed = h * at::rsqrt(h.square().mean(-1, /*keepdim=*/true) + eps_);
+  return weight * normed.to(x.scalar_type());
+}
+
+// ---- rotary embeddings ---------------------------------------------------------------------------
+
+namespace {
+
+// 1 / base^(2i / dim) in fp32, as transformers computes it.
+torch::Tensor default_inv_freq(double base, int64_t dim) {
+  const torch::Tensor exponents = at::arange(0, dim, 2, at::TensorOptions().dtype(torch::kLong)).to(torch::kFloat32) / dim;
+  return 1.0 / at::pow(base, exponents);
+}
+
+// Llama 3.1's frequency-dependent scaling: long wavelengths are divided by `factor`, short ones
+// kept, and the band in between interpolated.
+torch::Tensor llama3_inv_freq(const torch::Tensor& inv_freq, const RopeScaling& s) {
+  const double low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+  const double high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+  torch::Tensor out = inv_freq.clone();
+  auto acc = out.accessor<float, 1>();
+  for (int64_t i = 0; i < out.size(0); ++i) {
+    const double f = acc[i];
+    const double wavelen = 2 * M_PI / f;
+    if (wavelen < high_wavelen) continue;
+    if (wavelen > low_wavelen) {
+      acc[i] = static_cast<float>(f / s.factor);
+    } else {
+      const double smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) /
+                            (s.high_freq_factor - s.low_freq_factor);
+      acc[i] = static_cast<float>((1 - smooth) * f / s.factor + smooth * f);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+RotaryEmbedding::RotaryEmbedding(const ModelConfig& config) : config_(config) {
+  inv_freq_ = default_inv_freq(config.rope_theta, config.head_dim);
+  if (config.rope_scaling.type == RopeScaling::Type::llama3) inv_freq_ = llama3_inv_freq(inv_freq_, config.rope_scaling);
+}
+
+torch::Tensor RotaryEmbedding::inv_freq_for(int64_t seq_len) const {
+  const RopeScaling& s = config_.rope_scaling;
+  if (s.type != RopeScaling::Type::dynamic || seq_len <= config_.max_position_embeddings) return inv_freq_;
+  // Dynamic NTK: stretch the base once the sequence outgrows the trained context.
+  const double dim = static_cast<double>(config_.head_dim);
+  const double base = config_.rope_theta *
+                      std::pow(s.factor * seq_len / config_.max_position_embeddings - (s.factor - 1), dim / (dim - 2));
+  return default_inv_freq(base, config_.head_dim);
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const {
+  torch::Tensor positions = position_ids.to(torch::kFloat32);
+  if (config_.rope_scaling.type == RopeScaling::Type::linear) positions = positions / config_.rope_scaling.factor;
+  const torch::Tensor inv_freq =
+      config_.rope_scaling.type == RopeScaling::Type::dynamic ? inv_freq_for(position_ids.max().item<int64_t>() + 1) : inv_freq_;
+  const torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // [batch, seq, dim/2]
+  const torch::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  const torch::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos.unsqueeze(2) + rotated * sin.unsqueeze(2);
+}
+
+// ---- masks ---------------------------------------------------------------------------------------
+
+torch::Tensor position_ids(const torch::Tensor& attention_mask, int64_t batch, int64_t seq, int64_t past) {
+  if (!attention_mask.defined()) {
+    return at::arange(past, past + seq, at::TensorOptions().dtype(torch::kLong)).unsqueeze(0).expand({batch, seq});
+  }
+  torch::Tensor positions = attention_mask.to(torch::kLong).cumsum(-1) - 1;
+  positions.masked_fill_(attention_mask.eq(0), 1);
+  return positions.narrow(1, positions.size(1) - seq, seq);
+}
+
+torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch, int64_t seq, int64_t past,
+                             torch::Dtype dtype, std::optional<int64_t> sliding_window) {
+  const int64_t keys = past + seq;
+  const auto long_options = at::TensorOptions().dtype(torch::kLong);
+  const torch::Tensor query_pos = at::arange(past, keys, long_options).unsqueeze(1);  // [seq, 1]
+  const torch::Tensor key_pos = at::arange(0, keys, long_options).unsqueeze(0);      // [1, keys]
+  torch::Tensor allowed = key_pos.le(query_pos);
+  if (sliding_window) allowed = allowed.logical_and(key_pos.gt(query_pos - *sliding_window));
+  torch::Tensor allowed_b = allowed.unsqueeze(0).unsqueeze(0).expand({batch, 1, seq, keys});
+  if (attention_mask.defined()) {
+    RANKTUNE_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == batch && attention_mask.size(1) == keys,
+                   "attention_mask has shape ", attention_mask.sizes(), ", expected [", batch, ", ", keys,
+                   "] (batch, cached + new tokens)");
+    allowed_b = allowed_b.logical_and(attention_mask.ne(0).view({batch, 1, 1, keys}));
+  }
+  const double lowest = dtype == torch::kFloat64 ? std::numeric_limits<double>::lowest()
+                        : dtype == torch::kBFloat16 ? -3.3895313892515355e38
+                        : dtype == torch::kFloat16 ? -65504.0
+                                                   : static_cast<double>(std::numeric_limits<float>::lowest());
+  return at::zeros({batch, 1, seq, keys}, at::TensorOptions().dtype(dtype)).masked_fill_(allowed_b.logical_not(), lowest);
+}
+
+// ---- attention -----------------------------------------------------------------------------------
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias) {
+  const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3);
+  const int64_t kv_heads = k.size(1), keys = k.size(2);
+  const int64_t n_rep = heads / kv_heads;
+  // Query heads h and h' share key/value head h / n_rep: fold the repeats into the sequence
+  // dimension instead of copying k and v n_rep times (transformers' repeat_kv).
+  const torch::Tensor qg = q.contiguous().view({batch, kv_heads, n_rep * seq, dim});
+  torch::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({batch, heads, seq, keys});
+  scores = scores.div(std::sqrt(static_cast<double>(dim)));  // a division, as transformers
+  if (bias.defined()) scores = scores + bias;
+  const torch::Tensor probs = at::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+  return at::matmul(probs.view({batch, kv_heads, n_rep * seq, keys}), v).view({batch, heads, seq, dim});
+}
+
+// ---- activations and loss ------------------------------------------------------------------------
+
+torch::Tensor activation(const std::string& name, const torch::Tensor& x) {
+  if (name == "silu") return at::silu(x);
+  if (name == "gelu") return at::gelu(x);
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return at::gelu(x, "tanh");
+  throw Error("unsupported activation '" + name + "'");
+}
+
+torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const int64_t vocab = logits.size(-1);
+  const torch::Tensor shifted_logits = logits.narrow(1, 0, logits.size(1) - 1).to(torch::kFloat32).reshape({-1, vocab});
+  const torch::Tensor shifted_labels = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
+  return at::cross_entropy_loss(shifted_logits, shifted_labels, /*weight=*/{}, at::Reduction::Mean, /*ignore_index=*/-100);
+}
+
+}  // namespace ranktune::model

@@ -1,0 +1,113 @@
+#include "ranktune/model/llama.h"
+
+#include "ranktune/core/strings.h"
+
+#include <ATen/ATen.h>
+
+namespace ranktune::model {
+namespace {
+
+peft::Linear projection(int64_t in, int64_t out, bool bias, torch::Dtype dtype) {
+  return peft::Linear(peft::LinearOptions(in, out).bias(bias).dtype(dtype));
+}
+
+}  // namespace
+
+// ---- attention -----------------------------------------------------------------------------------
+
+LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c, torch::Dtype dtype)
+    : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
+  const int64_t q_size = heads_ * head_dim_, kv_size = kv_heads_ * head_dim_;
+  q_proj = register_module("q_proj", projection(c.hidden_size, q_size, c.attention_bias, dtype));
+  k_proj = register_module("k_proj", projection(c.hidden_size, kv_size, c.attention_bias, dtype));
+  v_proj = register_module("v_proj", projection(c.hidden_size, kv_size, c.attention_bias, dtype));
+  o_proj = register_module("o_proj", projection(q_size, c.hidden_size, c.attention_output_bias, dtype));
+}
+
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                          const torch::Tensor& bias, KVCache* cache, int64_t layer_index) {
+  const int64_t batch = x.size(0), seq = x.size(1);
+  torch::Tensor q = apply_rotary(q_proj(x).view({batch, seq, heads_, head_dim_}), cos, sin).transpose(1, 2);
+  torch::Tensor k = apply_rotary(k_proj(x).view({batch, seq, kv_heads_, head_dim_}), cos, sin).transpose(1, 2);
+  torch::Tensor v = v_proj(x).view({batch, seq, kv_heads_, head_dim_}).transpose(1, 2);
+  if (cache != nullptr) std::tie(k, v) = cache->update(layer_index, k, v);
+  const torch::Tensor out = attention(q, k, v, bias);
+  return o_proj(out.transpose(1, 2).reshape({batch, seq, heads_ * head_dim_}));
+}
+
+// ---- MLP -----------------------------------------------------------------------------------------
+
+LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c, torch::Dtype dtype) : act_(c.hidden_act) {
+  gate_proj = register_module("gate_proj", projection(c.hidden_size, c.intermediate_size, c.mlp_bias, dtype));
+  up_proj = register_module("up_proj", projection(c.hidden_size, c.intermediate_size, c.mlp_bias, dtype));
+  down_proj = register_module("down_proj", projection(c.intermediate_size, c.hidden_size, c.mlp_bias, dtype));
+}
+
+torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(activation(act_, gate_proj(x)) * up_proj(x));
+}
+
+// ---- decoder layer -------------------------------------------------------------------------------
+
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelConfig& c, torch::Dtype dtype) {
+  self_attn = register_module("self_attn", LlamaAttention(c, dtype));
+  mlp = register_module("mlp", LlamaMlp(c, dtype));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.norm_eps, dtype));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.norm_eps, dtype));
+}
+
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                             const torch::Tensor& bias, KVCache* cache, int64_t layer_index) {
+  const torch::Tensor h = x + self_attn->forward(input_layernorm(x), cos, sin, bias, cache, layer_index);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+// ---- model ---------------------------------------------------------------------------------------
+
+LlamaModelImpl::LlamaModelImpl(const ModelConfig& c, torch::Dtype dtype) {
+  embed_tokens = register_module(
+      "embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size)));
+  embed_tokens->weight.set_data(embed_tokens->weight.to(dtype));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c, dtype));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.norm_eps, dtype));
+}
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, torch::Dtype dtype)
+    : CausalLMImpl(c.architecture, c, dtype), rotary_(c) {
+  model = register_module("model", LlamaModel(c, dtype));
+  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", projection(c.hidden_size, c.vocab_size, false, dtype));
+}
+
+CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                             const torch::Tensor& labels, KVCache* cache) {
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  const int64_t past = cache != nullptr ? cache->length() : 0;
+  torch::Tensor h = model->embed_tokens(input_ids);
+  const auto [cos, sin] = rotary_.cos_sin(position_ids(attention_mask, batch, seq, past), h.scalar_type());
+  const torch::Tensor bias = attention_bias(attention_mask, batch, seq, past, h.scalar_type(), config_.sliding_window);
+  int64_t index = 0;
+  for (const auto& layer : *model->layers) {
+    auto* decoder = layer->as<LlamaDecoderLayerImpl>();
+    const int64_t i = index++;
+    // Captured by value: a checkpointed layer runs again during backward, after this returns.
+    h = run_layer([decoder, cos = cos, sin = sin, bias, cache, i](const torch::Tensor& x) {
+      return decoder->forward(x, cos, sin, bias, cache, i);
+    }, h, cache);
+  }
+  h = model->norm(h);
+  CausalLMOutput out;
+  out.logits = lm_head ? lm_head(h) : at::linear(h, model->embed_tokens->weight);
+  if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
+  if (cache != nullptr) cache->advance(seq);
+  return out;
+}
+
+std::string LlamaForCausalLMImpl::output_head_name() const { return lm_head ? "lm_head" : ""; }
+
+bool LlamaForCausalLMImpl::ignorable_checkpoint_key(const std::string& name) const {
+  if (ends_with(name, "rotary_emb.inv_freq")) return true;
+  return !lm_head && name == "lm_head.weight";
+}
+
+}  // namespace ranktune::model

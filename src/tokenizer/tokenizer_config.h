@@ -1,0 +1,35 @@
+#pragma once
+// The parts of transformers' tokenizer_config.json the tokenizer uses: the special tokens
+// (bos/eos/unk/pad, additional_special_tokens, added_tokens_decoder), add_bos_token /
+// add_eos_token, and clean_up_tokenization_spaces. Other keys are ignored.
+
+#include "tokenizer/added_tokens.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ranktune::tokenizer {
+
+// A role's token in the config: `specified` when the key is present; `token` is empty when
+// its value is null ("this tokenizer has none").
+struct ConfigSpecialToken {
+  bool specified = false;
+  std::optional<AddedToken> token;
+};
+
+struct TokenizerConfig {
+  std::string source;
+  ConfigSpecialToken bos, eos, unk, pad;
+  std::vector<AddedToken> additional_special_tokens;  // also added_tokens_decoder's special entries
+  std::optional<bool> add_bos_token, add_eos_token;
+  bool clean_up_tokenization_spaces = false;
+};
+
+// Throws ranktune::Error naming the file and the key on malformed input.
+TokenizerConfig read_tokenizer_config(const std::string& path);
+
+// transformers' clean_up_tokenization: " ." -> ".", " n't" -> "n't", ...
+std::string clean_up_tokenization(std::string text);
+
+}  // namespace ranktune::tokenizer

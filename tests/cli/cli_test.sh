@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `ranktune` tool: real models from ../shared, and malformed input that
+# must fail with a non-zero exit and a message naming the file — never a crash.
+#   tests/cli/cli_test.sh BUILD_DIR SHARED_DIR
+set -uo pipefail
+RANKTUNE="$1/ranktune"
+SHARED="$2"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+
+pass() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+
+# expect_failure NAME PATTERN CMD...: the command exits 1 (not a signal) and stderr matches PATTERN.
+expect_failure() {
+  local name="$1" pattern="$2"
+  shift 2
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local rc=$?
+  if [ "$rc" -ne 1 ]; then fail "$name: exit code $rc (want 1): $(cat "$WORK/err")"; return; fi
+  if ! grep -q -- "$pattern" "$WORK/err"; then fail "$name: stderr lacks '$pattern': $(cat "$WORK/err")"; return; fi
+  pass "$name"
+}
+
+if [ ! -d "$SHARED/fixtures/hf-tiny" ] || [ ! -d "$SHARED/models/stories260k" ]; then
+  echo "SKIP: needs ../shared/fixtures/hf-tiny and ../shared/models/stories260k (not present on this machine)"
+  exit 0
+fi
+LLAMA="$SHARED/fixtures/hf-tiny/llama"
+DORA="$SHARED/fixtures/hf-tiny/llama_dora_adapter"
+STORIES="$SHARED/models/stories260k"
+
+# ---- real models -------------------------------------------------------------------------------
+expected=$(/usr/bin/python3 -c "import json,sys; print(' '.join(map(str, json.load(open(sys.argv[1]))['llama2c_greedy_200_ids'])))" "$STORIES/golden.json")
+got=$("$RANKTUNE" generate --model "$STORIES" --prompt-ids "1" --max-new-tokens 200 --print-ids)
+[ "$got" = "$expected" ] && pass "stories260k greedy 200 equals llama2.c" || fail "stories260k greedy 200: got $got"
+
+printf 'Hello world' >"$WORK/hello.txt"
+got=$("$RANKTUNE" tokenize --tokenizer "$SHARED/tokenizers/gpt-2" --file "$WORK/hello.txt")
+[ "$got" = "15496 995" ] && pass "tokenize gpt-2" || fail "tokenize gpt-2: got '$got'"
+got=$("$RANKTUNE" tokenize --tokenizer "$STORIES" --file "$WORK/hello.txt" --add-special-tokens)
+[ "${got%% *}" = "1" ] && pass "tokenize adds BOS when asked" || fail "tokenize --add-special-tokens: got '$got'"
+
+"$RANKTUNE" inspect "$LLAMA" >"$WORK/inspect.json" && grep -q '"architecture": "LlamaForCausalLM"' "$WORK/inspect.json" &&
+  grep -q '"kv_heads": 4' "$WORK/inspect.json" && pass "inspect" || fail "inspect: $(cat "$WORK/inspect.json")"
+
+# merge: greedy tokens of the merged model equal the model with the adapter attached.
+"$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --out "$WORK/merged" >/dev/null &&
+  [ -f "$WORK/merged/model.safetensors" ] && [ -f "$WORK/merged/config.json" ] && pass "merge writes a model" || fail "merge"
+with_adapter=$("$RANKTUNE" generate --model "$LLAMA" --adapter "$DORA" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
+merged=$("$RANKTUNE" generate --model "$WORK/merged" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
+base=$("$RANKTUNE" generate --model "$LLAMA" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
+[ "$with_adapter" = "$merged" ] && pass "merged model generates as the adapter" || fail "merged: $merged vs $with_adapter"
+[ "$with_adapter" != "$base" ] && pass "the adapter changes generation" || fail "adapter had no effect"
+expect_failure "merge refuses an existing output" "already exists" "$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --out "$WORK/merged"
+
+# ---- malformed input ---------------------------------------------------------------------------
+broken() {  # a copy of the llama fixture to damage
+  rm -rf "$WORK/$1" && cp -r "$LLAMA" "$WORK/$1" && chmod -R u+w "$WORK/$1"
+}
+broken truncated
+head -c 5000 "$LLAMA/model.safetensors" >"$WORK/truncated/model.safetensors"
+expect_failure "truncated safetensors" "truncated/model.safetensors" "$RANKTUNE" inspect "$WORK/truncated"
+
+broken header
+printf '\xff\xff\xff\x7f\x00\x00\x00\x00{}' >"$WORK/header/model.safetensors"
+expect_failure "header length past the end" "header/model.safetensors" "$RANKTUNE" inspect "$WORK/header"
+
+broken badjson
+printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": ' >"$WORK/badjson/config.json"
+expect_failure "invalid config.json" "badjson/config.json" "$RANKTUNE" generate --model "$WORK/badjson" --prompt-ids 1 --max-new-tokens 1
+
+broken arch
+sed 's/LlamaForCausalLM/BertForMaskedLM/; s/"llama"/"bert"/' "$LLAMA/config.json" >"$WORK/arch/config.json"
+expect_failure "unsupported architecture" "supported architectures" "$RANKTUNE" inspect "$WORK/arch"
+
+broken shape
+sed 's/"intermediate_size": 172/"intermediate_size": 170/' "$LLAMA/config.json" >"$WORK/shape/config.json"
+expect_failure "tensor of the wrong shape" "wrong shape" "$RANKTUNE" generate --model "$WORK/shape" --prompt-ids 1 --max-new-tokens 1
+
+broken layers
+sed 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' "$LLAMA/config.json" >"$WORK/layers/config.json"
+expect_failure "tensor missing from the checkpoint" "model.layers.2" "$RANKTUNE" generate --model "$WORK/layers" --prompt-ids 1 --max-new-tokens 1
+
+broken pickle
+rm "$WORK"/pickle/*.safetensors && echo "pickle" >"$WORK/pickle/pytorch_model.bin"
+expect_failure "pickle checkpoint refused" "arbitrary code" "$RANKTUNE" inspect "$WORK/pickle"
+
+expect_failure "adapter for another model" "does not fit" "$RANKTUNE" generate --model "$SHARED/fixtures/hf-tiny/gpt2" --adapter "$DORA" --prompt-ids 1 --max-new-tokens 1
+expect_failure "missing model directory" "not a model directory" "$RANKTUNE" generate --model "$WORK/nope" --prompt-ids 1 --max-new-tokens 1
+expect_failure "bad prompt ids" "not a token id" "$RANKTUNE" generate --model "$LLAMA" --prompt-ids "1 x" --max-new-tokens 1 --print-ids
+
+if [ "$failures" -ne 0 ]; then
+  echo "$failures CLI check(s) failed"
+  exit 1
+fi
+echo "all CLI checks passed"
