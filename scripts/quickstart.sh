@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The README's first command: installs and builds what is missing, then runs the adapter example
-# (LoRA and DoRA learning a low-rank change, then merged into the weight).
+# The README's first command: installs and builds what is missing, then runs the GSM8K quickstart
+# (LoRA on a tiny model and data that live in this repository; a couple of minutes on 2 cores).
+#   ./scripts/quickstart.sh                       # outputs in runs/quickstart
+#   ./scripts/quickstart.sh adapter.method=dora   # any recipe override
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 BUILD_DIR="${RANKTUNE_BUILD_DIR:-build}"
-"$BUILD_DIR/examples/adapter_basics"
+"$BUILD_DIR/ranktune" train examples/gsm8k/quickstart.yaml "$@"

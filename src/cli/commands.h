@@ -20,6 +20,14 @@ void add_inspect_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_config_docs_command(CLI::App& app);
+
+// Thrown by a command to end the program with this exit code after its own output.
+struct ExitCode {
+  int code;
+};
 
 // A model directory, with an adapter directory attached when `adapter_dir` is not empty.
 struct LoadedModel {

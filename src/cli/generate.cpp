@@ -39,8 +39,8 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a model (greedy unless --temperature is given)");
   struct Options {
     std::string model, adapter, tokenizer, prompt, prompt_ids;
-    int64_t max_new_tokens = 64, top_k = 0;
-    double temperature = 0.0, top_p = 1.0;
+    int64_t max_new_tokens = 64, top_k = 0, no_repeat_ngram_size = 0;
+    double temperature = 0.0, top_p = 1.0, repetition_penalty = 1.0;
     uint64_t seed = 0;
     std::vector<std::string> stop;
     bool merge = false, print_ids = false;
@@ -57,6 +57,8 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top-k", o->top_k, "sample among the k most likely tokens (0: all)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", o->top_p, "sample from the smallest set reaching this probability")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", o->seed, "random seed for sampling");
+  cmd->add_option("--repetition-penalty", o->repetition_penalty, "> 1 discourages repeating tokens (1: off)")->check(CLI::PositiveNumber);
+  cmd->add_option("--no-repeat-ngram-size", o->no_repeat_ngram_size, "never repeat an n-gram of this size (0: off)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop", o->stop, "stop once the generated text contains this string (repeatable)");
   cmd->add_flag("--merge", o->merge, "merge the adapter into the weights before generating");
   cmd->add_flag("--print-ids", o->print_ids, "print the prompt and generated ids on one line instead of text");
@@ -75,7 +77,9 @@ void add_generate_command(CLI::App& app) {
                        .temperature(o->temperature)
                        .top_k(o->top_k)
                        .top_p(o->top_p)
-                       .seed(o->seed);
+                       .seed(o->seed)
+                       .repetition_penalty(o->repetition_penalty)
+                       .no_repeat_ngram_size(o->no_repeat_ngram_size);
     std::vector<int64_t> eos = loaded.model->config().eos_token_ids;
     if (tok && tok->eos_token_id() && std::find(eos.begin(), eos.end(), *tok->eos_token_id()) == eos.end()) {
       eos.push_back(*tok->eos_token_id());

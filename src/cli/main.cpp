@@ -21,12 +21,17 @@ int main(int argc, char** argv) {
   ranktune::cli::add_tokenize_command(app);
   ranktune::cli::add_generate_command(app);
   ranktune::cli::add_merge_command(app);
+  ranktune::cli::add_train_command(app);
+  ranktune::cli::add_eval_command(app);
+  ranktune::cli::add_config_docs_command(app);
   app.parse_complete_callback([&threads] { ranktune::configure_threads(threads); });
   try {
     app.parse(argc, argv);
     if (app.get_subcommands().empty()) std::cout << app.help();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const ranktune::cli::ExitCode& e) {
+    return e.code;
   } catch (const ranktune::Error& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 1;

@@ -75,15 +75,20 @@ bool Regex::search(std::string_view subject) const {
   return true;
 }
 
-std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view subject) const {
-  std::vector<std::pair<size_t, size_t>> matches;
-  pcre2_match_data* data = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
+namespace {
+
+// Python's re.finditer: calls on_match(ovector) for each successive non-overlapping match.
+// Lookarounds see the whole subject; after an empty match the next may not be empty at the same
+// place (Perl's rule).
+template <typename OnMatch>
+void for_each_match(const pcre2_code* code, const std::string& pattern, std::string_view subject, OnMatch on_match) {
+  pcre2_match_data* data = pcre2_match_data_create_from_pattern(code, nullptr);
   const auto* text = reinterpret_cast<PCRE2_SPTR>(subject.data());
   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data);
   PCRE2_SIZE offset = 0;
   uint32_t options = 0;  // the first call checks UTF-8 validity; later ones skip the O(n) check
   while (offset <= subject.size()) {
-    const int rc = pcre2_match(impl_->code, text, subject.size(), offset, options, data, nullptr);
+    const int rc = pcre2_match(code, text, subject.size(), offset, options, data, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH && (options & PCRE2_NOTEMPTY_ATSTART) != 0) {
       // No non-empty match here after an empty one: step over one character and go on.
       options = PCRE2_NO_UTF_CHECK;
@@ -97,17 +102,42 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view subject)
         PCRE2_UCHAR buffer[256];
         pcre2_get_error_message(rc, buffer, sizeof(buffer));
         pcre2_match_data_free(data);
-        throw Error(c10::str("regular expression '", pattern_, "' failed: ", reinterpret_cast<const char*>(buffer)));
+        throw Error(c10::str("regular expression '", pattern, "' failed: ", reinterpret_cast<const char*>(buffer)));
       }
       break;
     }
-    matches.emplace_back(ov[0], ov[1]);
+    on_match(ov, pcre2_get_ovector_count(data));
     options = PCRE2_NO_UTF_CHECK;
     if (ov[0] == ov[1]) options |= PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED;
     offset = ov[1];
   }
   pcre2_match_data_free(data);
+}
+
+}  // namespace
+
+std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view subject) const {
+  std::vector<std::pair<size_t, size_t>> matches;
+  for_each_match(impl_->code, pattern_, subject, [&](const PCRE2_SIZE* ov, uint32_t) { matches.emplace_back(ov[0], ov[1]); });
   return matches;
+}
+
+std::vector<RegexMatch> Regex::find_all(std::string_view subject, int group) const {
+  std::vector<RegexMatch> matches;
+  for_each_match(impl_->code, pattern_, subject, [&](const PCRE2_SIZE* ov, uint32_t count) {
+    RegexMatch m{ov[0], ov[1], std::nullopt};
+    if (group > 0 && static_cast<uint32_t>(group) < count && ov[2 * group] != PCRE2_UNSET) {
+      m.group = std::string(subject.substr(ov[2 * group], ov[2 * group + 1] - ov[2 * group]));
+    }
+    matches.push_back(std::move(m));
+  });
+  return matches;
+}
+
+int Regex::capture_count() const {
+  uint32_t count = 0;
+  pcre2_pattern_info(impl_->code, PCRE2_INFO_CAPTURECOUNT, &count);
+  return static_cast<int>(count);
 }
 
 }  // namespace ranktune

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
 #include <thread>
 
 namespace ranktune {
@@ -12,7 +13,13 @@ int hardware_threads() {
 }
 
 int configure_threads(int n) {
-  const int wanted = n > 0 ? n : hardware_threads();
+  int wanted = n > 0 ? n : hardware_threads();
+  if (n <= 0) {
+    if (const char* env = std::getenv("RANKTUNE_NUM_THREADS")) {
+      const int from_env = std::atoi(env);
+      if (from_env > 0) wanted = from_env;
+    }
+  }
   if (at::get_num_threads() != wanted) at::set_num_threads(wanted);
   return at::get_num_threads();
 }

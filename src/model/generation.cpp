@@ -13,6 +13,8 @@ namespace ranktune::model {
 namespace {
 
 void validate(const GenerationOptions& o) {
+  RANKTUNE_CHECK(o.repetition_penalty() > 0, "repetition_penalty must be > 0, got ", o.repetition_penalty());
+  RANKTUNE_CHECK(o.no_repeat_ngram_size() >= 0, "no_repeat_ngram_size must be >= 0, got ", o.no_repeat_ngram_size());
   RANKTUNE_CHECK(o.max_new_tokens() >= 0, "max_new_tokens must be >= 0, got ", o.max_new_tokens());
   RANKTUNE_CHECK(o.temperature() >= 0, "temperature must be >= 0, got ", o.temperature());
   RANKTUNE_CHECK(o.top_k() >= 0, "top_k must be >= 0, got ", o.top_k());
@@ -31,6 +33,24 @@ class EvalScope {
 };
 
 }  // namespace
+
+void penalize_repetitions(torch::Tensor& row_logits, const std::vector<int64_t>& seen, double penalty) {
+  if (penalty == 1.0 || seen.empty()) return;
+  const torch::Tensor ids = at::tensor(seen, at::TensorOptions().dtype(torch::kLong));
+  const torch::Tensor scores = row_logits.index_select(0, ids);
+  row_logits.index_copy_(0, ids, at::where(scores.lt(0), scores * penalty, scores / penalty));
+}
+
+void ban_repeated_ngrams(torch::Tensor& row_logits, const std::vector<int64_t>& seen, int64_t n) {
+  const auto length = static_cast<int64_t>(seen.size());
+  if (n <= 0 || length < n) return;
+  // The last n-1 tokens, and every earlier n-gram that starts with them: its last token is banned.
+  const auto prefix = seen.end() - (n - 1);
+  const float lowest = -std::numeric_limits<float>::infinity();
+  for (int64_t start = 0; start + n <= length; ++start) {
+    if (std::equal(prefix, seen.end(), seen.begin() + start)) row_logits[seen[static_cast<size_t>(start + n - 1)]] = lowest;
+  }
+}
 
 torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOptions& options, at::Generator& generator) {
   if (options.temperature() == 0.0) return logits.argmax(-1);
@@ -91,7 +111,18 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
     const int64_t seen = longest + t;
     const torch::Tensor step_mask = padded ? mask.narrow(1, 0, seen) : torch::Tensor();
     const CausalLMOutput result = model.forward(step_input, step_mask, {}, &cache);
-    const torch::Tensor last = result.logits.select(1, result.logits.size(1) - 1);
+    torch::Tensor last = result.logits.select(1, result.logits.size(1) - 1);
+    if (options.repetition_penalty() != 1.0 || options.no_repeat_ngram_size() > 0) {
+      // Per row and without padding, so a batched row is penalised exactly as it would be alone.
+      last = last.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
+      for (int64_t b = 0; b < batch; ++b) {
+        std::vector<int64_t> seen = prompts[b];
+        seen.insert(seen.end(), out[b].tokens.begin(), out[b].tokens.end());
+        torch::Tensor row = last[b];
+        penalize_repetitions(row, seen, options.repetition_penalty());
+        ban_repeated_ngrams(row, seen, options.no_repeat_ngram_size());
+      }
+    }
     const torch::Tensor next = choose_next_tokens(last, options, generator);
     auto next_ids = next.accessor<int64_t, 1>();
     for (int64_t b = 0; b < batch; ++b) {

@@ -1,7 +1,11 @@
 #include "ranktune/peft/functional.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include <optional>
 
 namespace ranktune::peft::functional {
 namespace {
@@ -122,9 +126,23 @@ struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
   }
 };
 
+// Under CPU autocast the kernels run in the autocast dtype with autocast itself switched off
+// inside: their matmuls then agree on one dtype in forward and backward (the casts of A, B and m
+// are differentiable, so fp32 parameters still get fp32 gradients).
+std::optional<at::ScalarType> autocast_dtype() {
+  if (!at::autocast::is_cpu_enabled()) return std::nullopt;
+  return at::autocast::get_autocast_cpu_dtype();
+}
+
+Tensor cast(const Tensor& t, at::ScalarType dtype) { return t.defined() && t.scalar_type() != dtype ? t.to(dtype) : t; }
+
 }  // namespace
 
 Tensor lora_update(const Tensor& result, const Tensor& x, const Tensor& A, const Tensor& B, double scaling) {
+  if (const auto dtype = autocast_dtype()) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+    return LoraUpdate::apply(result, cast(x, *dtype), cast(A, *dtype), cast(B, *dtype), scaling);
+  }
   return LoraUpdate::apply(result, x, A, B, scaling);
 }
 
@@ -133,6 +151,11 @@ Tensor dora_update(const Tensor& rest, const Tensor& base, const Tensor& x, cons
   // LibTorch 1.13's custom functions reject undefined tensor inputs: "no rest" travels as an
   // empty tensor.
   const Tensor rest_or_empty = rest.defined() ? rest : at::empty({0}, base.options());
+  if (const auto dtype = autocast_dtype()) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+    return DoraUpdate::apply(cast(rest_or_empty, *dtype), cast(base, *dtype), cast(x, *dtype), cast(A, *dtype),
+                             cast(B, *dtype), cast(magnitude, *dtype), cast(weight_norm.detach(), *dtype), scaling);
+  }
   return DoraUpdate::apply(rest_or_empty, base, x, A, B, magnitude, weight_norm.detach(), scaling);
 }
 

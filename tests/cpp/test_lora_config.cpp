@@ -18,18 +18,9 @@ using ranktune::peft::LoraInit;
 using ranktune::peft::ModuleSelector;
 using ::testing::HasSubstr;
 
-namespace {
+using ranktune::testing::error_of;
 
-// The message of the ranktune::Error thrown by `f`, or "" if none was thrown.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+namespace {
 
 }  // namespace
 

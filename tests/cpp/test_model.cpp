@@ -12,17 +12,21 @@
 #include "test_util.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 using namespace ranktune;
 using ranktune::testing::max_abs_diff;
 using ranktune::testing::shared_dir;
 using ::testing::HasSubstr;
 using torch::Tensor;
+
+using ranktune::testing::error_of;
 
 namespace {
 
@@ -31,16 +35,6 @@ namespace fs = std::filesystem;
 std::string fixture(const std::string& name) { return shared_dir() + "/fixtures/hf-tiny/" + name; }
 
 nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(io::read_file(path)); }
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 class HuggingFaceParity : public ::testing::TestWithParam<std::string> {};
 
@@ -185,6 +179,38 @@ TEST(GenerationTest, SamplingIsSeededAndDegeneratesToGreedy) {
   EXPECT_EQ(model::generate(*model, prompt, model::GenerationOptions(sampled).top_p(1e-6))[0].tokens, greedy[0].tokens);
 }
 
+TEST(GenerationTest, RepetitionPenaltyAsTransformersAndBatchInvariant) {
+  Tensor logits = torch::tensor({2.0, -1.0, 0.5, 3.0});
+  model::penalize_repetitions(logits, {0, 1, 1}, 2.0);
+  EXPECT_LT(max_abs_diff(logits, torch::tensor({1.0, -2.0, 0.5, 3.0})), 1e-7);
+  torch::manual_seed(57);
+  auto model = model::create_causal_lm(tiny_config("llama"));
+  const std::vector<std::vector<int64_t>> prompts = {{1, 2, 3}, {4}, {5, 6, 7, 8, 9}};
+  const auto options = model::GenerationOptions().max_new_tokens(16).repetition_penalty(1.5);
+  const auto batched = model::generate(*model, prompts, options);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(batched[i].tokens, model::generate(*model, {prompts[i]}, options)[0].tokens) << i;
+  }
+  // no_repeat_ngram_size: after "... 5 6", a seen "5 6 7" bans 7; with n = 2 the last token 6
+  // bans what followed every earlier 6.
+  Tensor row = torch::zeros({10});
+  model::ban_repeated_ngrams(row, {5, 6, 7, 1, 5, 6}, 3);
+  EXPECT_TRUE(std::isinf(row[7].item<float>()));
+  EXPECT_EQ(at::isinf(row).sum().item<int64_t>(), 1);
+  row = torch::zeros({10});
+  model::ban_repeated_ngrams(row, {6, 2, 6, 3, 6}, 2);
+  EXPECT_EQ(at::isinf(row).sum().item<int64_t>(), 2);  // 2 and 3
+  const auto no_repeats = model::GenerationOptions().max_new_tokens(16).no_repeat_ngram_size(2);
+  const auto batched_ngram = model::generate(*model, prompts, no_repeats);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(batched_ngram[i].tokens, model::generate(*model, {prompts[i]}, no_repeats)[0].tokens) << i;
+  }
+  // A strong penalty on a tiny random model never repeats a token within a short completion.
+  const auto strong = model::generate(*model, {{1}}, model::GenerationOptions().max_new_tokens(12).repetition_penalty(1e6));
+  std::set<int64_t> distinct(strong[0].tokens.begin(), strong[0].tokens.end());
+  EXPECT_EQ(distinct.size(), strong[0].tokens.size());
+}
+
 TEST(GenerationTest, StopsAtEosAndAtStopConditions) {
   torch::manual_seed(55);
   auto model = model::create_causal_lm(tiny_config("llama"));
@@ -197,6 +223,73 @@ TEST(GenerationTest, StopsAtEosAndAtStopConditions) {
                         model::GenerationOptions().max_new_tokens(8).stop([](const std::vector<int64_t>& g) { return g.size() == 2; }));
   EXPECT_EQ(out[0].finish_reason, "stop");
   EXPECT_EQ(out[0].tokens.size(), 2u);
+}
+
+TEST(GenerationTest, InjectedTokensReplaceTheModelsChoices) {
+  torch::manual_seed(58);
+  auto model = model::create_causal_lm(tiny_config("llama"));
+  const auto free_run = model::generate(*model, {{1, 2}}, model::GenerationOptions().max_new_tokens(6))[0].tokens;
+  // After the first generated token, a "tool" inserts 7 and 8; the model continues from there.
+  auto options = model::GenerationOptions().max_new_tokens(6).inject([](const std::vector<int64_t>& g) {
+    return g.size() == 1 ? std::vector<int64_t>{7, 8} : std::vector<int64_t>{};
+  });
+  const auto out = model::generate(*model, {{1, 2}}, options)[0].tokens;
+  ASSERT_EQ(out.size(), 6u);
+  EXPECT_EQ(out[0], free_run[0]);
+  EXPECT_EQ(out[1], 7);
+  EXPECT_EQ(out[2], 8);
+  const auto expected = model::generate(*model, {{1, 2, free_run[0], 7, 8}}, model::GenerationOptions().max_new_tokens(3))[0].tokens;
+  EXPECT_EQ(std::vector<int64_t>(out.begin() + 3, out.end()), expected);
+}
+
+TEST(ModelTrainingTest, GradientCheckpointingGivesTheSameGradients) {
+  for (const std::string family : {"llama", "gpt2"}) {
+    torch::manual_seed(59);
+    auto model = model::create_causal_lm(tiny_config(family));
+    peft::inject(*model, peft::LoraConfig().r(4).target_modules("all-linear").lora_dropout(0.2).use_dora(true),
+                 "default", peft::InjectOptions().output_head(model->output_head_name()));
+    for (auto& [name, linear] : peft::find_linears(*model)) {
+      if (linear->has_adapter("default")) linear->adapter("default").lora_B.data().normal_(0.0, 0.1);
+    }
+    model->train();
+    const Tensor ids = at::randint(0, 50, {2, 7}, at::TensorOptions().dtype(torch::kLong));
+    auto grads = [&](bool checkpointing) {
+      model->set_gradient_checkpointing(checkpointing);
+      for (auto& p : model->parameters()) p.mutable_grad() = Tensor();
+      torch::manual_seed(5);  // the same dropout masks in both runs
+      model->forward(ids, {}, ids).loss.backward();
+      std::vector<Tensor> out;
+      for (auto& p : model->parameters()) {
+        if (p.requires_grad()) out.push_back(p.grad().clone());
+      }
+      return out;
+    };
+    const auto plain = grads(false);
+    const auto checkpointed = grads(true);
+    ASSERT_EQ(plain.size(), checkpointed.size());
+    for (size_t i = 0; i < plain.size(); ++i) EXPECT_LT(max_abs_diff(plain[i], checkpointed[i]), 1e-6) << family << " " << i;
+  }
+}
+
+TEST(ModelTrainingTest, Bf16AutocastTrainsWithFiniteLoss) {
+  torch::manual_seed(60);
+  auto model = model::create_causal_lm(tiny_config("llama"));
+  peft::inject(*model, peft::LoraConfig().r(4).target_modules("all-linear").use_dora(true), "default",
+               peft::InjectOptions().output_head(model->output_head_name()));
+  const Tensor ids = at::randint(0, 50, {2, 7}, at::TensorOptions().dtype(torch::kLong));
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  Tensor loss = model->forward(ids, {}, ids).loss;
+  at::autocast::set_cpu_enabled(false);
+  ASSERT_TRUE(std::isfinite(loss.item<double>()));
+  loss.backward();
+  for (auto& [name, linear] : peft::find_linears(*model)) {
+    if (!linear->has_adapter("default")) continue;
+    const Tensor& g = linear->adapter("default").lora_A.grad();
+    ASSERT_TRUE(g.defined()) << name;
+    EXPECT_EQ(g.scalar_type(), torch::kFloat32) << name;
+    EXPECT_TRUE(at::isfinite(g).all().item<bool>()) << name;
+  }
 }
 
 // ---- configs and errors ----------------------------------------------------------------------------

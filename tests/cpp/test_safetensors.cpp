@@ -23,18 +23,9 @@ using ranktune::io::SafetensorsFile;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-namespace {
+using ranktune::testing::error_of;
 
-// The message of the ranktune::Error thrown by `f`, or "" if none was thrown.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+namespace {
 
 // A fresh directory, removed with everything in it at the end of the test.
 class TempDir {

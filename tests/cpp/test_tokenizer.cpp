@@ -33,22 +33,13 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 using Ids = std::vector<int64_t>;
 
+using ranktune::testing::error_of;
+
 namespace {
 
 namespace fs = std::filesystem;
 
 std::string shared_path(const std::string& relative) { return ranktune::testing::shared_dir() + "/" + relative; }
-
-// The message of the ranktune::Error thrown by `f`, or "" if none was thrown.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A scratch directory, removed with its contents at the end of the test.
 class TempDir {

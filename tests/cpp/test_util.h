@@ -2,6 +2,7 @@
 // Helpers shared by the C++ tests: where ../shared is, finite-difference gradients, a counting
 // CPU allocator, and a small Hugging Face-shaped model built from peft::Linear layers.
 
+#include "ranktune/core/error.h"
 #include "ranktune/peft/linear.h"
 
 #include <gtest/gtest.h>
@@ -29,6 +30,17 @@ std::string shared_dir();
 // Central differences of a scalar function with respect to every element of `param` (which is
 // perturbed in place and restored). Double precision expected.
 torch::Tensor numeric_gradient(const std::function<double()>& loss, torch::Tensor param, double eps = 1e-6);
+
+// The message of the ranktune::Error that `f` throws, or "" when it throws none.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const ranktune::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // Largest |a - b| (0 for two undefined tensors).
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);

@@ -4,12 +4,21 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 namespace ranktune {
+
+// One match of Regex::find_all: the whole match [begin, end) and one capture group's text (nullopt
+// when that group did not take part).
+struct RegexMatch {
+  size_t begin = 0;
+  size_t end = 0;
+  std::optional<std::string> group;
+};
 
 class Regex {
  public:
@@ -35,6 +44,10 @@ class Regex {
   // matches. Lookarounds see the whole subject. After an empty match the next one may not be
   // empty at the same place (Perl's rule). The subject must be valid UTF-8 (checked once).
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view subject) const;
+  // The same matches with the text of capture group `group` (≥ 1) of each.
+  std::vector<RegexMatch> find_all(std::string_view subject, int group) const;
+  // Number of capture groups in the pattern.
+  int capture_count() const;
 
  private:
   struct Impl;

@@ -4,7 +4,9 @@
 
 namespace ranktune {
 
-// Sets LibTorch's intra-op thread count: n > 0 uses n threads, n <= 0 uses every core.
+// Sets LibTorch's intra-op thread count: n > 0 uses n threads; n <= 0 uses $RANKTUNE_NUM_THREADS
+// when set, else every core. (Two processes with a thread per core each slow down far more than
+// twice: OpenMP threads spin while they wait.)
 // Returns the count now in effect.
 int configure_threads(int n = 0);
 

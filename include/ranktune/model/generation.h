@@ -30,6 +30,14 @@ struct GenerationOptions {
   // Keep the smallest set of tokens whose probability reaches top_p when sampling (1: off).
   TORCH_ARG(double, top_p) = 1.0;
   TORCH_ARG(uint64_t, seed) = 0;
+  // > 1 discourages tokens already in the row (prompt and generated), as transformers'
+  // repetition_penalty (Keskar et al. 2019): a seen token's logit is divided by it when positive,
+  // multiplied when negative. Small models otherwise loop easily under greedy decoding. 1: off.
+  TORCH_ARG(double, repetition_penalty) = 1.0;
+  // > 0 forbids any n-gram of this size from occurring twice in a row (prompt and generated), as
+  // transformers' no_repeat_ngram_size: it breaks "12 + 12 + 12 + ..." loops without penalising
+  // tokens a solution needs again and again (digits, "+", newlines). 0: off.
+  TORCH_ARG(int64_t, no_repeat_ngram_size) = 0;
   // Generation of a row ends after one of these ids (which is kept in the output).
   TORCH_ARG(std::vector<int64_t>, eos_token_ids) = {};
   // Filler for left padding and for rows that already finished.
@@ -51,6 +59,12 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
 // A StopCondition true once the decoded generated text contains any of `stop_strings`.
 StopCondition stop_at_strings(std::vector<std::string> stop_strings,
                               std::function<std::string(const std::vector<int64_t>&)> decode);
+
+// Applies options.repetition_penalty in place to one row's logits [vocab] given its tokens so far.
+void penalize_repetitions(torch::Tensor& row_logits, const std::vector<int64_t>& seen, double penalty);
+
+// Sets to -inf the logits of tokens that would repeat an n-gram of `seen` (no_repeat_ngram_size).
+void ban_repeated_ngrams(torch::Tensor& row_logits, const std::vector<int64_t>& seen, int64_t n);
 
 // The next-token choice for a batch of logits [batch, vocab] (greedy when temperature is 0).
 torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOptions& options, at::Generator& generator);

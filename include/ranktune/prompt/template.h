@@ -1,0 +1,88 @@
+#pragma once
+// Chain-of-thought prompt templates: YAML files that say how a question becomes a prompt, how a
+// worked solution becomes the training target, where generation stops and how the final answer is
+// found in a completion. docs/templates.md describes the file format.
+//
+//   auto t = ranktune::prompt::PromptTemplate::load("gsm8k-cot");
+//   std::string prompt = t.render_prompt(question);                // what the model sees
+//   std::string target = t.render_response(rationale, "72");       // what it learns to write
+//
+// For the plain format, render_response has no end marker: append the tokenizer's EOS token. For
+// chat formats it ends with the end-of-turn marker (<|im_end|>, <|eot_id|>).
+
+#include <string>
+#include <vector>
+
+namespace ranktune::prompt {
+
+// How turns are wrapped. plain: no markers; chatml: <|im_start|>role ... <|im_end|> (Qwen and
+// others); llama3: <|start_header_id|>role<|end_header_id|> ... <|eot_id|> after <|begin_of_text|>.
+enum class ChatFormat { plain, chatml, llama3 };
+
+// "plain", "chatml", "llama3".
+std::string to_string(ChatFormat format);
+
+struct FewShotExample {
+  std::string question, rationale, answer;
+};
+
+class PromptTemplate {
+ public:
+  // `name_or_path` is a path when it contains '/' or ends in .yaml/.yml; otherwise a name looked up
+  // as <dir>/<name>.yaml (or .yml) in template_search_path(). An unknown name is an error listing
+  // the available names.
+  static PromptTemplate load(const std::string& name_or_path);
+  // Parses and validates template YAML. `source` names the text in errors (usually its path) and
+  // gives the default name (the file stem). Every error names the source, the key and the line.
+  static PromptTemplate parse(const std::string& yaml_text, const std::string& source);
+
+  // The full prompt: system text, few-shot exemplars, then `prompt` with the question. Plain:
+  // blocks separated by a blank line ("\n\n"). Chat formats: a system turn (when `system` is set),
+  // one user/assistant turn pair per exemplar, the user turn, and the assistant header.
+  std::string render_prompt(const std::string& question) const;
+  // `response` with the rationale and answer; chat formats add the end-of-turn marker.
+  std::string render_response(const std::string& rationale, const std::string& answer) const;
+  // True when render_prompt already starts with a BOS-like marker (llama3's <|begin_of_text|>):
+  // the caller must not add the tokenizer's BOS token again.
+  bool text_has_bos() const { return format_ == ChatFormat::llama3; }
+  // "<|im_end|>", "<|eot_id|>", or "" for plain.
+  std::string end_of_turn() const;
+
+  const std::string& name() const { return name_; }
+  const std::string& description() const { return description_; }
+  ChatFormat format() const { return format_; }
+  const std::string& system() const { return system_; }
+  const std::string& prompt() const { return prompt_; }      // contains {question}
+  const std::string& response() const { return response_; }  // contains {rationale} and {answer}
+  const std::vector<FewShotExample>& few_shot() const { return few_shot_; }
+  // Generation stops at the first of these; answer extraction and rewards cut the completion
+  // there too. Chat formats always include their end-of-turn marker.
+  const std::vector<std::string>& stop() const { return stop_; }
+  // Regex with one capture group: the final answer in this template's own ("strict") format.
+  const std::string& answer_pattern() const { return answer_pattern_; }
+  // Optional regex the whole completion must match for format_reward (R1's <think>/<answer>
+  // structure); "" when the template has none (then the answer_pattern being found is enough).
+  const std::string& format_pattern() const { return format_pattern_; }
+  // The file (or the `source` given to parse).
+  const std::string& source() const { return source_; }
+
+ private:
+  PromptTemplate() = default;
+
+  std::string name_, description_, source_;
+  ChatFormat format_ = ChatFormat::plain;
+  std::string system_, prompt_, response_;
+  std::vector<FewShotExample> few_shot_;
+  std::vector<std::string> stop_;
+  std::string answer_pattern_, format_pattern_;
+};
+
+// Directories searched for template names, in order: each entry of $RANKTUNE_TEMPLATE_PATH
+// (colon-separated), the source tree's examples/templates (when built with RANKTUNE_TEMPLATE_DIR),
+// then the installed share/ranktune/templates. Only existing directories are listed.
+std::vector<std::string> template_search_path();
+
+// Names of the templates found in template_search_path(), sorted, without duplicates.
+std::vector<std::string> available_templates();
+
+}  // namespace ranktune::prompt

@@ -1,0 +1,98 @@
+#pragma once
+// The settings of a training or evaluation run — what a YAML recipe (examples/gsm8k/*.yaml) holds.
+// The keys, their types, defaults, allowed values and help live in one table (config.cpp), which
+// validates files, applies dotted overrides (train.lr=1e-4) and writes docs/config.md.
+//
+//   auto config = ranktune::train::RunConfig::load("examples/gsm8k/lora.yaml", {"train.lr=1e-4"});
+
+#include "ranktune/eval/gsm8k_eval.h"
+#include "ranktune/peft/lora_config.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ranktune::train {
+
+struct ModelSection {
+  std::string path;       // Hugging Face model directory
+  std::string dtype;      // float32 | bfloat16
+  int64_t init_seed = 0;  // used when the directory has a config but no weights (random init)
+};
+
+struct DataSection {
+  std::string train_file;
+  std::string eval_file;  // optional: validation examples; else held out from train_file
+  std::string format;     // gsm8k | jsonl
+  std::string question_field, rationale_field, answer_field;
+  bool strip_calculator = false;
+  int64_t validation_size = 0;
+  int64_t max_length = 0;
+  std::string overlong;  // skip | truncate
+  int64_t limit = 0;     // use only the first N training examples (0: all)
+  bool group_by_length = true;
+};
+
+struct AdapterSection {
+  std::string method;  // lora | dora | full
+  peft::LoraConfig lora;  // r, lora_alpha, lora_dropout, target_modules, ... (use_dora from method)
+};
+
+struct TrainSection {
+  std::string output_dir;
+  uint64_t seed = 0;
+  int64_t epochs = 1;
+  int64_t max_steps = 0;
+  int64_t batch_size = 1;
+  int64_t gradient_accumulation_steps = 1;
+  double lr = 0;
+  double lora_plus_ratio = 0;
+  double weight_decay = 0;
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-8;
+  std::string schedule;
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0;
+  double max_grad_norm = 0;
+  std::string precision;  // fp32 | bf16
+  bool gradient_checkpointing = false;
+  int64_t log_every = 1;
+  int64_t eval_every = 0;
+  int64_t save_every = 0;
+  int64_t keep_last = 0;
+  std::string resume_from;  // a checkpoint directory, or "latest"
+  int64_t max_nan_steps = 0;
+  int64_t threads = 0;
+};
+
+struct EvalSection {
+  std::string file;             // GSM8K-format test questions
+  std::string adapter;          // for `ranktune eval`: adapter directory (default: train.output_dir)
+  int64_t limit = 0;            // first N questions (0: all)
+  int64_t during_training = 0;  // questions scored at each train.eval_every (0: loss only)
+  std::string output_dir;       // where `ranktune eval` writes (default: train.output_dir)
+  eval::EvalOptions options;    // batch size, generation length, sampling, pass@k, calculator
+};
+
+struct RunConfig {
+  std::string source;    // the YAML file
+  ModelSection model;
+  DataSection data;
+  std::string template_name;
+  AdapterSection adapter;
+  TrainSection train;
+  EvalSection eval;
+
+  // Reads a YAML recipe and applies `key.path=value` overrides. Every key is checked: an unknown
+  // or misspelt key is an error naming the file, the line and the key and suggesting the nearest
+  // valid one; a wrong type or value names the key and what is allowed. Relative paths in the file
+  // are resolved against the file's directory.
+  static RunConfig load(const std::string& path, const std::vector<std::string>& overrides = {});
+  static RunConfig parse(const std::string& yaml_text, const std::string& source,
+                         const std::vector<std::string>& overrides = {});
+  // The effective configuration as YAML (all keys, defaults filled in), for run directories.
+  std::string to_yaml() const;
+  // Markdown documenting every key (docs/config.md is this text).
+  static std::string documentation();
+};
+
+}  // namespace ranktune::train

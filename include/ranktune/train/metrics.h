@@ -1,0 +1,38 @@
+#pragma once
+// Training metrics: `metrics.jsonl` (one JSON object per logged step) and `training-curve.svg`
+// (train and eval loss, eval accuracy against step), both readable without any tooling.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ranktune::train {
+
+struct MetricsRow {
+  int64_t step = 0;
+  std::map<std::string, double> values;  // "loss", "lr", "grad_norm", "tokens_per_second", "eval_loss", ...
+};
+
+class MetricsLog {
+ public:
+  // Opens `path`. With `resume_step` >= 0, keeps the rows up to that step (a resumed run rewrites
+  // what came after its checkpoint); otherwise starts an empty file.
+  MetricsLog(std::string path, int64_t resume_step = -1);
+  // Appends one JSON line and flushes it (a crash loses no logged row).
+  void write(const MetricsRow& row);
+  const std::vector<MetricsRow>& rows() const { return rows_; }
+  const std::string& path() const { return path_; }
+
+  static std::vector<MetricsRow> read(const std::string& path);
+
+ private:
+  std::string path_;
+  std::vector<MetricsRow> rows_;
+};
+
+// Writes a two-panel SVG: losses ("loss", "eval_loss") and rates on [0, 1] (keys starting with
+// "eval_accuracy", and "eval_format_rate") against step. Atomic.
+void write_training_curve(const std::vector<MetricsRow>& rows, const std::string& path, const std::string& title);
+
+}  // namespace ranktune::train

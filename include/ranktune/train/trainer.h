@@ -1,0 +1,90 @@
+#pragma once
+// The trainer: a model, an adapter (LoRA, DoRA) or full fine-tuning, a chain-of-thought template
+// and a dataset, trained as a RunConfig says — with checkpoints that resume exactly, metrics,
+// a training curve and a final GSM8K evaluation.
+//
+//   ranktune::train::Trainer trainer(ranktune::train::RunConfig::load("examples/gsm8k/lora.yaml"));
+//   trainer.setup();
+//   auto result = trainer.train();
+//
+// Files in train.output_dir: adapter_config.json + adapter_model.safetensors (or model.safetensors
+// for full fine-tuning), checkpoint-<step>/ (the last train.keep_last), metrics.jsonl,
+// training-curve.svg, predictions.jsonl (final evaluation), summary.json, config.yaml.
+
+#include "ranktune/data/examples.h"
+#include "ranktune/train/config.h"
+#include "ranktune/train/metrics.h"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace ranktune::model {
+class CausalLMImpl;
+}
+namespace ranktune::peft {
+class PeftModel;
+}
+namespace ranktune::tokenizer {
+class Tokenizer;
+}
+
+namespace ranktune::train {
+
+struct TrainResult {
+  std::string status;       // "completed", "interrupted" (a checkpoint was saved), "stopped: ..."
+  int64_t steps = 0;        // optimizer steps done in total (including before a resume)
+  double first_loss = 0;    // mean loss of the first logged interval of this run
+  double last_loss = 0;     // mean loss of the last logged interval
+  double seconds = 0;
+  std::string output_dir;
+};
+
+// The run's model: loaded from model.path, or — when the directory has a config.json but no
+// weights (the quickstart's tiny model) — initialised randomly from model.init_seed.
+std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section);
+
+// The questions a run is evaluated on: eval.file when set (first eval.limit), else the validation
+// examples held out of the training data (the same split the trainer uses).
+std::vector<data::Example> evaluation_questions(const RunConfig& config);
+
+class Trainer {
+ public:
+  explicit Trainer(RunConfig config);
+  ~Trainer();
+
+  // Loads the tokenizer, the model (random weights from model.init_seed when the directory has
+  // none), the template and the data; attaches the adapter; builds the optimizer; and, with
+  // train.resume_from, restores a checkpoint. Throws ranktune::Error before writing anything to
+  // output_dir when an input is missing or invalid.
+  void setup();
+  // Runs to train.max_steps (or the epochs), then saves the adapter, evaluates and writes the
+  // summary. SIGINT (Ctrl-C) or request_stop() ends it after the current step with a checkpoint.
+  TrainResult train();
+
+  // Called with every metrics row (training and evaluation), e.g. to show progress elsewhere.
+  void add_callback(std::function<void(const MetricsRow&)> callback);
+  // Asks the loop to stop after the current step, save a checkpoint and return "interrupted".
+  void request_stop() { stop_requested_ = true; }
+
+  const RunConfig& config() const { return config_; }
+  std::shared_ptr<model::CausalLMImpl> model() const;
+  const tokenizer::Tokenizer& tokenizer() const;
+  // Null for full fine-tuning.
+  peft::PeftModel* peft_model() const;
+
+ private:
+  struct State;
+  MetricsRow evaluate_during_training();
+  double validation_loss();
+  // Saves the final adapter (or model), runs the final evaluation and draws the curve.
+  void finish_run(MetricsLog& metrics, const std::function<void(const MetricsRow&)>& emit);
+  void write_summary(const TrainResult& result);
+
+  RunConfig config_;
+  std::unique_ptr<State> state_;
+  std::atomic<bool> stop_requested_{false};
+};
+
+}  // namespace ranktune::train

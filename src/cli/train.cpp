@@ -1,0 +1,30 @@
+// ranktune train CONFIG.yaml [key.path=value ...] — fine-tune as a recipe says.
+
+#include "cli/commands.h"
+#include "ranktune/train/trainer.h"
+
+#include <iostream>
+
+namespace ranktune::cli {
+
+void add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Fine-tune a model with LoRA, DoRA or full training from a YAML recipe");
+  struct Options {
+    std::string config;
+    std::vector<std::string> overrides;
+  };
+  auto o = std::make_shared<Options>();
+  cmd->add_option("config", o->config, "YAML recipe (see docs/config.md)")->required();
+  cmd->add_option("overrides", o->overrides, "key.path=value overrides, e.g. train.lr=1e-4 train.max_steps=100");
+  cmd->callback([o] {
+    train::Trainer trainer(train::RunConfig::load(o->config, o->overrides));
+    trainer.setup();
+    const train::TrainResult result = trainer.train();
+    std::cout << "status: " << result.status << "\nsteps: " << result.steps << "\nloss: " << result.first_loss << " -> "
+              << result.last_loss << "\noutput: " << result.output_dir << std::endl;
+    if (result.status == "interrupted") throw ExitCode{130};
+    if (result.status != "completed") throw ExitCode{1};
+  });
+}
+
+}  // namespace ranktune::cli

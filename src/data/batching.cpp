@@ -1,0 +1,116 @@
+#include "ranktune/data/batching.h"
+
+#include "ranktune/core/error.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+namespace ranktune::data {
+
+std::string TokenizeReport::describe() const {
+  return c10::str(total - skipped, " of ", total, " examples kept (", truncated, " truncated, ", skipped,
+                  " skipped as too long; longest ", longest, " tokens)");
+}
+
+std::vector<TokenizedExample> tokenize_pairs(const std::vector<TextPair>& pairs, const tokenizer::Tokenizer& tokenizer,
+                                             const TokenizeOptions& options, TokenizeReport* report) {
+  RANKTUNE_CHECK(options.max_length > 1, "max_length must be at least 2, got ", options.max_length);
+  const std::optional<int64_t> eos = tokenizer.eos_token_id();
+  RANKTUNE_CHECK(!options.add_eos || eos.has_value(), "the tokenizer (", tokenizer.source(),
+                 ") has no EOS token; set the template to end with its own end marker or disable add_eos");
+  TokenizeReport local;
+  std::vector<TokenizedExample> out;
+  out.reserve(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    ++local.total;
+    std::vector<int64_t> prompt = tokenizer.encode(pairs[i].prompt, options.add_bos);
+    std::vector<int64_t> response = tokenizer.encode(pairs[i].response, /*add_special_tokens=*/false);
+    if (options.add_eos) response.push_back(*eos);
+    const auto length = static_cast<int64_t>(prompt.size() + response.size());
+    local.longest = std::max(local.longest, length);
+    const auto prompt_length = static_cast<int64_t>(prompt.size());
+    if (length > options.max_length) {
+      if (options.overlong == Overlong::skip || prompt_length >= options.max_length) {
+        ++local.skipped;
+        continue;
+      }
+      response.resize(static_cast<size_t>(options.max_length - prompt_length));
+      ++local.truncated;
+    }
+    TokenizedExample e;
+    e.source_index = static_cast<int64_t>(i);
+    e.input_ids = prompt;
+    e.input_ids.insert(e.input_ids.end(), response.begin(), response.end());
+    e.labels.assign(prompt.size(), -100);
+    e.labels.insert(e.labels.end(), response.begin(), response.end());
+    out.push_back(std::move(e));
+  }
+  if (report != nullptr) *report = local;
+  return out;
+}
+
+Batch collate(const std::vector<const TokenizedExample*>& examples, int64_t pad_token_id) {
+  RANKTUNE_CHECK(!examples.empty(), "collate needs at least one example");
+  size_t longest = 0;
+  for (const auto* e : examples) longest = std::max(longest, e->input_ids.size());
+  const auto batch = static_cast<int64_t>(examples.size());
+  const auto width = static_cast<int64_t>(longest);
+  const auto options = at::TensorOptions().dtype(torch::kLong);
+  Batch b;
+  b.input_ids = at::full({batch, width}, pad_token_id, options);
+  b.attention_mask = at::zeros({batch, width}, options);
+  b.labels = at::full({batch, width}, -100, options);
+  auto ids = b.input_ids.accessor<int64_t, 2>();
+  auto mask = b.attention_mask.accessor<int64_t, 2>();
+  auto labels = b.labels.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < batch; ++r) {
+    const TokenizedExample& e = *examples[static_cast<size_t>(r)];
+    for (size_t t = 0; t < e.input_ids.size(); ++t) {
+      ids[r][static_cast<int64_t>(t)] = e.input_ids[t];
+      mask[r][static_cast<int64_t>(t)] = 1;
+      labels[r][static_cast<int64_t>(t)] = e.labels[t];
+      // The loss predicts labels[t] from position t-1, so the first label never counts.
+      if (t > 0 && e.labels[t] != -100) ++b.loss_tokens;
+    }
+    b.tokens += static_cast<int64_t>(e.input_ids.size());
+  }
+  return b;
+}
+
+BatchPlan::BatchPlan(std::vector<int64_t> lengths, int64_t batch_size, uint64_t seed, bool group_by_length)
+    : lengths_(std::move(lengths)), batch_size_(batch_size), seed_(seed), group_by_length_(group_by_length) {
+  RANKTUNE_CHECK(batch_size_ > 0, "batch_size must be positive, got ", batch_size_);
+  RANKTUNE_CHECK(!lengths_.empty(), "no training examples (all were skipped or the data is empty)");
+}
+
+int64_t BatchPlan::batches_per_epoch() const {
+  return (static_cast<int64_t>(lengths_.size()) + batch_size_ - 1) / batch_size_;
+}
+
+std::vector<std::vector<int64_t>> BatchPlan::epoch_batches(int64_t epoch) const {
+  std::vector<int64_t> order(lengths_.size());
+  std::iota(order.begin(), order.end(), 0);
+  // One generator per epoch, derived from the seed: the plan needs no state to resume.
+  std::mt19937_64 rng(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
+  std::shuffle(order.begin(), order.end(), rng);
+  if (group_by_length_) {
+    const size_t mega = static_cast<size_t>(batch_size_) * 50;
+    for (size_t start = 0; start < order.size(); start += mega) {
+      const auto end = order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), start + mega));
+      std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(start), end,
+                       [&](int64_t a, int64_t b) { return lengths_[static_cast<size_t>(a)] > lengths_[static_cast<size_t>(b)]; });
+    }
+  }
+  std::vector<std::vector<int64_t>> batches;
+  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size_)) {
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size_));
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start), order.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  if (group_by_length_) std::shuffle(batches.begin(), batches.end(), rng);
+  return batches;
+}
+
+}  // namespace ranktune::data

@@ -1,0 +1,99 @@
+#include "ranktune/data/examples.h"
+
+#include "io/json_fields.h"
+#include "ranktune/core/error.h"
+#include "ranktune/io/file.h"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+namespace ranktune::data {
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return "";
+  const auto end = s.find_last_not_of(" \t\r\n");
+  return s.substr(begin, end - begin + 1);
+}
+
+}  // namespace
+
+std::string strip_calculator_annotations(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t open = text.find("<<", pos);
+    if (open == std::string::npos) break;
+    const size_t close = text.find(">>", open + 2);
+    if (close == std::string::npos) break;
+    out.append(text, pos, open - pos);
+    pos = close + 2;
+  }
+  out.append(text, pos, std::string::npos);
+  return out;
+}
+
+std::optional<std::pair<std::string, std::string>> split_gsm8k_answer(const std::string& answer_text) {
+  const size_t mark = answer_text.rfind("####");
+  if (mark == std::string::npos) return std::nullopt;
+  return std::make_pair(trim(answer_text.substr(0, mark)), trim(answer_text.substr(mark + 4)));
+}
+
+std::vector<Example> load_jsonl(const std::string& path, const LoadOptions& options) {
+  std::istringstream in(io::read_file(path));
+  std::vector<Example> out;
+  std::string line;
+  int64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (trim(line).empty()) continue;
+    if (options.limit > 0 && static_cast<int64_t>(out.size()) >= options.limit) break;
+    try {
+      const io::ordered_json record = io::parse_json(line, path);
+      io::JsonFields fields(record, path);
+      auto required = [&](const std::string& key) {
+        if (!fields.has_value(key)) fields.fail(key, "is missing");
+        return fields.get_string(key);
+      };
+      Example e;
+      e.line = number;
+      e.question = required(options.question_field);
+      if (options.gsm8k_answer) {
+        const auto split = split_gsm8k_answer(required(options.answer_field));
+        if (!split) fields.fail(options.answer_field, "has no '####' before the final answer (GSM8K format)");
+        std::tie(e.rationale, e.answer) = *split;
+      } else {
+        e.rationale = trim(required(options.rationale_field));
+        e.answer = trim(required(options.answer_field));
+      }
+      if (options.strip_calculator) e.rationale = strip_calculator_annotations(e.rationale);
+      out.push_back(std::move(e));
+    } catch (const Error& e) {
+      throw e.with_context(ErrorContext{path, "", number});
+    }
+  }
+  RANKTUNE_CHECK_CTX(!out.empty(), (ErrorContext{path, "", -1}), "no examples in the file");
+  return out;
+}
+
+std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std::vector<Example>& examples,
+                                                                       int64_t count, uint64_t seed, double fraction) {
+  const auto n = static_cast<int64_t>(examples.size());
+  int64_t held = count > 0 ? count : static_cast<int64_t>(fraction * static_cast<double>(n));
+  RANKTUNE_CHECK(held >= 0 && held < n, "validation split of ", held, " examples leaves none of the ", n, " to train on");
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<bool> is_held(static_cast<size_t>(n), false);
+  for (int64_t i = 0; i < held; ++i) is_held[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
+  std::pair<std::vector<Example>, std::vector<Example>> out;
+  for (int64_t i = 0; i < n; ++i) (is_held[static_cast<size_t>(i)] ? out.second : out.first).push_back(examples[static_cast<size_t>(i)]);
+  return out;
+}
+
+}  // namespace ranktune::data

@@ -1,0 +1,371 @@
+#include "ranktune/prompt/template.h"
+
+#include "io/yaml_util.h"
+#include "prompt/pattern.h"
+#include "ranktune/core/error.h"
+#include "ranktune/core/log.h"
+#include "ranktune/core/strings.h"
+#include "ranktune/io/file.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
+
+namespace ranktune::prompt {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& template_keys() {
+  static const std::vector<std::string> keys = {"name",   "description", "format",         "system",
+                                                "prompt", "response",    "few_shot",       "stop",
+                                                "answer_pattern", "format_pattern"};
+  return keys;
+}
+
+const std::vector<std::string>& placeholder_names() {
+  static const std::vector<std::string> names = {"question", "rationale", "answer"};
+  return names;
+}
+
+bool is_identifier_char(char c, bool first) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!first && c >= '0' && c <= '9');
+}
+
+// A `{name}` at `pos` (name an identifier): returns the name and sets `length`, else "".
+std::string placeholder_at(const std::string& text, size_t pos, size_t* length) {
+  if (text[pos] != '{' || pos + 1 >= text.size() || !is_identifier_char(text[pos + 1], true)) return "";
+  size_t end = pos + 1;
+  while (end < text.size() && is_identifier_char(text[end], false)) ++end;
+  if (end >= text.size() || text[end] != '}') return "";
+  *length = end + 1 - pos;
+  return text.substr(pos + 1, end - pos - 1);
+}
+
+bool is_placeholder(const std::string& name) {
+  const auto& names = placeholder_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+struct Value {
+  const char* name;
+  const std::string* text;
+};
+
+// Single pass: {name} → its value for the names in `values`; {{name}} → a literal {name} for a
+// placeholder name; every other brace is literal text. Values are never scanned again, so a
+// question containing "{answer}" stays as it is.
+std::string substitute(const std::string& text, std::initializer_list<Value> values) {
+  std::string out;
+  out.reserve(text.size() + 256);
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t length = 0;
+    if (text[i] == '{' && i + 1 < text.size() && text[i + 1] == '{') {
+      const std::string name = placeholder_at(text, i + 1, &length);
+      if (!name.empty() && is_placeholder(name) && i + 1 + length < text.size() && text[i + 1 + length] == '}') {
+        out += "{" + name + "}";
+        i += length + 2;
+        continue;
+      }
+    }
+    const std::string name = placeholder_at(text, i, &length);
+    bool replaced = false;
+    for (const auto& v : values) {
+      if (!name.empty() && name == v.name) {
+        out += *v.text;
+        i += length;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += text[i++];
+  }
+  return out;
+}
+
+// Checks that `text` (the value of `key`) holds each of `required` exactly once and no other
+// placeholder: a placeholder of another field, or a near miss like {questoin}, is an error.
+// Near misses are only reported where placeholders are substituted (`near_misses`).
+void check_placeholders(const std::string& text, const std::string& key, const std::vector<std::string>& required,
+                        bool near_misses, const io::YamlFields& fields) {
+  std::map<std::string, int> counts;
+  for (size_t i = 0; i < text.size(); ++i) {
+    size_t length = 0;
+    if (text[i] == '{' && i + 1 < text.size() && text[i + 1] == '{') {  // {{name}} is an escape
+      const std::string name = placeholder_at(text, i + 1, &length);
+      if (!name.empty() && is_placeholder(name) && i + 1 + length < text.size() && text[i + 1 + length] == '}') {
+        i += length + 1;
+        continue;
+      }
+    }
+    const std::string name = placeholder_at(text, i, &length);
+    if (name.empty()) continue;
+    if (std::find(required.begin(), required.end(), name) != required.end()) {
+      ++counts[name];
+    } else if (is_placeholder(name)) {
+      fields.fail(key, c10::str("{", name, "} cannot be used here; '", key, "' takes ",
+                                required.empty() ? std::string("no placeholders") : "{" + join(required, "}, {") + "}",
+                                " (write {{", name, "}} for the literal text)"));
+    } else if (near_misses) {
+      const std::string hint = nearest(name, placeholder_names());
+      if (!hint.empty()) {
+        fields.fail(key, c10::str("unknown placeholder {", name, "} (did you mean {", hint, "}?)"));
+      }
+    }
+    i += length - 1;
+  }
+  for (const auto& name : required) {
+    const int n = counts.count(name) != 0 ? counts.at(name) : 0;
+    if (n == 0) fields.fail(key, c10::str("must contain the placeholder {", name, "}"));
+    if (n > 1) fields.fail(key, c10::str("the placeholder {", name, "} appears ", n, " times; it must appear once"));
+  }
+}
+
+// Compiles `pattern` (the value of `key`), with the error in the template's context.
+Regex compile_pattern(const std::string& pattern, const std::string& key, const io::YamlFields& fields) {
+  try {
+    return Regex(pattern);
+  } catch (const Error& e) {
+    fields.fail(key, e.message());
+  }
+}
+
+ChatFormat parse_format(const std::string& text, io::YamlFields& fields) {
+  if (text == "plain") return ChatFormat::plain;
+  if (text == "chatml") return ChatFormat::chatml;
+  if (text == "llama3") return ChatFormat::llama3;
+  const std::vector<std::string> valid = {"plain", "chatml", "llama3"};
+  const std::string hint = nearest(text, valid);
+  fields.fail("format", c10::str("unknown format '", text, "'", hint.empty() ? "" : " (did you mean '" + hint + "'?)",
+                                 "; expected one of: ", join(valid)));
+}
+
+std::string stem_of(const std::string& source) {
+  const fs::path p(source);
+  return p.has_stem() ? p.stem().string() : source;
+}
+
+// The directory of the shared library this code is in (the installed share dir is found from it).
+std::string library_directory() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&library_directory), &info) == 0 || info.dli_fname == nullptr) return "";
+  std::error_code ec;
+  const fs::path lib = fs::weakly_canonical(fs::path(info.dli_fname), ec);
+  return ec ? "" : lib.parent_path().string();
+}
+
+}  // namespace
+
+std::string to_string(ChatFormat format) {
+  switch (format) {
+    case ChatFormat::plain: return "plain";
+    case ChatFormat::chatml: return "chatml";
+    case ChatFormat::llama3: return "llama3";
+  }
+  return "plain";
+}
+
+// ---- parsing ---------------------------------------------------------------------------------
+
+PromptTemplate PromptTemplate::parse(const std::string& yaml_text, const std::string& source) {
+  const YAML::Node root = io::parse_yaml(yaml_text, source);
+  if (!root.IsDefined() || root.IsNull()) throw Error("empty template: expected a mapping of template keys", ErrorContext{source, "", -1});
+  io::YamlFields fields(root, source);
+  fields.reject_unknown(template_keys());  // first, so a misspelt key is named as such
+
+  PromptTemplate t;
+  t.source_ = source;
+  t.name_ = fields.has_value("name") ? fields.get_string("name") : stem_of(source);
+  if (t.name_.empty()) fields.fail("name", "must not be empty");
+  if (fields.has_value("description")) t.description_ = fields.get_string("description");
+  if (fields.has_value("format")) t.format_ = parse_format(fields.get_string("format"), fields);
+  if (fields.has_value("system")) {
+    const std::string system = fields.get_string("system");
+    check_placeholders(system, "system", {}, /*near_misses=*/false, fields);
+    t.system_ = substitute(system, {});  // turns {{question}} into {question}
+  }
+
+  t.prompt_ = fields.get_string("prompt");
+  check_placeholders(t.prompt_, "prompt", {"question"}, /*near_misses=*/true, fields);
+  t.response_ = fields.get_string("response");
+  check_placeholders(t.response_, "response", {"rationale", "answer"}, /*near_misses=*/true, fields);
+
+  if (fields.has_value("few_shot")) {
+    for (io::YamlFields& item : fields.get_map_list("few_shot")) {
+      item.reject_unknown({"question", "rationale", "answer"});
+      FewShotExample ex{item.get_string("question"), item.get_string("rationale"), item.get_string("answer")};
+      t.few_shot_.push_back(std::move(ex));
+    }
+  }
+
+  if (fields.has_value("stop")) {
+    t.stop_ = fields.get_string_list("stop");
+    for (const auto& s : t.stop_) {
+      if (s.empty()) fields.fail("stop", "stop strings must not be empty");
+    }
+  }
+  const std::string eot = t.end_of_turn();
+  if (!eot.empty() && std::find(t.stop_.begin(), t.stop_.end(), eot) == t.stop_.end()) t.stop_.push_back(eot);
+
+  t.answer_pattern_ = fields.get_string("answer_pattern");
+  const Regex answer = compile_pattern(t.answer_pattern_, "answer_pattern", fields);
+  if (answer.capture_count() != 1) {
+    fields.fail("answer_pattern", c10::str("must have exactly one capture group (the answer), found ",
+                                           answer.capture_count(), "; use (?:...) for other groups"));
+  }
+  if (fields.has_value("format_pattern")) {
+    t.format_pattern_ = fields.get_string("format_pattern");
+    compile_pattern(t.format_pattern_, "format_pattern", fields);
+  }
+  return t;
+}
+
+// ---- rendering -------------------------------------------------------------------------------
+
+std::string PromptTemplate::end_of_turn() const {
+  switch (format_) {
+    case ChatFormat::plain: return "";
+    case ChatFormat::chatml: return "<|im_end|>";
+    case ChatFormat::llama3: return "<|eot_id|>";
+  }
+  return "";
+}
+
+std::string PromptTemplate::render_prompt(const std::string& question) const {
+  const auto user = [&](const std::string& q) { return substitute(prompt_, {{"question", &q}}); };
+  const auto assistant = [&](const FewShotExample& ex) {
+    return substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}});
+  };
+  std::string out;
+  switch (format_) {
+    case ChatFormat::plain: {
+      std::vector<std::string> blocks;
+      if (!system_.empty()) blocks.push_back(system_);
+      for (const auto& ex : few_shot_) blocks.push_back(user(ex.question) + assistant(ex));
+      blocks.push_back(user(question));
+      return join(blocks, "\n\n");
+    }
+    case ChatFormat::chatml: {
+      const auto turn = [&](const char* role, const std::string& text) {
+        out += "<|im_start|>";
+        out += role;
+        out += "\n" + text + "<|im_end|>\n";
+      };
+      if (!system_.empty()) turn("system", system_);
+      for (const auto& ex : few_shot_) {
+        turn("user", user(ex.question));
+        turn("assistant", assistant(ex));
+      }
+      turn("user", user(question));
+      return out + "<|im_start|>assistant\n";
+    }
+    case ChatFormat::llama3: {
+      const auto turn = [&](const char* role, const std::string& text) {
+        out += "<|start_header_id|>";
+        out += role;
+        out += "<|end_header_id|>\n\n" + text + "<|eot_id|>";
+      };
+      out = "<|begin_of_text|>";
+      if (!system_.empty()) turn("system", system_);
+      for (const auto& ex : few_shot_) {
+        turn("user", user(ex.question));
+        turn("assistant", assistant(ex));
+      }
+      turn("user", user(question));
+      return out + "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    }
+  }
+  return out;
+}
+
+std::string PromptTemplate::render_response(const std::string& rationale, const std::string& answer) const {
+  return substitute(response_, {{"rationale", &rationale}, {"answer", &answer}}) + end_of_turn();
+}
+
+// ---- lookup ----------------------------------------------------------------------------------
+
+std::vector<std::string> template_search_path() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("RANKTUNE_TEMPLATE_PATH")) {
+    const std::string list = env;
+    size_t start = 0;
+    while (start <= list.size()) {
+      const size_t colon = std::min(list.find(':', start), list.size());
+      if (colon > start) candidates.push_back(list.substr(start, colon - start));
+      start = colon + 1;
+    }
+  }
+#ifdef RANKTUNE_TEMPLATE_DIR
+  candidates.push_back(RANKTUNE_TEMPLATE_DIR);
+#endif
+#ifdef RANKTUNE_TEMPLATE_INSTALL_DIR
+  candidates.push_back(RANKTUNE_TEMPLATE_INSTALL_DIR);
+#endif
+  // <prefix>/share/ranktune/templates beside <prefix>/lib[/<arch>]/libranktune.so, so that a
+  // relocated install still finds its templates.
+  const std::string lib = library_directory();
+  if (!lib.empty()) {
+    fs::path up(lib);
+    for (int level = 0; level < 3 && up.has_parent_path(); ++level) {
+      up = up.parent_path();
+      candidates.push_back((up / "share" / "ranktune" / "templates").string());
+    }
+  }
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& dir : candidates) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    const std::string key = fs::weakly_canonical(dir, ec).string();
+    if (seen.insert(ec ? dir : key).second) out.push_back(dir);
+  }
+  return out;
+}
+
+std::vector<std::string> available_templates() {
+  std::set<std::string> names;
+  for (const auto& dir : template_search_path()) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const fs::path& p = entry.path();
+      if (entry.is_regular_file(ec) && (p.extension() == ".yaml" || p.extension() == ".yml")) {
+        names.insert(p.stem().string());
+      }
+    }
+  }
+  return {names.begin(), names.end()};
+}
+
+PromptTemplate PromptTemplate::load(const std::string& name_or_path) {
+  const bool is_path = name_or_path.find('/') != std::string::npos || ends_with(name_or_path, ".yaml") ||
+                       ends_with(name_or_path, ".yml");
+  if (is_path) return parse(io::read_file(name_or_path), name_or_path);
+  if (name_or_path.empty()) throw Error("empty template name", ErrorContext{"", "template", -1});
+
+  const std::vector<std::string> dirs = template_search_path();
+  for (const auto& dir : dirs) {
+    for (const char* ext : {".yaml", ".yml"}) {
+      const fs::path p = fs::path(dir) / (name_or_path + ext);
+      std::error_code ec;
+      if (!fs::is_regular_file(p, ec)) continue;
+      PromptTemplate t = parse(io::read_file(p.string()), p.string());
+      if (t.name() != name_or_path) {
+        log_warning(c10::str(p.string(), ": template file '", name_or_path, "' declares name '", t.name(), "'"));
+      }
+      return t;
+    }
+  }
+  const std::vector<std::string> names = available_templates();
+  const std::string hint = nearest(name_or_path, names);
+  throw Error(c10::str("unknown template", hint.empty() ? "" : " (did you mean '" + hint + "'?)", "; available: ",
+                       names.empty() ? std::string("none") : join(names), "; searched: ",
+                       dirs.empty() ? std::string("no template directories (set RANKTUNE_TEMPLATE_PATH)") : join(dirs)),
+              ErrorContext{"", name_or_path, -1});
+}
+
+}  // namespace ranktune::prompt

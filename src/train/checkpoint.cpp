@@ -1,0 +1,117 @@
+#include "train/checkpoint.h"
+
+#include "io/json_fields.h"
+#include "ranktune/core/error.h"
+#include "ranktune/io/file.h"
+#include "ranktune/io/safetensors.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+
+namespace ranktune::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kPrefix = "checkpoint-";
+
+int64_t step_of(const fs::path& dir) {
+  const std::string name = dir.filename().string();
+  if (name.rfind(kPrefix, 0) != 0) return -1;
+  const std::string digits = name.substr(std::char_traits<char>::length(kPrefix));
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& output_dir, const TrainerState& state,
+                            const std::function<void(const std::string& dir)>& write_contents) {
+  const fs::path final_dir = fs::path(output_dir) / (kPrefix + std::to_string(state.step));
+  const fs::path tmp = final_dir.string() + ".tmp." + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    write_contents(tmp.string());
+    at::Tensor rng;
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      rng = gen.get_state();
+    }
+    io::save_safetensors((tmp / "rng_state.safetensors").string(), {{"cpu", rng}});
+    nlohmann::ordered_json j;
+    j["step"] = state.step;
+    j["micro_step"] = state.micro_step;
+    j["nan_streak"] = state.nan_streak;
+    j["total_steps"] = state.total_steps;
+    j["seed"] = state.seed;
+    io::write_file_atomic((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
+    fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier, interrupted run
+    fs::rename(tmp, final_dir);
+  } catch (...) {
+    fs::remove_all(tmp);
+    throw;
+  }
+  return final_dir.string();
+}
+
+TrainerState load_checkpoint_state(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "trainer_state.json").string();
+  const io::ordered_json root = io::parse_json(io::read_file(path), path);
+  io::JsonFields f(root, path);
+  TrainerState s;
+  s.step = f.get_int("step");
+  s.micro_step = f.get_int("micro_step");
+  s.nan_streak = f.get_int("nan_streak");
+  s.total_steps = f.get_int("total_steps");
+  s.seed = static_cast<uint64_t>(f.get_int("seed"));
+  const auto rng = io::SafetensorsFile::open((fs::path(dir) / "rng_state.safetensors").string());
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(rng.tensor("cpu").clone());
+  return s;
+}
+
+std::vector<std::string> list_checkpoints(const std::string& output_dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (fs::is_directory(output_dir)) {
+    for (const auto& entry : fs::directory_iterator(output_dir)) {
+      const int64_t step = step_of(entry.path());
+      if (entry.is_directory() && step >= 0) found.emplace_back(step, entry.path().string());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& item : found) out.push_back(item.second);
+  return out;
+}
+
+std::string resolve_resume_path(const std::string& resume_from, const std::string& output_dir) {
+  if (resume_from == "latest") {
+    const auto all = list_checkpoints(output_dir);
+    RANKTUNE_CHECK_CTX(!all.empty(), (ErrorContext{output_dir, "train.resume_from", -1}),
+                       "resume_from is \"latest\" but there is no checkpoint-<step> directory here");
+    return all.back();
+  }
+  RANKTUNE_CHECK_CTX(fs::exists(fs::path(resume_from) / "trainer_state.json"), (ErrorContext{resume_from, "train.resume_from", -1}),
+                     "not a checkpoint directory (no trainer_state.json)");
+  return resume_from;
+}
+
+void prune_checkpoints(const std::string& output_dir, int64_t keep) {
+  if (keep <= 0) return;
+  auto all = list_checkpoints(output_dir);
+  while (static_cast<int64_t>(all.size()) > keep) {
+    fs::remove_all(all.front());
+    all.erase(all.begin());
+  }
+}
+
+}  // namespace ranktune::train

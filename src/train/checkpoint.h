@@ -1,0 +1,48 @@
+#pragma once
+// Training checkpoints: everything a run needs to continue exactly where it stopped.
+//
+//   <output_dir>/checkpoint-<step>/
+//     adapter_config.json, adapter_model.safetensors   the adapter in PEFT format (or model.safetensors
+//                                                      for full fine-tuning)
+//     optimizer.pt                                     AdamW moments and step counts
+//     rng_state.safetensors                            the global CPU generator (dropout, sampling)
+//     trainer_state.json                               step, data position, scheduler, NaN streak
+//
+// A checkpoint is written under checkpoint-<step>.tmp and renamed when complete, so a crash never
+// leaves a half-written checkpoint under a real name.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ranktune::train {
+
+struct TrainerState {
+  int64_t step = 0;        // optimizer steps done
+  int64_t micro_step = 0;  // micro-batches consumed (the data position)
+  int64_t nan_streak = 0;
+  int64_t total_steps = 0;
+  uint64_t seed = 0;
+};
+
+// Writes a checkpoint: `write_contents(dir)` writes the model/adapter and optimizer files into the
+// temporary directory; the RNG state and trainer state are added here. Returns the final path.
+std::string save_checkpoint(const std::string& output_dir, const TrainerState& state,
+                            const std::function<void(const std::string& dir)>& write_contents);
+
+// Reads trainer_state.json and restores the global RNG from a checkpoint directory.
+TrainerState load_checkpoint_state(const std::string& dir);
+
+// The checkpoint directories in `output_dir`, oldest first.
+std::vector<std::string> list_checkpoints(const std::string& output_dir);
+
+// Resolves train.resume_from: a checkpoint directory, or "latest" (the newest in output_dir;
+// none is an error).
+std::string resolve_resume_path(const std::string& resume_from, const std::string& output_dir);
+
+// Deletes all but the newest `keep` checkpoints (keep <= 0 keeps all).
+void prune_checkpoints(const std::string& output_dir, int64_t keep);
+
+}  // namespace ranktune::train
