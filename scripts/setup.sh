@@ -17,6 +17,7 @@ PACKAGES=(
   # Python bindings, their tests and the notebook
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-pytest python3-venv python3-pip
   python3-setuptools python3-wheel python3-nbclient python3-ipykernel python3-nbformat jupyter-nbconvert
+  python3-matplotlib
 )
 
 missing=()

@@ -12,7 +12,7 @@ ProgressBar::ProgressBar(int64_t total, std::string label, FILE* stream, int64_t
       label_(std::move(label)),
       stream_(stream),
       plain_every_(std::max<int64_t>(plain_every, 1)),
-      interactive_(::isatty(::fileno(stream)) != 0),
+      interactive_(stream != nullptr && ::isatty(::fileno(stream)) != 0),
       start_(std::chrono::steady_clock::now()) {}
 
 std::string ProgressBar::format_duration(double seconds) {
@@ -26,6 +26,7 @@ std::string ProgressBar::format_duration(double seconds) {
 }
 
 void ProgressBar::update(int64_t done, const std::vector<std::pair<std::string, std::string>>& fields) {
+  if (stream_ == nullptr) return;
   ++updates_;
   if (first_done_ < 0) {
     // ETA counts from the first report, so a resumed run does not look instantly fast.
@@ -53,6 +54,7 @@ void ProgressBar::update(int64_t done, const std::vector<std::pair<std::string, 
 }
 
 void ProgressBar::finish(const std::string& message) {
+  if (stream_ == nullptr) return;
   if (line_open_) std::fputc('\n', stream_);
   line_open_ = false;
   if (!message.empty()) std::fprintf(stream_, "%s\n", message.c_str());

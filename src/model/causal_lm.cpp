@@ -6,6 +6,8 @@
 #include "ranktune/model/gpt2.h"
 #include "ranktune/model/llama.h"
 #include "model/checkpointing.h"
+#include "ranktune/model/loss.h"
+#include "ranktune/peft/linear.h"
 
 #include <ATen/ATen.h>
 
@@ -23,6 +25,23 @@ torch::Tensor CausalLMImpl::run_layer(const std::function<torch::Tensor(const to
     return checkpointed(layer, x);
   }
   return layer(x);
+}
+
+CausalLMOutput CausalLMImpl::output_head(const torch::Tensor& hidden, const torch::Tensor& head,
+                                         const torch::nn::Module* head_layer, const torch::Tensor& labels,
+                                         bool need_logits) const {
+  CausalLMOutput out;
+  const auto* linear = dynamic_cast<const peft::LinearImpl*>(head_layer);
+  // The chunked loss needs a plain projection: no bias and no active adapter on the head.
+  const bool plain_head = linear == nullptr || (!linear->bias.defined() && (linear->active_adapters().empty() ||
+                                                                           !linear->adapters_enabled() || linear->merged()));
+  if (labels.defined() && !need_logits && plain_head) {
+    out.loss = chunked_causal_lm_loss(hidden, head, labels);
+    return out;
+  }
+  out.logits = linear != nullptr ? const_cast<peft::LinearImpl*>(linear)->forward(hidden) : at::linear(hidden, head);
+  if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
+  return out;
 }
 
 KVCache CausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {

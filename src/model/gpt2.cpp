@@ -79,7 +79,7 @@ GPT2LMHeadModelImpl::GPT2LMHeadModelImpl(const ModelConfig& c, torch::Dtype dtyp
 }
 
 CausalLMOutput GPT2LMHeadModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                                            const torch::Tensor& labels, KVCache* cache) {
+                                            const torch::Tensor& labels, KVCache* cache, bool need_logits) {
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   const int64_t past = cache != nullptr ? cache->length() : 0;
   RANKTUNE_CHECK(past + seq <= config_.max_position_embeddings, "sequence of ", past + seq,
@@ -94,12 +94,8 @@ CausalLMOutput GPT2LMHeadModelImpl::forward(const torch::Tensor& input_ids, cons
     // Captured by value: a checkpointed layer runs again during backward, after this returns.
     h = run_layer([layer, bias, cache, i](const torch::Tensor& x) { return layer->forward(x, bias, cache, i); }, h, cache);
   }
-  h = transformer->ln_f(h);
-  CausalLMOutput out;
-  out.logits = at::linear(h, transformer->wte->weight);
-  if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
   if (cache != nullptr) cache->advance(seq);
-  return out;
+  return output_head(transformer->ln_f(h), transformer->wte->weight, nullptr, labels, need_logits);
 }
 
 bool GPT2LMHeadModelImpl::ignorable_checkpoint_key(const std::string& name) const {

@@ -137,20 +137,13 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   return at::matmul(probs.view({batch, kv_heads, n_rep * seq, keys}), v).view({batch, heads, seq, dim});
 }
 
-// ---- activations and loss ------------------------------------------------------------------------
+// ---- activations ------------------------------------------------------------------------
 
 torch::Tensor activation(const std::string& name, const torch::Tensor& x) {
   if (name == "silu") return at::silu(x);
   if (name == "gelu") return at::gelu(x);
   if (name == "gelu_new" || name == "gelu_pytorch_tanh") return at::gelu(x, "tanh");
   throw Error("unsupported activation '" + name + "'");
-}
-
-torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const int64_t vocab = logits.size(-1);
-  const torch::Tensor shifted_logits = logits.narrow(1, 0, logits.size(1) - 1).to(torch::kFloat32).reshape({-1, vocab});
-  const torch::Tensor shifted_labels = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
-  return at::cross_entropy_loss(shifted_logits, shifted_labels, /*weight=*/{}, at::Reduction::Mean, /*ignore_index=*/-100);
 }
 
 }  // namespace ranktune::model

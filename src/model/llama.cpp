@@ -80,7 +80,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, torch::Dtype dt
 }
 
 CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                                             const torch::Tensor& labels, KVCache* cache) {
+                                             const torch::Tensor& labels, KVCache* cache, bool need_logits) {
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   const int64_t past = cache != nullptr ? cache->length() : 0;
   torch::Tensor h = model->embed_tokens(input_ids);
@@ -95,12 +95,10 @@ CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, con
       return decoder->forward(x, cos, sin, bias, cache, i);
     }, h, cache);
   }
-  h = model->norm(h);
-  CausalLMOutput out;
-  out.logits = lm_head ? lm_head(h) : at::linear(h, model->embed_tokens->weight);
-  if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
   if (cache != nullptr) cache->advance(seq);
-  return out;
+  return output_head(model->norm(h), lm_head ? lm_head->weight : model->embed_tokens->weight,
+                     lm_head ? lm_head.get() : nullptr, labels,
+                     need_logits);
 }
 
 std::string LlamaForCausalLMImpl::output_head_name() const { return lm_head ? "lm_head" : ""; }

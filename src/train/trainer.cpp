@@ -99,7 +99,8 @@ std::vector<data::Example> evaluation_questions(const RunConfig& config) {
 struct Trainer::State {
   std::optional<tokenizer::Tokenizer> tokenizer;
   std::shared_ptr<model::CausalLMImpl> model;
-  std::unique_ptr<peft::PeftModel> peft;
+  std::shared_ptr<peft::PeftModel> peft;
+  std::string adapter_name = "default";
   std::unique_ptr<prompt::PromptTemplate> prompt_template;
   std::vector<data::Example> train_examples, validation_examples, test_examples;
   std::vector<data::TokenizedExample> train_tokens, validation_tokens;
@@ -114,7 +115,8 @@ struct Trainer::State {
   std::vector<std::function<void(const MetricsRow&)>> callbacks;
 };
 
-Trainer::Trainer(RunConfig config) : config_(std::move(config)), state_(std::make_unique<State>()) {}
+Trainer::Trainer(RunConfig config, TrainerInputs inputs)
+    : config_(std::move(config)), inputs_(std::move(inputs)), state_(std::make_unique<State>()) {}
 Trainer::~Trainer() = default;
 
 std::shared_ptr<model::CausalLMImpl> Trainer::model() const { return state_->model; }
@@ -133,29 +135,50 @@ void Trainer::setup() {
   configure_threads(static_cast<int>(t.threads));
 
   // Everything is read and checked before the output directory is touched.
-  s.tokenizer = tokenizer::Tokenizer::from_pretrained(config_.model.path);
+  s.tokenizer = inputs_.tokenizer ? *inputs_.tokenizer : tokenizer::Tokenizer::from_pretrained(config_.model.path);
   s.prompt_template = std::make_unique<prompt::PromptTemplate>(prompt::PromptTemplate::load(config_.template_name));
-  auto all = load_examples(config_.data.train_file, config_.data, config_.data.limit);
-  if (!config_.data.eval_file.empty()) {
-    s.train_examples = std::move(all);
-    s.validation_examples = load_examples(config_.data.eval_file, config_.data, config_.data.validation_size);
+  if (inputs_.train_examples) {
+    s.train_examples = *inputs_.train_examples;
+    if (inputs_.eval_examples) s.validation_examples = *inputs_.eval_examples;
   } else {
-    std::tie(s.train_examples, s.validation_examples) =
-        data::split_validation(all, config_.data.validation_size, t.seed);
+    auto all = load_examples(config_.data.train_file, config_.data, config_.data.limit);
+    if (inputs_.eval_examples) {
+      s.train_examples = std::move(all);
+      s.validation_examples = *inputs_.eval_examples;
+    } else if (!config_.data.eval_file.empty()) {
+      s.train_examples = std::move(all);
+      s.validation_examples = load_examples(config_.data.eval_file, config_.data, config_.data.validation_size);
+    } else {
+      std::tie(s.train_examples, s.validation_examples) =
+          data::split_validation(all, config_.data.validation_size, t.seed);
+    }
   }
-  if (config_.eval.options.max_new_tokens > 0) s.test_examples = evaluation_questions(config_);
+  RANKTUNE_CHECK(!s.train_examples.empty(), "no training examples");
+  if (config_.eval.options.max_new_tokens > 0) {
+    if (!config_.eval.file.empty() || s.validation_examples.empty()) s.test_examples = evaluation_questions(config_);
+    else s.test_examples = s.validation_examples;
+    const int64_t limit = config_.eval.limit;
+    if (limit > 0 && static_cast<int64_t>(s.test_examples.size()) > limit) s.test_examples.resize(static_cast<size_t>(limit));
+  }
   if (!t.resume_from.empty()) s.resume_dir = resolve_resume_path(t.resume_from, t.output_dir);
 
-  s.model = load_run_model(config_.model);
+  s.model = inputs_.peft_model ? std::dynamic_pointer_cast<model::CausalLMImpl>(inputs_.peft_model->model_ptr())
+            : inputs_.model    ? inputs_.model
+                               : load_run_model(config_.model);
+  RANKTUNE_CHECK(s.model != nullptr, "the PeftModel given to the Trainer does not wrap a ranktune causal LM");
   torch::manual_seed(t.seed);  // adapter initialisation and dropout
-  if (config_.adapter.method == "full") {
+  if (inputs_.peft_model) {
+    s.peft = inputs_.peft_model;
+    RANKTUNE_CHECK(!s.peft->active_adapters().empty(), "the PeftModel given to the Trainer has no active adapter");
+    s.adapter_name = s.peft->active_adapters()[0];
+  } else if (config_.adapter.method == "full") {
     for (auto& p : s.model->parameters()) p.set_requires_grad(true);
   } else {
     peft::LoraConfig lora = config_.adapter.lora;
     lora.use_dora(config_.adapter.method == "dora");
     lora.task_type(std::string("CAUSAL_LM"));
     lora.base_model_name_or_path(config_.model.path);
-    s.peft = std::make_unique<peft::PeftModel>(s.model, lora, "default",
+    s.peft = std::make_shared<peft::PeftModel>(s.model, lora, "default",
                                                peft::InjectOptions().output_head(s.model->output_head_name()));
   }
   if (config_.train.gradient_checkpointing) s.model->set_gradient_checkpointing(true);
@@ -201,13 +224,13 @@ void Trainer::setup() {
       for (auto& [name, linear] : peft::find_linears(*s.model)) {
         if (!linear->has_adapter("resumed")) continue;
         peft::Adapter& from = linear->adapter("resumed");
-        peft::Adapter& to = linear->adapter("default");
+        peft::Adapter& to = linear->adapter(s.adapter_name);
         to.lora_A.copy_(from.lora_A);
         to.lora_B.copy_(from.lora_B);
         if (to.magnitude.defined()) to.magnitude.copy_(from.magnitude);
       }
       restored.delete_adapter("resumed");
-      s.peft->set_adapter("default");
+      s.peft->set_adapter(s.adapter_name);
     } else {
       model::load_weights(*s.model, s.resume_dir, /*strict=*/true);
     }
@@ -237,7 +260,7 @@ TrainResult Trainer::train() {
   const auto start = Clock::now();
   TrainResult result;
   result.output_dir = t.output_dir;
-  ProgressBar bar(s.progress.total_steps, "train");
+  ProgressBar bar(s.progress.total_steps, "train", progress_bar_ ? stderr : nullptr);
 
   auto save = [&] {
     const std::string dir = save_checkpoint(t.output_dir, s.progress, [&](const std::string& tmp) {
@@ -275,7 +298,7 @@ TrainResult Trainer::train() {
       const data::Batch batch = data::collate(members, s.pad_token_id);
       at::autocast::set_cpu_enabled(bf16);
       if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      torch::Tensor loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels).loss;
+      torch::Tensor loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss;
       at::autocast::set_cpu_enabled(false);
       const double value = loss.item<double>();
       interval_tokens += batch.tokens;
@@ -381,12 +404,28 @@ double Trainer::validation_loss() {
     for (size_t i = start; i < std::min(s.validation_tokens.size(), start + batch_size); ++i) members.push_back(&s.validation_tokens[i]);
     const data::Batch batch = data::collate(members, s.pad_token_id);
     if (batch.loss_tokens == 0) continue;
-    const double loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels).loss.item<double>();
+    const double loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss.item<double>();
     weighted += loss * static_cast<double>(batch.loss_tokens);
     counted += batch.loss_tokens;
   }
   s.model->train(was_training);
   return counted > 0 ? weighted / static_cast<double>(counted) : NAN;
+}
+
+std::map<std::string, double> Trainer::evaluate() {
+  RANKTUNE_CHECK(state_->model != nullptr, "call Trainer::setup() before evaluate()");
+  State& s = *state_;
+  std::map<std::string, double> out;
+  out["eval_loss"] = validation_loss();
+  const std::vector<data::Example>& questions = s.test_examples.empty() ? s.validation_examples : s.test_examples;
+  if (!questions.empty() && config_.eval.options.max_new_tokens > 0) {
+    eval::EvalOptions options = during_training_options(config_.eval);
+    options.progress = progress_bar_;
+    MetricsRow row;
+    add_eval_values(row, eval::evaluate_gsm8k(*s.model, *s.tokenizer, *s.prompt_template, questions, options));
+    out.insert(row.values.begin(), row.values.end());
+  }
+  return out;
 }
 
 MetricsRow Trainer::evaluate_during_training() {

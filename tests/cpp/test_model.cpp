@@ -8,11 +8,13 @@
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/model/generation.h"
 #include "ranktune/model/layers.h"
+#include "ranktune/model/loss.h"
 #include "ranktune/peft/peft_model.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
@@ -240,6 +242,40 @@ TEST(GenerationTest, InjectedTokensReplaceTheModelsChoices) {
   EXPECT_EQ(out[2], 8);
   const auto expected = model::generate(*model, {{1, 2, free_run[0], 7, 8}}, model::GenerationOptions().max_new_tokens(3))[0].tokens;
   EXPECT_EQ(std::vector<int64_t>(out.begin() + 3, out.end()), expected);
+}
+
+TEST(ModelTrainingTest, ChunkedLossEqualsTheFullLogitsLossWithTheSameGradients) {
+  torch::manual_seed(61);
+  const Tensor hidden = torch::randn({3, 11, 16}, torch::kFloat64).requires_grad_(true);
+  const Tensor weight = torch::randn({37, 16}, torch::kFloat64).requires_grad_(true);
+  Tensor labels = at::randint(0, 37, {3, 11}, at::TensorOptions().dtype(torch::kLong));
+  labels.narrow(1, 0, 4).fill_(-100);
+  const Tensor full = model::causal_lm_loss(at::linear(hidden, weight), labels);
+  const auto full_grads = torch::autograd::grad({full}, {hidden, weight});
+  for (int64_t chunk : {1, 5, 64}) {
+    const Tensor chunked = model::chunked_causal_lm_loss(hidden, weight, labels, chunk);
+    EXPECT_NEAR(chunked.item<double>(), full.item<double>(), 1e-6) << chunk;
+    const auto grads = torch::autograd::grad({chunked * 3.0}, {hidden, weight});
+    EXPECT_LT(max_abs_diff(grads[0], 3.0 * full_grads[0]), 1e-6) << chunk;
+    EXPECT_LT(max_abs_diff(grads[1], 3.0 * full_grads[1]), 1e-6) << chunk;
+  }
+  // No label counts: NaN, as transformers.
+  EXPECT_TRUE(std::isnan(model::chunked_causal_lm_loss(hidden, weight, at::full({3, 11}, -100, labels.options())).item<double>()));
+  // Through a model: the loss-only forward gives the same loss and adapter gradients.
+  auto lm = model::create_causal_lm(tiny_config("llama"));
+  peft::inject(*lm, peft::LoraConfig().r(2).target_modules("all-linear"), "default",
+               peft::InjectOptions().output_head(lm->output_head_name()));
+  for (auto& [name, linear] : peft::find_linears(*lm)) {
+    if (linear->has_adapter("default")) linear->adapter("default").lora_B.data().normal_(0.0, 0.1);
+  }
+  const Tensor ids = at::randint(0, 50, {2, 9}, at::TensorOptions().dtype(torch::kLong));
+  const Tensor a = lm->forward(ids, {}, ids).loss;
+  const Tensor b = lm->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
+  EXPECT_NEAR(a.item<double>(), b.item<double>(), 1e-5);
+  const auto& first = peft::find_linears(*lm)[0].second->adapter("default").lora_A;
+  const Tensor ga = torch::autograd::grad({a}, {first})[0];
+  const Tensor gb = torch::autograd::grad({b}, {first})[0];
+  EXPECT_LT(max_abs_diff(ga, gb), 1e-6);
 }
 
 TEST(ModelTrainingTest, GradientCheckpointingGivesTheSameGradients) {

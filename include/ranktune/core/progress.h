@@ -14,7 +14,8 @@ namespace ranktune {
 
 class ProgressBar {
  public:
-  // `stream` is where it draws (stderr by default); a terminal is detected with isatty.
+  // `stream` is where it draws (stderr by default; nullptr draws nothing); a terminal is detected
+  // with isatty.
   ProgressBar(int64_t total, std::string label, FILE* stream = stderr, int64_t plain_every = 10);
   // Reports that `done` of `total` are finished, with name/value fields to show.
   void update(int64_t done, const std::vector<std::pair<std::string, std::string>>& fields = {});

@@ -33,8 +33,10 @@ class CausalLMImpl : public torch::nn::Module {
   // input_ids [batch, seq] (int64). attention_mask [batch, cached + seq] with 1 for tokens and 0
   // for padding (optional). labels [batch, seq] with -100 for positions without loss (optional).
   // With a cache, the new keys/values are appended and positions continue after the cached ones.
+  // need_logits = false (with labels): only the loss is computed, from the hidden states in chunks
+  // (chunked_causal_lm_loss), so the [tokens, vocab] logits are never held; logits is undefined.
   virtual CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
-                                 const torch::Tensor& labels = {}, KVCache* cache = nullptr) = 0;
+                                 const torch::Tensor& labels = {}, KVCache* cache = nullptr, bool need_logits = true) = 0;
 
   const ModelConfig& config() const { return config_; }
   torch::Dtype dtype() const { return dtype_; }
@@ -53,6 +55,10 @@ class CausalLMImpl : public torch::nn::Module {
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
  protected:
+  // Logits and loss from the final hidden states: the shared tail of every forward. `head` is the
+  // output projection's weight [vocab, hidden]; `head_layer` the peft::Linear when there is one.
+  CausalLMOutput output_head(const torch::Tensor& hidden, const torch::Tensor& head, const torch::nn::Module* head_layer,
+                             const torch::Tensor& labels, bool need_logits) const;
   // Runs one decoder layer, checkpointed when enabled and gradients are being recorded.
   torch::Tensor run_layer(const std::function<torch::Tensor(const torch::Tensor&)>& layer, const torch::Tensor& x,
                           const KVCache* cache) const;

@@ -58,7 +58,7 @@ class GPT2LMHeadModelImpl : public CausalLMImpl {
  public:
   GPT2LMHeadModelImpl(const ModelConfig& config, torch::Dtype dtype);
   CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
-                         const torch::Tensor& labels = {}, KVCache* cache = nullptr) override;
+                         const torch::Tensor& labels = {}, KVCache* cache = nullptr, bool need_logits = true) override;
   std::string output_head_name() const override { return ""; }  // tied to wte
   bool ignorable_checkpoint_key(const std::string& name) const override;
 

@@ -1,7 +1,7 @@
 #pragma once
 // Building blocks shared by the decoder families: RMSNorm, rotary position embeddings (with
 // linear / dynamic-NTK / llama3 scaling), masks, scaled dot-product attention with grouped
-// key/value heads, activations and the causal-LM loss — each as transformers computes it.
+// key/value heads and activations — each as transformers computes it.
 
 #include "ranktune/model/config.h"
 
@@ -64,9 +64,5 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 
 // silu, gelu (erf), gelu_new / gelu_pytorch_tanh (tanh approximation).
 torch::Tensor activation(const std::string& name, const torch::Tensor& x);
-
-// transformers' causal-LM loss: logits[:, :-1] against labels[:, 1:], mean cross-entropy over
-// labels != -100, in fp32 (NaN when no label counts, as in transformers).
-torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels);
 
 }  // namespace ranktune::model

@@ -60,7 +60,7 @@ class LlamaForCausalLMImpl : public CausalLMImpl {
  public:
   LlamaForCausalLMImpl(const ModelConfig& config, torch::Dtype dtype);
   CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
-                         const torch::Tensor& labels = {}, KVCache* cache = nullptr) override;
+                         const torch::Tensor& labels = {}, KVCache* cache = nullptr, bool need_logits = true) override;
   std::string output_head_name() const override;
   bool ignorable_checkpoint_key(const std::string& name) const override;
 

@@ -17,8 +17,11 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace ranktune::model {
 class CausalLMImpl;
@@ -49,9 +52,21 @@ std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section)
 // examples held out of the training data (the same split the trainer uses).
 std::vector<data::Example> evaluation_questions(const RunConfig& config);
 
+// Pieces a caller already has (the Python Trainer passes its model, tokenizer and datasets); what
+// is missing is built from the RunConfig.
+struct TrainerInputs {
+  std::shared_ptr<model::CausalLMImpl> model;
+  // The model with an adapter already attached: trained as it is (adapter.* is not used).
+  std::shared_ptr<peft::PeftModel> peft_model;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
+  std::optional<std::vector<data::Example>> train_examples;
+  // Validation examples (loss, and the final evaluation when eval.file is empty).
+  std::optional<std::vector<data::Example>> eval_examples;
+};
+
 class Trainer {
  public:
-  explicit Trainer(RunConfig config);
+  explicit Trainer(RunConfig config, TrainerInputs inputs = {});
   ~Trainer();
 
   // Loads the tokenizer, the model (random weights from model.init_seed when the directory has
@@ -67,6 +82,10 @@ class Trainer {
   void add_callback(std::function<void(const MetricsRow&)> callback);
   // Asks the loop to stop after the current step, save a checkpoint and return "interrupted".
   void request_stop() { stop_requested_ = true; }
+  // Validation loss and accuracy on the evaluation questions (greedy), as metric name -> value.
+  std::map<std::string, double> evaluate();
+  // The progress bar on stderr (on by default; the Python Trainer shows its own).
+  void set_progress_bar(bool enabled) { progress_bar_ = enabled; }
 
   const RunConfig& config() const { return config_; }
   std::shared_ptr<model::CausalLMImpl> model() const;
@@ -83,7 +102,9 @@ class Trainer {
   void write_summary(const TrainResult& result);
 
   RunConfig config_;
+  TrainerInputs inputs_;
   std::unique_ptr<State> state_;
+  bool progress_bar_ = true;
   std::atomic<bool> stop_requested_{false};
 };
 

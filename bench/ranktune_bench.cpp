@@ -1,0 +1,233 @@
+// ranktune's side of the benchmarks: one configuration per process, so peak RSS is that
+// configuration's alone. Prints one JSON object; bench/run.sh runs it and the peer alternately.
+//
+//   build/bench/ranktune_bench train  --shape smollm2 --method lora|dora|full [--steps 6 --warmup 2]
+//   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64]
+//
+// The model is built from the shape with random weights (nothing is downloaded).
+
+#include <ranktune/core/threads.h>
+#include <ranktune/model/causal_lm.h>
+#include <ranktune/model/generation.h>
+#include <ranktune/peft/inject.h>
+
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/optim/adamw.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+
+using namespace ranktune;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Shape {
+  int64_t hidden, layers, heads, kv_heads, intermediate, vocab;
+  double theta;
+};
+
+Shape shape_named(const std::string& name) {
+  // SmolLM2-135M: 30 layers x 576 hidden, 9 heads / 3 KV heads, MLP 1536, vocab 49152, tied.
+  if (name == "smollm2") return {576, 30, 9, 3, 1536, 49152, 100000.0};
+  if (name == "tiny") return {64, 2, 4, 2, 128, 512, 10000.0};
+  throw std::runtime_error("unknown shape '" + name + "' (smollm2, tiny)");
+}
+
+model::ModelConfig config_for(const Shape& s) {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", s.hidden},
+                      {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
+                      {"num_key_value_heads", s.kv_heads}, {"intermediate_size", s.intermediate},
+                      {"vocab_size", s.vocab}, {"rope_theta", s.theta}, {"rms_norm_eps", 1e-5},
+                      {"max_position_embeddings", 2048}, {"tie_word_embeddings", true}};
+  return model::ModelConfig::from_json(j.dump(), "bench shape");
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// The fp32 GEMM rate this process gets right now (2048³, best of 3).
+double gemm_gflops() {
+  const at::Tensor a = at::randn({2048, 2048}), b = at::randn({2048, 2048});
+  at::Tensor c = at::mm(a, b);
+  double best = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = Clock::now();
+    c = at::mm(a, b);
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    best = std::max(best, 2.0 * 2048 * 2048 * 2048 / s / 1e9);
+  }
+  return best;
+}
+
+// Memory read bandwidth: summing a 512 MiB buffer (best of 3), in GB/s.
+double read_bandwidth_gbs() {
+  const at::Tensor buffer = at::ones({128 * 1024 * 1024});
+  double best = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = Clock::now();
+    const double sum = buffer.sum().item<double>();
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    if (sum > 0) best = std::max(best, static_cast<double>(buffer.nbytes()) / s / 1e9);
+  }
+  return best;
+}
+
+// Floating-point operations of one training step (multiply-add = 2), for the achieved rate:
+// projections forward (2·P per token) and input gradients (2·P), weight gradients only in full
+// fine-tuning (2·P); the tied head likewise; causal attention 2·T·d per token per layer forward
+// (QKᵀ and PV over T/2 keys on average) and twice that backward.
+double step_flops(const Shape& s, const std::string& method, int64_t batch, int64_t seq) {
+  const double head_dim = static_cast<double>(s.hidden / s.heads);
+  const double q = s.heads * head_dim, kv = s.kv_heads * head_dim;
+  const double projections = s.layers * (s.hidden * (q + 2 * kv) + q * s.hidden + 3.0 * s.hidden * s.intermediate);
+  const double head = static_cast<double>(s.vocab) * s.hidden;
+  const double passes = method == "full" ? 3.0 : 2.0;
+  const double tokens = static_cast<double>(batch * seq);
+  const double attention = 3.0 * 2.0 * seq * q * s.layers;
+  return tokens * (2.0 * passes * (projections + head) + attention);
+}
+
+nlohmann::ordered_json train(const Shape& shape, const std::string& method, int64_t batch, int64_t seq, int64_t steps,
+                             int64_t warmup, int64_t r, double alpha) {
+  torch::manual_seed(0);
+  auto model = model::create_causal_lm(config_for(shape));
+  if (method == "full") {
+    for (auto& p : model->parameters()) p.set_requires_grad(true);
+  } else {
+    peft::inject(*model,
+                 peft::LoraConfig().r(r).lora_alpha(alpha).use_dora(method == "dora").target_modules(
+                     {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+                 "default", peft::InjectOptions().output_head(model->output_head_name()));
+  }
+  std::vector<at::Tensor> params;
+  for (const auto& p : model->parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
+  model->train();
+  at::Generator gen = at::detail::createCPUGenerator(1);
+  std::vector<double> times;
+  double loss = 0;
+  for (int64_t step = 0; step < warmup + steps; ++step) {
+    const at::Tensor ids = at::randint(0, shape.vocab, {batch, seq}, gen, at::TensorOptions().dtype(at::kLong));
+    const auto start = Clock::now();
+    at::Tensor l = model->forward(ids, {}, ids).loss;
+    l.backward();
+    optimizer.step();
+    optimizer.zero_grad();
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    if (step >= warmup) times.push_back(s);
+    loss = l.item<double>();
+  }
+  const double rss = peak_rss_mb();  // before the GEMM probe adds its buffers
+  const double m = median(times);
+  const double gflops = step_flops(shape, method, batch, seq) / m / 1e9;
+  const double peak = gemm_gflops();
+  nlohmann::ordered_json j;
+  j["impl"] = "ranktune";
+  j["bench"] = "train";
+  j["method"] = method;
+  j["median_step_s"] = m;
+  j["tokens_per_s"] = static_cast<double>(batch * seq) / m;
+  j["peak_rss_mb"] = rss;
+  j["achieved_gflops"] = gflops;
+  j["gemm_peak_gflops"] = peak;
+  j["share_of_gemm_peak"] = gflops / peak;
+  j["steps"] = steps;
+  j["loss"] = loss;
+  return j;
+}
+
+nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_length, int64_t new_tokens, int64_t repeats,
+                              int64_t r, double alpha) {
+  torch::manual_seed(0);
+  auto model = model::create_causal_lm(config_for(shape));
+  peft::inject(*model,
+               peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(
+                   {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+               "default", peft::InjectOptions().output_head(model->output_head_name()));
+  if (merged) peft::merge_adapters(*model);
+  at::Generator gen = at::detail::createCPUGenerator(2);
+  const at::Tensor ids = at::randint(0, shape.vocab, {prompt_length}, gen, at::TensorOptions().dtype(at::kLong));
+  const std::vector<int64_t> prompt(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + prompt_length);
+  std::vector<double> rates;
+  for (int64_t i = 0; i < repeats; ++i) {
+    const auto start = Clock::now();
+    const auto out = model::generate(*model, {prompt}, model::GenerationOptions().max_new_tokens(new_tokens));
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    rates.push_back(static_cast<double>(out[0].tokens.size()) / s);
+  }
+  // Each new token reads every weight once (adapters too when unmerged): the memory-bound limit.
+  double weight_bytes = 0;
+  for (const auto& p : model->parameters()) weight_bytes += static_cast<double>(p.nbytes());
+  const double bandwidth = read_bandwidth_gbs();
+  const double limit = bandwidth * 1e9 / weight_bytes;
+  nlohmann::ordered_json j;
+  j["impl"] = "ranktune";
+  j["bench"] = "decode";
+  j["method"] = merged ? "lora-merged" : "lora-unmerged";
+  j["tokens_per_s"] = median(rates);
+  j["read_bandwidth_gbs"] = bandwidth;
+  j["weight_mb"] = weight_bytes / 1e6;
+  j["bandwidth_limit_tokens_per_s"] = limit;
+  j["share_of_bandwidth_limit"] = median(rates) / limit;
+  j["peak_rss_mb"] = peak_rss_mb();
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ranktune benchmarks (one configuration per process)"};
+  std::string shape_name = "smollm2", method = "lora";
+  int64_t batch = 4, seq = 256, steps = 6, warmup = 2, r = 16, prompt = 32, new_tokens = 64, repeats = 3;
+  int threads = 2;
+  double alpha = 32;
+  bool merged = false;
+  app.add_option("--shape", shape_name, "smollm2 | tiny");
+  app.add_option("--threads", threads, "intra-op threads");
+  app.add_option("--r", r, "LoRA rank");
+  app.add_option("--alpha", alpha, "LoRA alpha");
+  auto* train_cmd = app.add_subcommand("train", "median time of a training step");
+  train_cmd->add_option("--method", method, "lora | dora | full");
+  train_cmd->add_option("--batch", batch);
+  train_cmd->add_option("--seq", seq);
+  train_cmd->add_option("--steps", steps, "measured steps");
+  train_cmd->add_option("--warmup", warmup, "steps before measuring");
+  auto* decode_cmd = app.add_subcommand("decode", "greedy decoding, batch 1");
+  decode_cmd->add_flag("--merged", merged, "merge the adapter into the weights first");
+  decode_cmd->add_option("--prompt", prompt, "prompt tokens");
+  decode_cmd->add_option("--new-tokens", new_tokens);
+  decode_cmd->add_option("--repeats", repeats);
+  app.require_subcommand(1);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    configure_threads(threads);
+    const Shape shape = shape_named(shape_name);
+    nlohmann::ordered_json out = train_cmd->parsed()
+                                     ? train(shape, method, batch, seq, steps, warmup, r, alpha)
+                                     : decode(shape, merged, prompt, new_tokens, repeats, r, alpha);
+    out["shape"] = shape_name;
+    out["threads"] = threads;
+    std::cout << out.dump() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}

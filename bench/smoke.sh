@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every benchmark once on the tiny shape and checks that each reports sane numbers.
+#   bench/smoke.sh BUILD/bench/ranktune_bench SOURCE_DIR
+set -euo pipefail
+BENCH="$1"
+PEER="$2/bench/peers/peer.py"
+{
+  for method in lora dora full; do
+    "$BENCH" --shape tiny --threads 1 train --method "$method" --steps 1 --warmup 1 --seq 32 --batch 2
+    /usr/bin/python3 "$PEER" train --shape tiny --threads 1 --method "$method" --steps 1 --warmup 1 --seq 32 --batch 2
+  done
+  "$BENCH" --shape tiny --threads 1 decode --new-tokens 8 --prompt 8 --repeats 1
+  "$BENCH" --shape tiny --threads 1 decode --merged --new-tokens 8 --prompt 8 --repeats 1
+  /usr/bin/python3 "$PEER" decode --shape tiny --threads 1 --new-tokens 8 --prompt 8 --repeats 1
+} | /usr/bin/python3 "$2/bench/check_results.py"
