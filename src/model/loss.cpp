@@ -15,11 +15,13 @@ using torch::autograd::variable_list;
 // loss = Σ_valid (logsumexp(h Wᵀ) - (h Wᵀ)[label]) / count. With the upstream gradient g (a
 // scalar), d logits = g · (softmax - onehot) / count on valid rows, 0 elsewhere.
 struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& hidden, const Tensor& weight, const Tensor& labels, int64_t chunk) {
+  // need_hidden / need_weight come from the caller: with grad mode off the context has no edges to
+  // ask (and inside forward grad mode is always off).
+  static Tensor forward(AutogradContext* ctx, const Tensor& hidden, const Tensor& weight, const Tensor& labels, int64_t chunk,
+                        bool need_hidden, bool need_weight) {
     const int64_t n = hidden.size(0);
     const Tensor valid = labels.ne(-100);
     const int64_t count = valid.sum().item<int64_t>();
-    const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
     Tensor d_hidden = need_hidden ? at::empty_like(hidden) : Tensor();
     Tensor d_weight = need_weight ? at::zeros(weight.sizes(), weight.options().dtype(at::kFloat)) : Tensor();
     double total = 0;
@@ -28,13 +30,13 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
       const Tensor h = hidden.narrow(0, start, len);
       const Tensor target = labels.narrow(0, start, len);
       const Tensor keep = valid.narrow(0, start, len);
-      const Tensor logits = h.mm(weight.t()).to(at::kFloat);
-      const Tensor lse = at::logsumexp(logits, 1);
+      // log_softmax is one vectorised kernel (max, sum of exp, subtract); softmax is then its exp.
+      Tensor log_probs = at::_log_softmax(h.mm(weight.t()).to(at::kFloat), 1, /*half_to_float=*/false);
       const Tensor safe_target = target.clamp_min(0);
-      const Tensor target_logit = logits.gather(1, safe_target.unsqueeze(1)).squeeze(1);
-      total += (lse - target_logit).masked_fill(keep.logical_not(), 0).sum().item<double>();
+      const Tensor target_log_prob = log_probs.gather(1, safe_target.unsqueeze(1)).squeeze(1);
+      total -= target_log_prob.masked_fill(keep.logical_not(), 0).sum().item<double>();
       if ((need_hidden || need_weight) && count > 0) {
-        Tensor d_logits = logits.sub_(lse.unsqueeze(1)).exp_();  // softmax, in the logits' buffer
+        Tensor d_logits = log_probs.exp_();  // softmax, in the same buffer
         d_logits.scatter_add_(1, safe_target.unsqueeze(1), at::full({len, 1}, -1.0f, d_logits.options()));
         d_logits.mul_(keep.unsqueeze(1).to(at::kFloat)).div_(static_cast<double>(count));
         const Tensor d_logits_cast = d_logits.to(hidden.scalar_type());
@@ -56,7 +58,7 @@ struct LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy>
     if (saved[1].defined()) {
       d_weight = (saved[1] * g).to(static_cast<at::ScalarType>(ctx->saved_data["weight_dtype"].toInt()));
     }
-    return {d_hidden, d_weight, Tensor(), Tensor()};
+    return {d_hidden, d_weight, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -73,7 +75,9 @@ Tensor chunked_causal_lm_loss(const Tensor& hidden, const Tensor& weight, const 
   const int64_t hidden_size = hidden.size(-1);
   const Tensor shifted_hidden = hidden.narrow(1, 0, hidden.size(1) - 1).reshape({-1, hidden_size});
   const Tensor shifted_labels = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
-  return LinearCrossEntropy::apply(shifted_hidden, weight, shifted_labels, std::max<int64_t>(chunk, 1));
+  const bool grad = at::GradMode::is_enabled();
+  return LinearCrossEntropy::apply(shifted_hidden, weight, shifted_labels, std::max<int64_t>(chunk, 1),
+                                   grad && hidden.requires_grad(), grad && weight.requires_grad());
 }
 
 }  // namespace ranktune::model

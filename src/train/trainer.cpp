@@ -155,8 +155,10 @@ void Trainer::setup() {
   }
   RANKTUNE_CHECK(!s.train_examples.empty(), "no training examples");
   if (config_.eval.options.max_new_tokens > 0) {
-    if (!config_.eval.file.empty() || s.validation_examples.empty()) s.test_examples = evaluation_questions(config_);
-    else s.test_examples = s.validation_examples;
+    if (!config_.eval.file.empty()) s.test_examples = evaluation_questions(config_);
+    else if (!s.validation_examples.empty()) s.test_examples = s.validation_examples;
+    else if (!inputs_.train_examples) s.test_examples = evaluation_questions(config_);
+    // In-memory training data without validation examples or eval.file: nothing to evaluate on.
     const int64_t limit = config_.eval.limit;
     if (limit > 0 && static_cast<int64_t>(s.test_examples.size()) > limit) s.test_examples.resize(static_cast<size_t>(limit));
   }

@@ -7,6 +7,7 @@
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/model/generation.h"
+#include "ranktune/model/blocked_attention.h"
 #include "ranktune/model/layers.h"
 #include "ranktune/model/loss.h"
 #include "ranktune/peft/peft_model.h"
@@ -259,6 +260,11 @@ TEST(ModelTrainingTest, ChunkedLossEqualsTheFullLogitsLossWithTheSameGradients) 
     EXPECT_LT(max_abs_diff(grads[0], 3.0 * full_grads[0]), 1e-6) << chunk;
     EXPECT_LT(max_abs_diff(grads[1], 3.0 * full_grads[1]), 1e-6) << chunk;
   }
+  // Without gradients (evaluation) only the loss is computed.
+  {
+    at::NoGradGuard no_grad;
+    EXPECT_NEAR(model::chunked_causal_lm_loss(hidden, weight, labels, 5).item<double>(), full.item<double>(), 1e-6);
+  }
   // No label counts: NaN, as transformers.
   EXPECT_TRUE(std::isnan(model::chunked_causal_lm_loss(hidden, weight, at::full({3, 11}, -100, labels.options())).item<double>()));
   // Through a model: the loss-only forward gives the same loss and adapter gradients.
@@ -276,6 +282,40 @@ TEST(ModelTrainingTest, ChunkedLossEqualsTheFullLogitsLossWithTheSameGradients) 
   const Tensor ga = torch::autograd::grad({a}, {first})[0];
   const Tensor gb = torch::autograd::grad({b}, {first})[0];
   EXPECT_LT(max_abs_diff(ga, gb), 1e-6);
+}
+
+TEST(ModelTrainingTest, BlockedAttentionEqualsTheReferenceWithGradients) {
+  torch::manual_seed(62);
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const int64_t b = 2, t = 13, h = 6, kv = 2, d = 8;
+  for (const bool rope : {true, false}) {
+    for (const std::optional<int64_t> window : {std::optional<int64_t>(), std::optional<int64_t>(4)}) {
+      const Tensor q = torch::randn({b, t, h, d}, f64).requires_grad_(true);
+      const Tensor k = torch::randn({b, t, kv, d}, f64).requires_grad_(true);
+      const Tensor v = torch::randn({b, t, kv, d}, f64).requires_grad_(true);
+      Tensor cos, sin;
+      if (rope) {
+        const Tensor angles = torch::rand({b, t, d / 2}, f64) * 6;
+        cos = at::cat({angles.cos(), angles.cos()}, -1);
+        sin = at::cat({angles.sin(), angles.sin()}, -1);
+      }
+      Tensor mask = torch::ones({b, t}, at::TensorOptions().dtype(torch::kLong));
+      mask[1].narrow(0, 10, 3).fill_(0);  // right padding in the second row
+      const Tensor probe = torch::randn({b, t, h * d}, f64);
+      const Tensor blocked = model::blocked_causal_attention(q, k, v, cos, sin, mask, window, /*block=*/4).view({b, t, h * d});
+      const Tensor qr = rope ? model::apply_rotary(q, cos, sin) : q, kr = rope ? model::apply_rotary(k, cos, sin) : k;
+      const Tensor bias = model::attention_bias(mask, b, t, 0, torch::kFloat64, window);
+      const Tensor reference =
+          model::attention(qr.transpose(1, 2), kr.transpose(1, 2), v.transpose(1, 2), bias).transpose(1, 2).reshape({b, t, h * d});
+      // Real tokens only: fully padded query rows are undefined in both (transformers too).
+      const Tensor real = mask.to(torch::kFloat64).unsqueeze(-1);
+      // Both take the softmax in fp32 (as transformers), so double inputs agree to fp32 precision.
+      EXPECT_LT(max_abs_diff(blocked * real, reference * real), 2e-6) << rope << " " << window.value_or(0);
+      const auto g1 = torch::autograd::grad({(blocked * real * probe).sum()}, {q, k, v});
+      const auto g2 = torch::autograd::grad({(reference * real * probe).sum()}, {q, k, v});
+      for (size_t i = 0; i < 3; ++i) EXPECT_LT(max_abs_diff(g1[i], g2[i]), 2e-6) << rope << " " << i;
+    }
+  }
 }
 
 TEST(ModelTrainingTest, GradientCheckpointingGivesTheSameGradients) {
