@@ -1,0 +1,241 @@
+"""Tokenizers with Hugging Face's ids (tokenizer.json BPE, or tokenizer.model via SentencePiece),
+behind the part of transformers' tokenizer API that fine-tuning scripts use.
+
+    tok = ranktune.AutoTokenizer.from_pretrained("path/to/model")
+    ids = tok.encode("Hello world")                      # BOS added as transformers adds it
+    batch = tok(["a", "b c"], padding=True, return_tensors="pt")
+    text = tok.decode(ids, skip_special_tokens=True)
+"""
+
+import os
+from typing import Iterable, List, Optional, Sequence, Union
+
+import torch
+
+from . import _core
+
+__all__ = ["AutoTokenizer", "BatchEncoding", "Tokenizer"]
+
+TextInput = Union[str, Sequence[str]]
+
+
+class BatchEncoding(dict):
+    """What calling a tokenizer returns: a dict (``input_ids``, ``attention_mask``) whose keys are
+    also attributes, as transformers' BatchEncoding."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to(self, device) -> "BatchEncoding":
+        """Moves tensor values to `device` (ranktune runs on the CPU; kept for compatibility)."""
+        return BatchEncoding({k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.items()})
+
+
+def _as_id_list(ids) -> List[int]:
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"expected a 1-D tensor of token ids, got shape {list(ids.shape)} (use batch_decode)")
+        return [int(i) for i in ids.tolist()]
+    return [int(i) for i in ids]
+
+
+class Tokenizer:
+    """Text <-> token ids. Load with :meth:`AutoTokenizer.from_pretrained`.
+
+    Special tokens come from tokenizer_config.json (or the model). ``pad_token_id`` may be set,
+    e.g. ``tok.pad_token = tok.eos_token`` as with transformers.
+    """
+
+    def __init__(self, core: "_core.Tokenizer", name_or_path: str = ""):
+        self._core = core
+        self.name_or_path = name_or_path
+        self.padding_side = "right"
+        self._pad_token_id = core.pad_token_id
+
+    # ---- encoding ----------------------------------------------------------------------------------
+    def encode(self, text: str, add_special_tokens: bool = True) -> List[int]:
+        """Token ids of `text`. With `add_special_tokens` (the default, as in transformers) the ids
+        transformers adds (e.g. BOS for Llama) are added."""
+        return list(self._core.encode(text, add_special_tokens))
+
+    def decode(self, token_ids, skip_special_tokens: bool = False) -> str:
+        """The text of `token_ids` (a list or a 1-D tensor)."""
+        return self._core.decode(_as_id_list(token_ids), skip_special_tokens)
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = False) -> List[str]:
+        """decode() for each row of a list of id lists or a 2-D tensor."""
+        if isinstance(sequences, torch.Tensor):
+            sequences = sequences.tolist()
+        return list(self._core.decode_batch([_as_id_list(s) for s in sequences], skip_special_tokens))
+
+    def __call__(self, text: TextInput, add_special_tokens: bool = True, padding: Union[bool, str] = False,
+                 truncation: bool = False, max_length: Optional[int] = None, return_tensors: Optional[str] = None,
+                 return_attention_mask: bool = True) -> BatchEncoding:
+        """Tokenizes a string or a batch of strings.
+
+        Returns a :class:`BatchEncoding` with ``input_ids`` (and ``attention_mask``): lists for
+        ``return_tensors=None``, int64 tensors for ``return_tensors="pt"`` (a single string
+        becomes a batch of one). ``padding``: False, True/"longest" (to the longest row) or
+        "max_length" (to `max_length`), on ``self.padding_side``; ``truncation`` cuts rows to
+        `max_length` (on the right).
+        """
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"return_tensors={return_tensors!r} is not supported; use None or 'pt'")
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("text must be a string or a list of strings")
+        rows = [list(r) for r in self._core.encode_batch(texts, add_special_tokens)]
+        if truncation:
+            if max_length is None:
+                raise ValueError("truncation=True needs max_length")
+            rows = [r[:max_length] for r in rows]
+        masks = [[1] * len(r) for r in rows]
+        if padding is True or padding in ("longest", "max_length"):
+            target = max((len(r) for r in rows), default=0)
+            if padding == "max_length":
+                if max_length is None:
+                    raise ValueError("padding='max_length' needs max_length")
+                target = max_length
+            pad = self.pad_token_id
+            if pad is None and any(len(r) < target for r in rows):
+                raise ValueError("Asking to pad but the tokenizer has no padding token: set "
+                                 "`tokenizer.pad_token = tokenizer.eos_token` (or pad_token_id)")
+            for i, r in enumerate(rows):
+                n = target - len(r)
+                if n <= 0:
+                    continue
+                if self.padding_side == "left":
+                    rows[i] = [pad] * n + r
+                    masks[i] = [0] * n + masks[i]
+                else:
+                    rows[i] = r + [pad] * n
+                    masks[i] = masks[i] + [0] * n
+        elif padding not in (False, None, "do_not_pad"):
+            raise ValueError(f"padding={padding!r}: use False, True, 'longest' or 'max_length'")
+        out = BatchEncoding()
+        if return_tensors == "pt":
+            if len({len(r) for r in rows}) > 1:
+                raise ValueError("rows have different lengths: pass padding=True to return tensors")
+            out["input_ids"] = torch.tensor(rows, dtype=torch.long).reshape(len(rows), -1)
+            if return_attention_mask:
+                out["attention_mask"] = torch.tensor(masks, dtype=torch.long).reshape(len(rows), -1)
+        else:
+            out["input_ids"] = rows[0] if single else rows
+            if return_attention_mask:
+                out["attention_mask"] = masks[0] if single else masks
+        return out
+
+    # ---- vocabulary ----------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id, added tokens included."""
+        return self._core.vocab_size
+
+    def __len__(self) -> int:
+        return self._core.vocab_size
+
+    def convert_ids_to_tokens(self, ids: Union[int, Iterable[int]]):
+        """The token string of an id (or of each id in a list)."""
+        if isinstance(ids, int):
+            return self._core.id_to_token(ids)
+        return [self._core.id_to_token(int(i)) for i in ids]
+
+    def convert_tokens_to_ids(self, tokens: Union[str, Iterable[str]]):
+        """The id of a token string (or of each one in a list); None for unknown tokens."""
+        if isinstance(tokens, str):
+            return self._core.token_to_id(tokens)
+        return [self._core.token_to_id(t) for t in tokens]
+
+    def _token(self, token_id: Optional[int]) -> Optional[str]:
+        return None if token_id is None else self._core.id_to_token(token_id)
+
+    @property
+    def bos_token_id(self) -> Optional[int]:
+        """The beginning-of-sequence id, or None."""
+        return self._core.bos_token_id
+
+    @property
+    def eos_token_id(self) -> Optional[int]:
+        """The end-of-sequence id, or None."""
+        return self._core.eos_token_id
+
+    @property
+    def pad_token_id(self) -> Optional[int]:
+        """The padding id (settable), or None."""
+        return self._pad_token_id
+
+    @pad_token_id.setter
+    def pad_token_id(self, value: Optional[int]) -> None:
+        self._pad_token_id = None if value is None else int(value)
+
+    @property
+    def bos_token(self) -> Optional[str]:
+        """The beginning-of-sequence token string, or None."""
+        return self._token(self.bos_token_id)
+
+    @property
+    def eos_token(self) -> Optional[str]:
+        """The end-of-sequence token string, or None."""
+        return self._token(self.eos_token_id)
+
+    @property
+    def pad_token(self) -> Optional[str]:
+        """The padding token string (settable to any token of the vocabulary), or None."""
+        return self._token(self.pad_token_id)
+
+    @pad_token.setter
+    def pad_token(self, token: Optional[str]) -> None:
+        if token is None:
+            self._pad_token_id = None
+            return
+        token_id = self._core.token_to_id(token)
+        if token_id is None:
+            raise ValueError(f"{token!r} is not a token of this vocabulary")
+        self._pad_token_id = token_id
+
+    def is_special(self, token_id: int) -> bool:
+        """True for special tokens (skipped by decode(..., skip_special_tokens=True))."""
+        return self._core.is_special(token_id)
+
+    @property
+    def kind(self) -> str:
+        """"bpe-byte-level", "bpe-sentencepiece", "bpe" or "sentencepiece-model"."""
+        return self._core.kind
+
+    @property
+    def source(self) -> str:
+        """The file the tokenizer was loaded from."""
+        return self._core.source
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(name_or_path={self.name_or_path!r}, kind={self.kind!r}, vocab_size={self.vocab_size})"
+
+
+class AutoTokenizer:
+    """transformers' ``AutoTokenizer``: :meth:`from_pretrained` picks the tokenizer a model ships."""
+
+    def __init__(self):
+        raise TypeError("use AutoTokenizer.from_pretrained(path)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> Tokenizer:
+        """Loads tokenizer.json (or, without it, tokenizer.model) and tokenizer_config.json from a
+        directory, or a given tokenizer file. A ``*.model`` path selects SentencePiece itself
+        (e.g. stories260k, whose SentencePiece model normalises whitespace). Keyword arguments:
+        ``padding_side`` ("right" or "left"); transformers' ``use_fast`` and ``legacy`` are accepted
+        and ignored; anything else is a TypeError."""
+        padding_side = kwargs.pop("padding_side", "right")
+        for ignored in ("use_fast", "legacy", "trust_remote_code"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise TypeError(f"AutoTokenizer.from_pretrained() got unexpected keyword arguments: {sorted(kwargs)}")
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        path = os.fspath(pretrained_model_name_or_path)
+        tok = Tokenizer(_core.Tokenizer.from_pretrained(path), name_or_path=path)
+        tok.padding_side = padding_side
+        return tok

@@ -1,0 +1,261 @@
+// Models (ranktune::model): loading, forward, generation, parameters; and safetensors files
+// (ranktune::io), which the Python side uses to read golden logits and write adapters.
+
+#include "common.h"
+
+#include "ranktune/core/error.h"
+#include "ranktune/core/threads.h"
+#include "ranktune/io/safetensors.h"
+#include "ranktune/model/causal_lm.h"
+#include "ranktune/model/generation.h"
+#include "ranktune/tokenizer/tokenizer.h"
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <sstream>
+
+namespace ranktune::python {
+namespace {
+
+using model::CausalLMImpl;
+using CausalLMPtr = std::shared_ptr<CausalLMImpl>;
+
+// ---- config ------------------------------------------------------------------------------------------
+
+const char* rope_type_name(model::RopeScaling::Type t) {
+  switch (t) {
+    case model::RopeScaling::Type::none: return "none";
+    case model::RopeScaling::Type::linear: return "linear";
+    case model::RopeScaling::Type::dynamic: return "dynamic";
+    case model::RopeScaling::Type::llama3: return "llama3";
+  }
+  return "none";
+}
+
+// The normalised config under Hugging Face's field names (the Python side adds config.json's own).
+py::dict config_to_dict(const model::ModelConfig& c) {
+  py::dict d;
+  d["architectures"] = py::make_tuple(c.architecture);
+  d["model_type"] = c.model_type;
+  d["vocab_size"] = c.vocab_size;
+  d["hidden_size"] = c.hidden_size;
+  d["intermediate_size"] = c.intermediate_size;
+  d["num_hidden_layers"] = c.num_hidden_layers;
+  d["num_attention_heads"] = c.num_attention_heads;
+  d["num_key_value_heads"] = c.num_key_value_heads;
+  d["head_dim"] = c.head_dim;
+  d["max_position_embeddings"] = c.max_position_embeddings;
+  d[c.is_gpt2() ? "layer_norm_epsilon" : "rms_norm_eps"] = c.norm_eps;
+  d["rope_theta"] = c.rope_theta;
+  if (c.rope_scaling.type == model::RopeScaling::Type::none) {
+    d["rope_scaling"] = py::none();
+  } else {
+    py::dict rs;
+    rs["rope_type"] = rope_type_name(c.rope_scaling.type);
+    rs["factor"] = c.rope_scaling.factor;
+    if (c.rope_scaling.type == model::RopeScaling::Type::llama3) {
+      rs["low_freq_factor"] = c.rope_scaling.low_freq_factor;
+      rs["high_freq_factor"] = c.rope_scaling.high_freq_factor;
+      rs["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
+    }
+    d["rope_scaling"] = rs;
+  }
+  d["tie_word_embeddings"] = c.tie_word_embeddings;
+  d["attention_bias"] = c.attention_bias;
+  d["mlp_bias"] = c.mlp_bias;
+  d["hidden_act"] = c.hidden_act;
+  d["sliding_window"] = c.sliding_window ? py::cast(*c.sliding_window) : py::none();
+  d["bos_token_id"] = c.bos_token_id ? py::cast(*c.bos_token_id) : py::none();
+  if (c.eos_token_ids.empty()) d["eos_token_id"] = py::none();
+  else if (c.eos_token_ids.size() == 1) d["eos_token_id"] = c.eos_token_ids[0];
+  else d["eos_token_id"] = py::cast(c.eos_token_ids);
+  d["pad_token_id"] = c.pad_token_id ? py::cast(*c.pad_token_id) : py::none();
+  d["torch_dtype"] = c.torch_dtype;
+  return d;
+}
+
+py::dict load_report_to_dict(const model::LoadReport& r) {
+  py::dict d;
+  d["missing_keys"] = r.missing_keys;
+  d["unexpected_keys"] = r.unexpected_keys;
+  d["shape_mismatches"] = r.shape_mismatches;
+  return d;
+}
+
+// ---- generation --------------------------------------------------------------------------------------
+
+py::list generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts, int64_t max_new_tokens,
+                  double temperature, int64_t top_k, double top_p, uint64_t seed, double repetition_penalty,
+                  int64_t no_repeat_ngram_size, const std::vector<int64_t>& eos_token_ids, int64_t pad_token_id,
+                  const std::vector<std::string>& stop_strings, const tokenizer::Tokenizer* tok) {
+  model::GenerationOptions o;
+  o.max_new_tokens(max_new_tokens)
+      .temperature(temperature)
+      .top_k(top_k)
+      .top_p(top_p)
+      .seed(seed)
+      .repetition_penalty(repetition_penalty)
+      .no_repeat_ngram_size(no_repeat_ngram_size)
+      .eos_token_ids(eos_token_ids)
+      .pad_token_id(pad_token_id);
+  if (!stop_strings.empty()) {
+    RANKTUNE_CHECK(tok != nullptr, "stop_strings need a tokenizer to decode the generated tokens: pass tokenizer=...");
+    const tokenizer::Tokenizer copy = *tok;  // a cheap handle; the lambda must not reach into Python
+    o.stop(model::stop_at_strings(stop_strings, [copy](const std::vector<int64_t>& ids) { return copy.decode(ids); }));
+  }
+  std::vector<model::Generation> out;
+  {
+    py::gil_scoped_release release;
+    out = model::generate(model, prompts, o);
+  }
+  py::list result;
+  for (const auto& g : out) result.append(py::make_tuple(g.tokens, g.finish_reason));
+  return result;
+}
+
+}  // namespace
+
+// ---- helpers shared with the other files ----------------------------------------------------------------
+
+at::ScalarType parse_dtype(const std::string& text) {
+  std::string name = text;
+  if (name.rfind("torch.", 0) == 0) name = name.substr(6);
+  if (name == "float32" || name == "float" || name == "fp32") return at::kFloat;
+  if (name == "float64" || name == "double" || name == "fp64") return at::kDouble;
+  if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
+  if (name == "float16" || name == "half" || name == "fp16") return at::kHalf;
+  throw Error("unsupported dtype '" + text + "'; use torch.float32, torch.float64, torch.bfloat16 or torch.float16");
+}
+
+std::string dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    default: return c10::toString(dtype);
+  }
+}
+
+void bind_models(py::module_& m) {
+  m.def("configure_threads", &configure_threads, py::arg("n") = 0,
+        "Sets LibTorch's intra-op threads: n > 0 uses n; n <= 0 uses $RANKTUNE_NUM_THREADS, else every core. "
+        "Returns the count in effect.");
+  m.def("model_config", [](const std::string& path) { return config_to_dict(model::ModelConfig::load(path)); },
+        py::arg("path"), "The normalised config.json of a model directory (Hugging Face field names).");
+
+  py::class_<CausalLMImpl, CausalLMPtr>(m, "CausalLM", "A ranktune decoder-only model (Llama, Mistral, Qwen2, GPT-2).")
+      .def_static(
+          "load",
+          [](const std::string& path, const std::string& dtype) {
+            const at::ScalarType t = parse_dtype(dtype);
+            py::gil_scoped_release release;
+            return model::load_causal_lm(path, model::LoadOptions().dtype(t));
+          },
+          py::arg("path"), py::arg("dtype") = "float32")
+      .def_static(
+          "create",
+          [](const std::string& config_json, const std::string& source, const std::string& dtype, uint64_t seed) {
+            const model::ModelConfig config = model::ModelConfig::from_json(config_json, source);
+            const at::ScalarType t = parse_dtype(dtype);
+            py::gil_scoped_release release;
+            at::manual_seed(seed);
+            return model::create_causal_lm(config, t);
+          },
+          py::arg("config_json"), py::arg("source") = "", py::arg("dtype") = "float32", py::arg("seed") = 0,
+          "A model with random weights (transformers' initialisation) from config.json text, seeded.")
+      .def(
+          "forward",
+          [](CausalLMImpl& self, const at::Tensor& input_ids, const std::optional<at::Tensor>& attention_mask,
+             const std::optional<at::Tensor>& labels) {
+            model::CausalLMOutput out;
+            {
+              py::gil_scoped_release release;
+              out = self.forward(input_ids, attention_mask.value_or(at::Tensor()), labels.value_or(at::Tensor()));
+            }
+            return py::make_tuple(out.logits, out.loss.defined() ? py::cast(out.loss) : py::none());
+          },
+          py::arg("input_ids"), py::arg("attention_mask") = py::none(), py::arg("labels") = py::none())
+      .def("generate", &generate, py::arg("prompts"), py::arg("max_new_tokens"), py::arg("temperature"),
+           py::arg("top_k"), py::arg("top_p"), py::arg("seed"), py::arg("repetition_penalty"),
+           py::arg("no_repeat_ngram_size"), py::arg("eos_token_ids"), py::arg("pad_token_id"),
+           py::arg("stop_strings"), py::arg("tokenizer") = nullptr)
+      .def("named_parameters",
+           [](CausalLMImpl& self) {
+             std::vector<std::pair<std::string, at::Tensor>> out;
+             for (const auto& item : self.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+             return out;
+           })
+      .def("named_buffers",
+           [](CausalLMImpl& self) {
+             std::vector<std::pair<std::string, at::Tensor>> out;
+             for (const auto& item : self.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+             return out;
+           })
+      .def("named_modules",
+           [](CausalLMImpl& self) {
+             std::vector<std::string> out;
+             for (const auto& item : self.named_modules("", /*include_self=*/false)) out.push_back(item.key());
+             return out;
+           })
+      .def("set_training", [](CausalLMImpl& self, bool mode) { self.train(mode); }, py::arg("mode"))
+      .def_property_readonly("training", [](const CausalLMImpl& self) { return self.is_training(); })
+      .def_property_readonly("config", [](const CausalLMImpl& self) { return config_to_dict(self.config()); })
+      .def_property_readonly("dtype", [](const CausalLMImpl& self) { return dtype_name(self.dtype()); })
+      .def_property_readonly("output_head_name", &CausalLMImpl::output_head_name)
+      .def_property("gradient_checkpointing", &CausalLMImpl::gradient_checkpointing,
+                    &CausalLMImpl::set_gradient_checkpointing)
+      .def(
+          "save_weights",
+          [](CausalLMImpl& self, const std::string& path, const std::optional<std::string>& dtype) {
+            std::optional<torch::Dtype> t;
+            if (dtype) t = parse_dtype(*dtype);
+            py::gil_scoped_release release;
+            model::save_model_weights(self, path, t);
+          },
+          py::arg("path"), py::arg("dtype") = py::none())
+      .def(
+          "load_weights",
+          [](CausalLMImpl& self, const std::string& checkpoint, bool strict) {
+            model::LoadReport r;
+            {
+              py::gil_scoped_release release;
+              r = model::load_weights(self, checkpoint, strict);
+            }
+            return load_report_to_dict(r);
+          },
+          py::arg("checkpoint"), py::arg("strict") = true)
+      .def("__repr__", [](const CausalLMImpl& self) {
+        std::ostringstream os;
+        os << self;
+        return os.str();
+      });
+
+  // ---- safetensors -------------------------------------------------------------------------------------
+  m.def(
+      "save_safetensors",
+      [](const std::string& path, const io::NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
+        py::gil_scoped_release release;
+        io::save_safetensors(path, tensors, metadata);
+      },
+      py::arg("path"), py::arg("tensors"), py::arg("metadata") = std::map<std::string, std::string>{{"format", "pt"}},
+      "Writes [(name, tensor)] to `path` atomically in safetensors format.");
+  m.def(
+      "load_safetensors",
+      [](const std::string& path) {
+        std::vector<std::pair<std::string, at::Tensor>> tensors;
+        std::map<std::string, std::string> metadata;
+        {
+          py::gil_scoped_release release;
+          const io::SafetensorsFile file = io::SafetensorsFile::open(path);
+          for (const auto& name : file.names()) tensors.emplace_back(name, file.tensor(name));
+          metadata = file.metadata();
+        }
+        return py::make_tuple(tensors, metadata);
+      },
+      py::arg("path"),
+      "Reads a validated safetensors file: ([(name, tensor)], metadata). Tensors map the file copy-on-write.");
+}
+
+}  // namespace ranktune::python

@@ -1,0 +1,138 @@
+// Text around the model: chain-of-thought templates (ranktune::prompt), answer extraction and
+// comparison, and reasoning datasets (ranktune::data). No torch types: only pybind11.
+
+#include "bindings.h"
+
+#include "ranktune/core/error.h"
+#include "ranktune/data/examples.h"
+#include "ranktune/prompt/answer.h"
+#include "ranktune/prompt/template.h"
+
+#include <pybind11/stl.h>
+
+namespace ranktune::python {
+
+namespace py = pybind11;
+using prompt::PromptTemplate;
+
+// ---- examples <-> dicts ------------------------------------------------------------------------------
+
+py::dict example_to_dict(const data::Example& e) {
+  py::dict d;
+  d["question"] = e.question;
+  d["rationale"] = e.rationale;
+  d["answer"] = e.answer;
+  if (e.line > 0) d["line"] = e.line;
+  return d;
+}
+
+data::Example example_from_dict(const py::handle& item) {
+  data::Example e;
+  const py::dict d = py::reinterpret_borrow<py::dict>(item);
+  e.question = d["question"].cast<std::string>();
+  e.rationale = d.contains("rationale") ? d["rationale"].cast<std::string>() : std::string();
+  e.answer = d["answer"].cast<std::string>();
+  if (d.contains("line")) e.line = d["line"].cast<int64_t>();
+  return e;
+}
+
+py::list examples_to_list(const std::vector<data::Example>& examples) {
+  py::list out;
+  for (const auto& e : examples) out.append(example_to_dict(e));
+  return out;
+}
+
+std::vector<data::Example> examples_from_list(const py::handle& items) {
+  std::vector<data::Example> out;
+  for (const auto& item : items) out.push_back(example_from_dict(item));
+  return out;
+}
+
+namespace {
+
+py::tuple extraction_tuple(const prompt::Extraction& e) { return py::make_tuple(e.strict, e.flexible); }
+
+}  // namespace
+
+void bind_text(py::module_& m) {
+  // ---- templates ---------------------------------------------------------------------------------------
+  py::class_<PromptTemplate>(m, "PromptTemplate", "A chain-of-thought prompt template (a YAML file).")
+      .def_static("load", &PromptTemplate::load, py::arg("name_or_path"))
+      .def_static("parse", &PromptTemplate::parse, py::arg("yaml_text"), py::arg("source"))
+      .def("render_prompt", &PromptTemplate::render_prompt, py::arg("question"))
+      .def("render_response", &PromptTemplate::render_response, py::arg("rationale"), py::arg("answer"))
+      .def_property_readonly("text_has_bos", &PromptTemplate::text_has_bos)
+      .def_property_readonly("end_of_turn", &PromptTemplate::end_of_turn)
+      .def_property_readonly("name", &PromptTemplate::name)
+      .def_property_readonly("description", &PromptTemplate::description)
+      .def_property_readonly("format", [](const PromptTemplate& t) { return prompt::to_string(t.format()); })
+      .def_property_readonly("system", &PromptTemplate::system)
+      .def_property_readonly("prompt", &PromptTemplate::prompt)
+      .def_property_readonly("response", &PromptTemplate::response)
+      .def_property_readonly("few_shot",
+                             [](const PromptTemplate& t) {
+                               py::list out;
+                               for (const auto& f : t.few_shot()) {
+                                 py::dict d;
+                                 d["question"] = f.question;
+                                 d["rationale"] = f.rationale;
+                                 d["answer"] = f.answer;
+                                 out.append(d);
+                               }
+                               return out;
+                             })
+      .def_property_readonly("stop", &PromptTemplate::stop)
+      .def_property_readonly("answer_pattern", &PromptTemplate::answer_pattern)
+      .def_property_readonly("format_pattern", &PromptTemplate::format_pattern)
+      .def_property_readonly("source", &PromptTemplate::source);
+  m.def("available_templates", &prompt::available_templates);
+  m.def("template_search_path", &prompt::template_search_path);
+
+  // ---- answers -----------------------------------------------------------------------------------------
+  m.def(
+      "extract", [](const std::string& completion, const PromptTemplate& t) { return extraction_tuple(prompt::extract(completion, t)); },
+      py::arg("completion"), py::arg("template"));
+  m.def(
+      "extract_with_pattern",
+      [](const std::string& completion, const std::string& pattern) { return extraction_tuple(prompt::extract(completion, pattern)); },
+      py::arg("completion"), py::arg("answer_pattern"));
+  m.def("extract_answer", &prompt::extract_answer, py::arg("text"));
+  m.def("cut_at_stop", &prompt::cut_at_stop, py::arg("text"), py::arg("stop"));
+  m.def("normalize_number", &prompt::normalize_number, py::arg("text"));
+  m.def("parse_number", &prompt::parse_number, py::arg("text"));
+  m.def("answers_match", &prompt::answers_match, py::arg("predicted"), py::arg("gold"));
+
+  // ---- data --------------------------------------------------------------------------------------------
+  m.def(
+      "load_jsonl",
+      [](const std::string& path, bool gsm8k_answer, const std::string& question_field, const std::string& answer_field,
+         const std::string& rationale_field, bool strip_calculator, int64_t limit) {
+        data::LoadOptions o;
+        o.gsm8k_answer = gsm8k_answer;
+        o.question_field = question_field;
+        o.answer_field = answer_field;
+        o.rationale_field = rationale_field;
+        o.strip_calculator = strip_calculator;
+        o.limit = limit;
+        std::vector<data::Example> examples;
+        {
+          py::gil_scoped_release release;
+          examples = data::load_jsonl(path, o);
+        }
+        return examples_to_list(examples);
+      },
+      py::arg("path"), py::arg("gsm8k_answer") = true, py::arg("question_field") = "question",
+      py::arg("answer_field") = "answer", py::arg("rationale_field") = "rationale", py::arg("strip_calculator") = false,
+      py::arg("limit") = 0);
+  m.def("split_gsm8k_answer", &data::split_gsm8k_answer, py::arg("answer_text"));
+  m.def("strip_calculator_annotations", &data::strip_calculator_annotations, py::arg("text"));
+  m.def(
+      "split_validation",
+      [](const py::list& examples, int64_t count, uint64_t seed, double fraction) {
+        auto [kept, held_out] = data::split_validation(examples_from_list(examples), count, seed, fraction);
+        return py::make_tuple(examples_to_list(kept), examples_to_list(held_out));
+      },
+      py::arg("examples"), py::arg("count"), py::arg("seed"), py::arg("fraction") = 0.0);
+}
+
+}  // namespace ranktune::python
