@@ -126,7 +126,7 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   for (int64_t step = 0; step < warmup + steps; ++step) {
     const at::Tensor ids = at::randint(0, shape.vocab, {batch, seq}, gen, at::TensorOptions().dtype(at::kLong));
     const auto start = Clock::now();
-    at::Tensor l = model->forward(ids, {}, ids).loss;
+    at::Tensor l = model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;  // as the trainer does
     l.backward();
     optimizer.step();
     optimizer.zero_grad();
@@ -175,6 +175,7 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
   // Each new token reads every weight once (adapters too when unmerged): the memory-bound limit.
   double weight_bytes = 0;
   for (const auto& p : model->parameters()) weight_bytes += static_cast<double>(p.nbytes());
+  const double rss = peak_rss_mb();  // before the bandwidth probe's buffer
   const double bandwidth = read_bandwidth_gbs();
   const double limit = bandwidth * 1e9 / weight_bytes;
   nlohmann::ordered_json j;
@@ -186,7 +187,7 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
   j["weight_mb"] = weight_bytes / 1e6;
   j["bandwidth_limit_tokens_per_s"] = limit;
   j["share_of_bandwidth_limit"] = median(rates) / limit;
-  j["peak_rss_mb"] = peak_rss_mb();
+  j["peak_rss_mb"] = rss;
   return j;
 }
 

@@ -7,6 +7,7 @@
 #include "ranktune/model/llama.h"
 #include "model/checkpointing.h"
 #include "ranktune/model/loss.h"
+#include "ranktune/peft/functional.h"
 #include "ranktune/peft/linear.h"
 
 #include <ATen/ATen.h>
@@ -39,7 +40,7 @@ CausalLMOutput CausalLMImpl::output_head(const torch::Tensor& hidden, const torc
     out.loss = chunked_causal_lm_loss(hidden, head, labels);
     return out;
   }
-  out.logits = linear != nullptr ? const_cast<peft::LinearImpl*>(linear)->forward(hidden) : at::linear(hidden, head);
+  out.logits = linear != nullptr ? const_cast<peft::LinearImpl*>(linear)->forward(hidden) : peft::functional::linear(hidden, head);
   if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
   return out;
 }
@@ -128,10 +129,15 @@ LoadReport load_weights(CausalLMImpl& model, const std::string& checkpoint_path,
                          report.describe()),
                 ErrorContext{checkpoint.files().size() == 1 ? checkpoint.files()[0] : checkpoint.path(), "", -1});
   }
-  // Nothing is changed until everything has been checked. Same-dtype tensors are used in place
-  // (memory-mapped, copy-on-write); others are converted.
+  // Nothing is changed until everything has been checked. A parameter with a storage of its own
+  // takes the checkpoint tensor (same dtype: used in place, memory-mapped and copy-on-write);
+  // one that is a view into a shared buffer (fused projections) is copied into.
   at::NoGradGuard no_grad;
-  for (auto& [param, tensor] : assignments) param.set_data(tensor.to(param.scalar_type()));
+  for (auto& [param, tensor] : assignments) {
+    const bool owns_storage = param.storage().nbytes() == param.nbytes() && param.storage_offset() == 0;
+    if (owns_storage) param.set_data(tensor.to(param.scalar_type()));
+    else param.copy_(tensor);
+  }
   return report;
 }
 

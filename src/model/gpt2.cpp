@@ -33,15 +33,12 @@ GPT2AttentionImpl::GPT2AttentionImpl(const ModelConfig& c, torch::Dtype dtype)
   c_proj = register_module("c_proj", conv1d(c.hidden_size, c.hidden_size, dtype));
 }
 
-torch::Tensor GPT2AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, KVCache* cache,
-                                         int64_t layer_index) {
+torch::Tensor GPT2AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& residual,
+                                         const AttentionContext& context, int64_t layer_index) {
   const int64_t batch = x.size(0), seq = x.size(1), hidden = heads_ * head_dim_;
   const auto qkv = c_attn(x).split(hidden, -1);
-  auto heads = [&](const torch::Tensor& t) { return t.reshape({batch, seq, heads_, head_dim_}).transpose(1, 2); };
-  torch::Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-  if (cache != nullptr) std::tie(k, v) = cache->update(layer_index, k, v);
-  const torch::Tensor out = attention(q, k, v, bias);
-  return c_proj(out.transpose(1, 2).reshape({batch, seq, hidden}));
+  auto heads = [&](const torch::Tensor& t) { return t.reshape({batch, seq, heads_, head_dim_}); };
+  return c_proj->forward_add(attend(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), context, layer_index), residual);
 }
 
 GPT2MlpImpl::GPT2MlpImpl(const ModelConfig& c, torch::Dtype dtype) : act_(c.hidden_act) {
@@ -49,7 +46,9 @@ GPT2MlpImpl::GPT2MlpImpl(const ModelConfig& c, torch::Dtype dtype) : act_(c.hidd
   c_proj = register_module("c_proj", conv1d(c.intermediate_size, c.hidden_size, dtype));
 }
 
-torch::Tensor GPT2MlpImpl::forward(const torch::Tensor& x) { return c_proj(activation(act_, c_fc(x))); }
+torch::Tensor GPT2MlpImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
+  return c_proj->forward_add(activation(act_, c_fc(x)), residual);
+}
 
 GPT2BlockImpl::GPT2BlockImpl(const ModelConfig& c, torch::Dtype dtype) {
   ln_1 = register_module("ln_1", layer_norm(c, dtype));
@@ -58,10 +57,9 @@ GPT2BlockImpl::GPT2BlockImpl(const ModelConfig& c, torch::Dtype dtype) {
   mlp = register_module("mlp", GPT2Mlp(c, dtype));
 }
 
-torch::Tensor GPT2BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, KVCache* cache,
-                                     int64_t layer_index) {
-  const torch::Tensor h = x + attn->forward(ln_1(x), bias, cache, layer_index);
-  return h + mlp(ln_2(h));
+torch::Tensor GPT2BlockImpl::forward(const torch::Tensor& x, const AttentionContext& context, int64_t layer_index) {
+  const torch::Tensor h = attn->forward(ln_1(x), x, context, layer_index);
+  return mlp->forward(ln_2(h), h);
 }
 
 GPT2ModelImpl::GPT2ModelImpl(const ModelConfig& c, torch::Dtype dtype) {
@@ -86,13 +84,16 @@ CausalLMOutput GPT2LMHeadModelImpl::forward(const torch::Tensor& input_ids, cons
                  " tokens exceeds GPT-2's ", config_.max_position_embeddings, " positions (n_positions)");
   const torch::Tensor positions = position_ids(attention_mask, batch, seq, past);
   torch::Tensor h = transformer->wte(input_ids) + transformer->wpe(positions);
-  const torch::Tensor bias = attention_bias(attention_mask, batch, seq, past, h.scalar_type());
+  AttentionContext context;
+  context.attention_mask = attention_mask;
+  context.cache = cache;
+  if (cache != nullptr) context.bias = attention_bias(attention_mask, batch, seq, past, h.scalar_type());
   int64_t index = 0;
   for (const auto& block : *transformer->h) {
     auto* layer = block->as<GPT2BlockImpl>();
     const int64_t i = index++;
     // Captured by value: a checkpointed layer runs again during backward, after this returns.
-    h = run_layer([layer, bias, cache, i](const torch::Tensor& x) { return layer->forward(x, bias, cache, i); }, h, cache);
+    h = run_layer([layer, context, i](const torch::Tensor& x) { return layer->forward(x, context, i); }, h, cache);
   }
   if (cache != nullptr) cache->advance(seq);
   return output_head(transformer->ln_f(h), transformer->wte->weight, nullptr, labels, need_logits);

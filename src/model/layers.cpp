@@ -1,6 +1,7 @@
 #include "ranktune/model/layers.h"
 
 #include "ranktune/core/error.h"
+#include "ranktune/model/blocked_attention.h"
 
 #include <ATen/ATen.h>
 
@@ -135,6 +136,20 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (bias.defined()) scores = scores + bias;
   const torch::Tensor probs = at::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
   return at::matmul(probs.view({batch, kv_heads, n_rep * seq, keys}), v).view({batch, heads, seq, dim});
+}
+
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionContext& c,
+                     int64_t layer_index) {
+  const int64_t batch = q.size(0), seq = q.size(1), heads = q.size(2), dim = q.size(3);
+  if (c.cache == nullptr) {
+    return blocked_causal_attention(q, k, v, c.cos, c.sin, c.attention_mask, c.sliding_window)
+        .view({batch, seq, heads * dim});
+  }
+  torch::Tensor qr = c.cos.defined() ? apply_rotary(q, c.cos, c.sin) : q;
+  torch::Tensor kr = c.cos.defined() ? apply_rotary(k, c.cos, c.sin) : k;
+  auto [keys, values] = c.cache->update(layer_index, kr.transpose(1, 2), v.transpose(1, 2));
+  const torch::Tensor out = attention(qr.transpose(1, 2), keys, values, c.bias);
+  return out.transpose(1, 2).reshape({batch, seq, heads * dim});
 }
 
 // ---- activations ------------------------------------------------------------------------

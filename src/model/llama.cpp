@@ -1,5 +1,6 @@
 #include "ranktune/model/llama.h"
 
+#include "model/fused_projections.h"
 #include "ranktune/core/strings.h"
 
 #include <ATen/ATen.h>
@@ -22,17 +23,26 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c, torch::Dtype dtype)
   k_proj = register_module("k_proj", projection(c.hidden_size, kv_size, c.attention_bias, dtype));
   v_proj = register_module("v_proj", projection(c.hidden_size, kv_size, c.attention_bias, dtype));
   o_proj = register_module("o_proj", projection(q_size, c.hidden_size, c.attention_output_bias, dtype));
+  qkv_ = std::make_shared<const FusedProjections>(std::vector<peft::LinearImpl*>{q_proj.get(), k_proj.get(), v_proj.get()});
 }
 
-torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                          const torch::Tensor& bias, KVCache* cache, int64_t layer_index) {
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& residual,
+                                          const AttentionContext& context, int64_t layer_index) {
   const int64_t batch = x.size(0), seq = x.size(1);
-  torch::Tensor q = apply_rotary(q_proj(x).view({batch, seq, heads_, head_dim_}), cos, sin).transpose(1, 2);
-  torch::Tensor k = apply_rotary(k_proj(x).view({batch, seq, kv_heads_, head_dim_}), cos, sin).transpose(1, 2);
-  torch::Tensor v = v_proj(x).view({batch, seq, kv_heads_, head_dim_}).transpose(1, 2);
-  if (cache != nullptr) std::tie(k, v) = cache->update(layer_index, k, v);
-  const torch::Tensor out = attention(q, k, v, bias);
-  return o_proj(out.transpose(1, 2).reshape({batch, seq, heads_ * head_dim_}));
+  torch::Tensor q, k, v;
+  if (const auto base = qkv_->base_products(x)) {
+    q = q_proj->forward_with_base(x, (*base)[0]);
+    k = k_proj->forward_with_base(x, (*base)[1]);
+    v = v_proj->forward_with_base(x, (*base)[2]);
+  } else {
+    q = q_proj(x);
+    k = k_proj(x);
+    v = v_proj(x);
+  }
+  q = q.view({batch, seq, heads_, head_dim_});
+  k = k.view({batch, seq, kv_heads_, head_dim_});
+  v = v.view({batch, seq, kv_heads_, head_dim_});
+  return o_proj->forward_add(attend(q, k, v, context, layer_index), residual);
 }
 
 // ---- MLP -----------------------------------------------------------------------------------------
@@ -41,10 +51,19 @@ LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c, torch::Dtype dtype) : act_(c.hi
   gate_proj = register_module("gate_proj", projection(c.hidden_size, c.intermediate_size, c.mlp_bias, dtype));
   up_proj = register_module("up_proj", projection(c.hidden_size, c.intermediate_size, c.mlp_bias, dtype));
   down_proj = register_module("down_proj", projection(c.intermediate_size, c.hidden_size, c.mlp_bias, dtype));
+  gate_up_ = std::make_shared<const FusedProjections>(std::vector<peft::LinearImpl*>{gate_proj.get(), up_proj.get()});
 }
 
-torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(activation(act_, gate_proj(x)) * up_proj(x));
+torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
+  torch::Tensor gate, up;
+  if (const auto base = gate_up_->base_products(x)) {
+    gate = gate_proj->forward_with_base(x, (*base)[0]);
+    up = up_proj->forward_with_base(x, (*base)[1]);
+  } else {
+    gate = gate_proj(x);
+    up = up_proj(x);
+  }
+  return down_proj->forward_add(activation(act_, gate) * up, residual);
 }
 
 // ---- decoder layer -------------------------------------------------------------------------------
@@ -56,10 +75,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelConfig& c, torch::Dtype 
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.norm_eps, dtype));
 }
 
-torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                             const torch::Tensor& bias, KVCache* cache, int64_t layer_index) {
-  const torch::Tensor h = x + self_attn->forward(input_layernorm(x), cos, sin, bias, cache, layer_index);
-  return h + mlp(post_attention_layernorm(h));
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const AttentionContext& context, int64_t layer_index) {
+  const torch::Tensor h = self_attn->forward(input_layernorm(x), x, context, layer_index);
+  return mlp->forward(post_attention_layernorm(h), h);
 }
 
 // ---- model ---------------------------------------------------------------------------------------
@@ -84,16 +102,20 @@ CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, con
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   const int64_t past = cache != nullptr ? cache->length() : 0;
   torch::Tensor h = model->embed_tokens(input_ids);
-  const auto [cos, sin] = rotary_.cos_sin(position_ids(attention_mask, batch, seq, past), h.scalar_type());
-  const torch::Tensor bias = attention_bias(attention_mask, batch, seq, past, h.scalar_type(), config_.sliding_window);
+  AttentionContext context;
+  std::tie(context.cos, context.sin) = rotary_.cos_sin(position_ids(attention_mask, batch, seq, past), h.scalar_type());
+  context.attention_mask = attention_mask;
+  context.sliding_window = config_.sliding_window;
+  context.cache = cache;
+  if (cache != nullptr) {
+    context.bias = attention_bias(attention_mask, batch, seq, past, h.scalar_type(), config_.sliding_window);
+  }
   int64_t index = 0;
   for (const auto& layer : *model->layers) {
     auto* decoder = layer->as<LlamaDecoderLayerImpl>();
     const int64_t i = index++;
     // Captured by value: a checkpointed layer runs again during backward, after this returns.
-    h = run_layer([decoder, cos = cos, sin = sin, bias, cache, i](const torch::Tensor& x) {
-      return decoder->forward(x, cos, sin, bias, cache, i);
-    }, h, cache);
+    h = run_layer([decoder, context, i](const torch::Tensor& x) { return decoder->forward(x, context, i); }, h, cache);
   }
   if (cache != nullptr) cache->advance(seq);
   return output_head(model->norm(h), lm_head ? lm_head->weight : model->embed_tokens->weight,

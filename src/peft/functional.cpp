@@ -1,6 +1,9 @@
 #include "ranktune/peft/functional.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -24,13 +27,19 @@ struct LoraUpdate : public torch::autograd::Function<LoraUpdate> {
   static Tensor forward(AutogradContext* ctx, const Tensor& result, const Tensor& x, const Tensor& A,
                         const Tensor& B, double scaling) {
     const Tensor x2 = rows(x);
-    const Tensor h = x2.mm(A.t());
     const Tensor r2 = rows(result);
-    Tensor out;
-    if (r2.scalar_type() == h.scalar_type()) {
-      out = at::addmm(r2, h, B.t(), /*beta=*/1, /*alpha=*/scaling);
+    Tensor h, out;
+    if (x2.size(0) == 1 && r2.scalar_type() == x.scalar_type()) {
+      // One row (decoding): matrix-vector products, about twice as fast as one-row GEMMs.
+      h = at::mv(A, x2.view({-1})).unsqueeze(0);
+      out = at::addmv(r2.view({-1}), B, h.view({-1}), /*beta=*/1, /*alpha=*/scaling).unsqueeze(0);
     } else {
-      out = r2 + h.mm(B.t()).mul_(scaling).to(r2.scalar_type());
+      h = x2.mm(A.t());
+      if (r2.scalar_type() == h.scalar_type()) {
+        out = at::addmm(r2, h, B.t(), /*beta=*/1, /*alpha=*/scaling);
+      } else {
+        out = r2 + h.mm(B.t()).mul_(scaling).to(r2.scalar_type());
+      }
     }
     ctx->save_for_backward({x, h, A, B});
     ctx->saved_data["scaling"] = scaling;
@@ -62,33 +71,111 @@ struct LoraUpdate : public torch::autograd::Function<LoraUpdate> {
 };
 
 // ---- DoRA ----------------------------------------------------------------------------------------
+// DoRA's per-column work done in single passes over [N, out] rows (ATen would take two or three
+// each): the scaling y = c ⊙ z + rest in forward, and in backward gc = g ⊙ c together with the
+// column sums Σ_t g ⊙ z. Threads split the rows; the partial sums are added in a fixed order, so
+// results do not depend on timing (a resumed run stays bit-identical).
+
+// z ← c ⊙ z (+ rest), in place. z, rest: contiguous [N, out]; c: [out].
+void scale_columns_(Tensor& z, const Tensor& c, const Tensor& rest) {
+  const int64_t n = z.size(0), out = z.size(1);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, z.scalar_type(), "dora_scale", [&] {
+    scalar_t* zp = z.data_ptr<scalar_t>();
+    const scalar_t* cp = c.data_ptr<scalar_t>();
+    const scalar_t* rp = rest.defined() ? rest.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        scalar_t* row = zp + t * out;
+        if (rp != nullptr) {
+          const scalar_t* r = rp + t * out;
+          for (int64_t i = 0; i < out; ++i) row[i] = row[i] * cp[i] + r[i];
+        } else {
+          for (int64_t i = 0; i < out; ++i) row[i] *= cp[i];
+        }
+      }
+    });
+  });
+}
+
+// gc = g ⊙ c and dot = Σ_t g ⊙ (y - rest) per column (rest optional). g, y, rest: contiguous [N, out].
+void scale_and_dot_columns(const Tensor& g, const Tensor& c, const Tensor& y, const Tensor& rest, Tensor& gc, Tensor& dot) {
+  const int64_t n = g.size(0), out = g.size(1);
+  gc = at::empty_like(g);
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  const int64_t per_chunk = (n + chunks - 1) / chunks;
+  Tensor partial = at::zeros({chunks, out}, g.options().dtype(g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, g.scalar_type(), "dora_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    const scalar_t* cp = c.data_ptr<scalar_t>();
+    const scalar_t* yp = y.data_ptr<scalar_t>();
+    const scalar_t* rp = rest.defined() ? rest.data_ptr<scalar_t>() : nullptr;
+    scalar_t* op = gc.data_ptr<scalar_t>();
+    acc_t* pp = partial.data_ptr<acc_t>();
+    // One chunk of rows per task (not parallel_for's grain), so the partial sums are the same for
+    // a given thread count whatever the scheduling.
+    at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t chunk = first; chunk < last; ++chunk) {
+        acc_t* acc = pp + chunk * out;
+        for (int64_t t = chunk * per_chunk; t < std::min(n, (chunk + 1) * per_chunk); ++t) {
+          const scalar_t* gr = gp + t * out;
+          const scalar_t* yr = yp + t * out;
+          scalar_t* o = op + t * out;
+          if (rp != nullptr) {
+            const scalar_t* r = rp + t * out;
+            for (int64_t i = 0; i < out; ++i) {
+              o[i] = gr[i] * cp[i];
+              acc[i] += static_cast<acc_t>(gr[i]) * (static_cast<acc_t>(yr[i]) - static_cast<acc_t>(r[i]));
+            }
+          } else {
+            for (int64_t i = 0; i < out; ++i) {
+              o[i] = gr[i] * cp[i];
+              acc[i] += static_cast<acc_t>(gr[i]) * static_cast<acc_t>(yr[i]);
+            }
+          }
+        }
+      }
+    });
+  });
+  dot = partial.sum(0).to(g.scalar_type());
+}
+
 // y = rest + c ⊙ z,  z = base + s (x Aᵀ) Bᵀ,  c = m / n  (n detached)
 //   drest = g (summed to rest's shape);  dbase = g c;  dm = Σ_t g z / n;
 //   dB = s (g c)ᵀ h;  dh = s (g c) B;  dA = dhᵀ x;  dx = dh A
 struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
+  // What backward finds z in: a copy of z, the output y (= c z), or y and rest (y = rest + c z).
+  enum Saved : int64_t { kZ = 0, kOutput = 1, kOutputAndRest = 2 };
+
   static Tensor forward(AutogradContext* ctx, const Tensor& rest, const Tensor& base, const Tensor& x,
                         const Tensor& A, const Tensor& B, const Tensor& magnitude, const Tensor& weight_norm,
-                        double scaling) {
+                        double scaling, bool recover_from_output) {
     const Tensor x2 = rows(x);
     const Tensor h = x2.mm(A.t());
     const Tensor c = magnitude / weight_norm;
     Tensor z = at::addmm(rows(base), h, B.t(), /*beta=*/1, /*alpha=*/scaling);
-    // z can be recovered from y exactly when y = c z (no rest) and c has no zero.
     const bool has_rest = rest.numel() > 0;
-    const bool recover_z = !has_rest && !magnitude.eq(0).any().item<bool>();
+    // Recovering z divides by c, so no magnitude may be zero.
+    const bool recoverable = !magnitude.eq(0).any().item<bool>();
+    Saved saved = kZ;
+    if (recoverable && !has_rest) saved = kOutput;
+    if (recoverable && has_rest && recover_from_output && rest.dim() > 1) saved = kOutputAndRest;
     Tensor y;
-    if (recover_z) {
-      y = z.mul_(c);  // in place: z's buffer becomes the output
-      ctx->save_for_backward({x, h, A, B, c, magnitude, y});
-    } else {
+    if (saved == kZ) {
       y = z * c;
       if (has_rest) y.add_(rest.dim() == 1 ? rest : rows(rest));
       ctx->save_for_backward({x, h, A, B, c, weight_norm, z});
+    } else {
+      // In place: z's buffer becomes the output.
+      const Tensor rest_rows = saved == kOutputAndRest ? rows(rest).contiguous() : Tensor();
+      scale_columns_(z, c.contiguous(), rest_rows);
+      y = z;
+      ctx->save_for_backward({x, h, A, B, c, magnitude, y, saved == kOutputAndRest ? rest : Tensor()});
     }
     ctx->saved_data["scaling"] = scaling;
+    ctx->saved_data["saved"] = static_cast<int64_t>(saved);
     ctx->saved_data["rest_dim"] = static_cast<int64_t>(has_rest ? rest.dim() : -1);
-    auto sizes = base.sizes().vec();
-    return y.view(sizes);
+    return y.view(base.sizes());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -100,20 +187,23 @@ struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
     const Tensor& c = saved[4];
     const double s = ctx->saved_data["scaling"].toDouble();
     const int64_t rest_dim = ctx->saved_data["rest_dim"].toInt();
+    const auto what = static_cast<Saved>(ctx->saved_data["saved"].toInt());
     const Tensor g2 = rows(grads[0]);
 
     Tensor d_rest, d_base, d_x, d_A, d_B, d_m;
     if (ctx->needs_input_grad(0) && rest_dim >= 0) {
       d_rest = rest_dim == 1 ? g2.sum(0) : grads[0];
     }
-    if (ctx->needs_input_grad(5)) {
-      // Saved as (z, n), or as (y, m) when recover_z: Σ_t g z / n = Σ_t g y / (c n) = Σ_t g y / m.
-      d_m = (g2 * saved[6]).sum(0).div_(saved[5]);
-    }
+    // gc = g ⊙ c, and for the magnitude Σ_t g z / n with z as kept: z itself (saved[5] = n), or
+    // from the output, where z / n = y / (c n) = y / m (saved[5] = m), or (y - rest) / m.
+    Tensor gc, dot;
+    const Tensor g_rows = g2.contiguous();
+    scale_and_dot_columns(g_rows, c.contiguous(), saved[6].contiguous(),
+                          what == kOutputAndRest ? rows(saved[7]).contiguous() : Tensor(), gc, dot);
+    if (ctx->needs_input_grad(5)) d_m = dot.div_(saved[5]);
     const bool need_base = ctx->needs_input_grad(1), need_x = ctx->needs_input_grad(2),
                need_A = ctx->needs_input_grad(3), need_B = ctx->needs_input_grad(4);
     if (need_base || need_x || need_A || need_B) {
-      const Tensor gc = g2 * c;
       if (need_base) d_base = gc.view(grads[0].sizes());
       if (need_B) d_B = gc.t().mm(h).mul_(s);
       if (need_x || need_A) {
@@ -122,7 +212,7 @@ struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
         if (need_x) d_x = dh.mm(A).view(x.sizes());
       }
     }
-    return {d_rest, d_base, d_x, d_A, d_B, d_m, Tensor(), Tensor()};
+    return {d_rest, d_base, d_x, d_A, d_B, d_m, Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -138,6 +228,24 @@ Tensor cast(const Tensor& t, at::ScalarType dtype) { return t.defined() && t.sca
 
 }  // namespace
 
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
+  const int64_t in = x.size(-1), out = weight.size(0);
+  if (x.numel() == in && weight.dim() == 2) {  // one row
+    Tensor y = at::mv(weight, x.reshape({in}));
+    if (bias.defined()) y = y + bias;
+    if (residual.defined()) y = y + residual.reshape({out});
+    auto sizes = x.sizes().vec();
+    sizes.back() = out;
+    return y.view(sizes);
+  }
+  if (residual.defined()) {
+    Tensor y = at::addmm(residual.reshape({-1, out}), x.reshape({-1, in}), weight.t());
+    if (bias.defined()) y = y + bias;
+    return y.view(residual.sizes());
+  }
+  return at::linear(x, weight, bias);
+}
+
 Tensor lora_update(const Tensor& result, const Tensor& x, const Tensor& A, const Tensor& B, double scaling) {
   if (const auto dtype = autocast_dtype()) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
@@ -147,16 +255,17 @@ Tensor lora_update(const Tensor& result, const Tensor& x, const Tensor& A, const
 }
 
 Tensor dora_update(const Tensor& rest, const Tensor& base, const Tensor& x, const Tensor& A, const Tensor& B,
-                   const Tensor& magnitude, const Tensor& weight_norm, double scaling) {
+                   const Tensor& magnitude, const Tensor& weight_norm, double scaling, bool recover_from_output) {
   // LibTorch 1.13's custom functions reject undefined tensor inputs: "no rest" travels as an
   // empty tensor.
   const Tensor rest_or_empty = rest.defined() ? rest : at::empty({0}, base.options());
   if (const auto dtype = autocast_dtype()) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
     return DoraUpdate::apply(cast(rest_or_empty, *dtype), cast(base, *dtype), cast(x, *dtype), cast(A, *dtype),
-                             cast(B, *dtype), cast(magnitude, *dtype), cast(weight_norm.detach(), *dtype), scaling);
+                             cast(B, *dtype), cast(magnitude, *dtype), cast(weight_norm.detach(), *dtype), scaling,
+                             recover_from_output);
   }
-  return DoraUpdate::apply(rest_or_empty, base, x, A, B, magnitude, weight_norm.detach(), scaling);
+  return DoraUpdate::apply(rest_or_empty, base, x, A, B, magnitude, weight_norm.detach(), scaling, recover_from_output);
 }
 
 Tensor dora_weight_norm(const Tensor& weight, const Tensor& weight_row_sq_norm, const Tensor& A,

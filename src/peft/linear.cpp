@@ -127,17 +127,27 @@ void LinearImpl::pretty_print(std::ostream& stream) const {
 // ---- forward -----------------------------------------------------------------------------------
 
 torch::Tensor LinearImpl::base_forward(const torch::Tensor& x) const {
-  return at::linear(x, weight_out_in(), bias);
+  return functional::linear(x, weight_out_in(), bias);
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  if (!adapters_enabled_ || merged()) return base_forward(x);
-  LayerInput input{x, torch::Tensor()};
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return run(x, torch::Tensor(), torch::Tensor()); }
+
+torch::Tensor LinearImpl::forward_add(const torch::Tensor& x, const torch::Tensor& residual) {
+  return run(x, torch::Tensor(), residual);
+}
+
+torch::Tensor LinearImpl::forward_with_base(const torch::Tensor& x, const torch::Tensor& base_product) {
+  return run(x, base_product, torch::Tensor());
+}
+
+torch::Tensor LinearImpl::run(const torch::Tensor& x, const torch::Tensor& base_product, const torch::Tensor& residual) {
+  LayerInput input{x, base_product, residual};
+  if (!adapters_enabled_ || merged()) return base_output(*this, input);
   torch::Tensor result;
   for (const Adapter& a : adapters_) {
     if (a.active) result = a.variant->forward(*this, a, input, std::move(result));
   }
-  return result.defined() ? result : base_forward(x);
+  return result.defined() ? result : base_output(*this, input);
 }
 
 // ---- adapters ----------------------------------------------------------------------------------

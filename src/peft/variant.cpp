@@ -19,10 +19,17 @@ Tensor adapter_input(const LinearImpl& layer, const Adapter& adapter, const Tens
   return xa;
 }
 
-Tensor base_with_bias(const LinearImpl& layer, LayerInput& input) {
-  if (!input.base_product.defined()) return layer.base_forward(input.x);
-  return layer.bias.defined() ? input.base_product + layer.bias : input.base_product;
+}  // namespace
+
+Tensor base_output(const LinearImpl& layer, LayerInput& input) {
+  if (input.base_product.defined()) {
+    Tensor out = layer.bias.defined() ? input.base_product + layer.bias : input.base_product;
+    return input.residual.defined() ? out + input.residual : out;
+  }
+  return functional::linear(input.x, layer.weight_out_in(), layer.bias, input.residual);
 }
+
+namespace {
 
 // ---- LoRA ----------------------------------------------------------------------------------------
 class LoraVariant final : public AdapterVariant {
@@ -32,7 +39,7 @@ class LoraVariant final : public AdapterVariant {
 
   Tensor forward(const LinearImpl& layer, const Adapter& adapter, LayerInput& input, Tensor result) const override {
     const Tensor xa = adapter_input(layer, adapter, input.x);
-    if (!result.defined()) result = base_with_bias(layer, input);
+    if (!result.defined()) result = base_output(layer, input);
     return functional::lora_update(result, xa, adapter.lora_A, adapter.lora_B, adapter.scaling);
   }
 
@@ -63,25 +70,33 @@ class DoraVariant final : public AdapterVariant {
     const bool shares_input = xa.is_same(input.x);
     Tensor base;
     if (shares_input) {
-      if (!input.base_product.defined()) input.base_product = at::linear(input.x, layer.weight_out_in());
+      if (!input.base_product.defined()) input.base_product = functional::linear(input.x, layer.weight_out_in());
       base = input.base_product;
     } else {
       // Dropout or a dtype cast: PEFT recomputes the base product on the adapter's input.
       const Tensor w = layer.weight_out_in();
-      base = at::linear(xa, w.scalar_type() == dtype ? w : w.to(dtype));
+      base = functional::linear(xa, w.scalar_type() == dtype ? w : w.to(dtype));
     }
-    // y = rest + c ⊙ (base + s·B A xa): rest is the bias when this adapter alone sees x, else
-    // whatever the output holds beyond `base` (other adapters, or Wx - W·drop(x)).
+    // y = rest + c ⊙ (base + s·B A xa): rest is the bias (and the residual) when this adapter
+    // alone sees x, else whatever the output holds beyond `base` (other adapters, or
+    // Wx - W·drop(x)).
     Tensor rest;
+    bool rest_is_residual = false;
     if (!result.defined() && shares_input) {
       rest = layer.bias.defined() ? layer.bias.to(dtype) : Tensor();
+      if (input.residual.defined()) {
+        rest = rest.defined() ? input.residual.to(dtype) + rest : input.residual.to(dtype);
+        rest_is_residual = !layer.bias.defined() && input.residual.scalar_type() == dtype;
+      }
     } else {
-      const Tensor so_far = result.defined() ? result : base_with_bias(layer, input);
+      const Tensor so_far = result.defined() ? result : base_output(layer, input);
       rest = so_far.to(dtype) - base;
     }
     const Tensor out_dtype_ref = result.defined() ? result : input.x;
+    // A residual and its sum are kept by the surrounding layers (the next norm keeps the sum, the
+    // previous one the residual), so backward may recover what it needs from them.
     Tensor y = functional::dora_update(rest, base, xa, adapter.lora_A, adapter.lora_B, adapter.magnitude, norm,
-                                       adapter.scaling);
+                                       adapter.scaling, /*recover_from_output=*/rest_is_residual);
     return y.scalar_type() == out_dtype_ref.scalar_type() ? y : y.to(out_dtype_ref.scalar_type());
   }
 

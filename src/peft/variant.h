@@ -7,10 +7,11 @@
 namespace ranktune::peft {
 
 // The input of one forward call, with the base product W x (no bias) computed at most once and
-// shared by the adapters that need it.
+// shared by the adapters that need it, and the residual the output is added to (forward_add).
 struct LayerInput {
   const torch::Tensor& x;
   torch::Tensor base_product;
+  torch::Tensor residual;  // undefined: plain forward
 };
 
 class AdapterVariant {
@@ -30,6 +31,9 @@ class AdapterVariant {
 
 // The variant for these options: DoRA when use_dora, plain LoRA otherwise.
 const AdapterVariant& variant_for(const AdapterOptions& options);
+
+// W x + b (+ residual), with the residual added inside the GEMM.
+torch::Tensor base_output(const LinearImpl& layer, LayerInput& input);
 
 // Adds s · B A to `weight` (layer layout) in place, with `sign` = +1 or -1; no temporary.
 void add_delta_weight_(const LinearImpl& layer, const Adapter& adapter, torch::Tensor& weight, double sign);

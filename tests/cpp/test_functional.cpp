@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
 
 using namespace ranktune::peft;
 using ranktune::testing::max_abs_diff;
@@ -197,6 +198,35 @@ TEST(FunctionalTest, AllocationTrackerSeesLargeTemporaries) {
   { const Tensor t = at::empty({1024, 1024}); }
   EXPECT_GE(tracker.peak_bytes(), 1024 * 1024 * 4);
   EXPECT_EQ(tracker.current_bytes(), 0);
+}
+
+}  // namespace
+
+namespace {
+
+// forward_add(x, r) is r + forward(x), with the same gradients — including DoRA's, whose backward
+// then recovers its activations from the residual and the sum instead of keeping them.
+TEST(FunctionalTest, ForwardAddEqualsForwardPlusResidualWithTheSameGradients) {
+  for (const bool dora : {false, true}) {
+    torch::manual_seed(71);
+    const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+    Linear layer(LinearOptions(7, 5).bias(false).dtype(torch::kFloat64));
+    layer->add_adapter("default", AdapterOptions().r(3).lora_alpha(5).use_dora(dora));
+    Adapter& a = layer->adapter("default");
+    {
+      at::NoGradGuard no_grad;
+      a.lora_B.normal_(0.0, 0.5);
+    }
+    const Tensor x = torch::randn({2, 3, 7}, f64).requires_grad_(true);
+    const Tensor residual = torch::randn({2, 3, 5}, f64).requires_grad_(true);
+    const Tensor probe = torch::randn({2, 3, 5}, f64);
+    std::vector<Tensor> wrt = {x, residual, a.lora_A, a.lora_B};
+    if (dora) wrt.push_back(a.magnitude);
+    const auto fused = torch::autograd::grad({(layer->forward_add(x, residual) * probe).sum()}, wrt);
+    const auto plain = torch::autograd::grad({((layer->forward(x) + residual) * probe).sum()}, wrt);
+    EXPECT_LT(max_abs_diff(layer->forward_add(x, residual), layer->forward(x) + residual), 1e-12) << dora;
+    for (size_t i = 0; i < wrt.size(); ++i) EXPECT_LT(max_abs_diff(fused[i], plain[i]), 1e-12) << dora << " " << i;
+  }
 }
 
 }  // namespace

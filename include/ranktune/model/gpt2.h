@@ -16,7 +16,9 @@ namespace ranktune::model {
 class GPT2AttentionImpl : public torch::nn::Module {
  public:
   GPT2AttentionImpl(const ModelConfig& config, torch::Dtype dtype);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, KVCache* cache, int64_t layer_index);
+  // residual + c_proj(attention(x)).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual, const AttentionContext& context,
+                        int64_t layer_index);
   peft::Linear c_attn{nullptr}, c_proj{nullptr};
 
  private:
@@ -27,7 +29,7 @@ TORCH_MODULE(GPT2Attention);
 class GPT2MlpImpl : public torch::nn::Module {
  public:
   GPT2MlpImpl(const ModelConfig& config, torch::Dtype dtype);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);  // residual + c_proj(act(c_fc(x)))
   peft::Linear c_fc{nullptr}, c_proj{nullptr};
 
  private:
@@ -38,7 +40,7 @@ TORCH_MODULE(GPT2Mlp);
 class GPT2BlockImpl : public torch::nn::Module {
  public:
   GPT2BlockImpl(const ModelConfig& config, torch::Dtype dtype);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, KVCache* cache, int64_t layer_index);
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context, int64_t layer_index);
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   GPT2Attention attn{nullptr};
   GPT2Mlp mlp{nullptr};

@@ -4,12 +4,14 @@
 // key/value heads and activations — each as transformers computes it.
 
 #include "ranktune/model/config.h"
+#include "ranktune/model/kv_cache.h"
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
 
 namespace ranktune::model {
@@ -61,6 +63,22 @@ torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch,
 // q [batch, heads, seq, d], k and v [batch, kv_heads, keys, d], bias [batch, 1, seq, keys].
 // The softmax runs in fp32. Returns [batch, heads, seq, d].
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
+
+// What one attention call needs beyond q, k, v, shared by all layers of a forward pass.
+struct AttentionContext {
+  torch::Tensor cos, sin;           // RoPE tables [B, T, D]; undefined without RoPE (GPT-2)
+  torch::Tensor attention_mask;     // [B, cached + T], 1 for tokens (optional)
+  torch::Tensor bias;               // additive mask [B, 1, T, cached + T], built only with a cache
+  std::optional<int64_t> sliding_window;
+  KVCache* cache = nullptr;
+};
+
+// Causal attention of one layer: q [B, T, H, D], k and v [B, T, Hkv, D] straight from the
+// projections (RoPE is applied here). Without a cache (training, scoring) it is
+// blocked_causal_attention; with one, the new keys/values are appended and attention() runs over
+// everything cached. Returns [B, T, H·D].
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionContext& context,
+                     int64_t layer_index);
 
 // silu, gelu (erf), gelu_new / gelu_pytorch_tanh (tanh approximation).
 torch::Tensor activation(const std::string& name, const torch::Tensor& x);

@@ -7,40 +7,45 @@
 #include "ranktune/model/layers.h"
 #include "ranktune/peft/linear.h"
 
+#include <memory>
+
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 
 namespace ranktune::model {
 
+class FusedProjections;
+
 class LlamaAttentionImpl : public torch::nn::Module {
  public:
   LlamaAttentionImpl(const ModelConfig& config, torch::Dtype dtype);
-  // x [batch, seq, hidden]; cos/sin from RotaryEmbedding; bias from attention_bias().
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& bias, KVCache* cache, int64_t layer_index);
+  // residual + o_proj(attention(x)); x [batch, seq, hidden] is the normed input.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual, const AttentionContext& context,
+                        int64_t layer_index);
   peft::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
+  std::shared_ptr<const FusedProjections> qkv_;  // one GEMM for the three base products
 };
 TORCH_MODULE(LlamaAttention);
 
 class LlamaMlpImpl : public torch::nn::Module {
  public:
   LlamaMlpImpl(const ModelConfig& config, torch::Dtype dtype);
-  torch::Tensor forward(const torch::Tensor& x);  // down(act(gate(x)) ⊙ up(x))
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);  // residual + down(act(gate(x)) ⊙ up(x))
   peft::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:
   std::string act_;
+  std::shared_ptr<const FusedProjections> gate_up_;  // one GEMM for both base products
 };
 TORCH_MODULE(LlamaMlp);
 
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   LlamaDecoderLayerImpl(const ModelConfig& config, torch::Dtype dtype);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& bias, KVCache* cache, int64_t layer_index);
+  torch::Tensor forward(const torch::Tensor& x, const AttentionContext& context, int64_t layer_index);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};

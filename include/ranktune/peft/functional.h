@@ -8,6 +8,11 @@
 
 namespace ranktune::peft::functional {
 
+// x Wᵀ + b (+ residual) as at::linear, but a single row (decoding one token) goes through a
+// matrix-vector product, which on CPU reads the weight about twice as fast as a one-row GEMM.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {},
+                     const torch::Tensor& residual = {});
+
 // result + s · (x Aᵀ) Bᵀ.
 // Saves only x and h = x Aᵀ for backward (plus references to A and B); no out-sized tensor.
 // `result` may have another dtype than the adapter (the update is cast to it, as in PEFT).
@@ -18,12 +23,15 @@ torch::Tensor lora_update(const torch::Tensor& result, const torch::Tensor& x, c
 // (so that its gradient reaches x through the caller's graph) and n is the detached DoRA weight
 // norm. `rest` is undefined (treated as 0), a bias [out], or a full [..., out] tensor.
 //
-// When rest is undefined and m has no zero, backward recovers the pre-scale activations from the
-// output (z = y / c) so the only out-sized tensor kept is the output itself, which the next
-// layer usually keeps anyway; otherwise z is saved.
+// The magnitude's gradient needs the pre-scale activations z. When m has no zero, backward
+// recovers them from the output instead of keeping a copy: z = y / c when rest is undefined (the
+// only out-sized tensor kept is the output, which the next layer usually keeps anyway), and
+// z = (y - rest) / c when `recover_from_output` says rest and the output are kept by the caller
+// anyway (a residual stream: fp32 cancellation in y - rest costs the magnitude's gradient a
+// relative error of about 1e-7 · |rest| / |y - rest|). Otherwise z is kept.
 torch::Tensor dora_update(const torch::Tensor& rest, const torch::Tensor& base, const torch::Tensor& x,
                           const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& magnitude,
-                          const torch::Tensor& weight_norm, double scaling);
+                          const torch::Tensor& weight_norm, double scaling, bool recover_from_output = false);
 
 // ‖W + s · B A‖ per output row, from low-rank factors and the cached row norms ‖W_i‖²:
 //   ‖W_i‖² + 2s · Σ_k B_ik (W Aᵀ)_ik + s² · Σ_k B_ik (B (A Aᵀ))_ik

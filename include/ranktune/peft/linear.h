@@ -90,6 +90,13 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   // The layer's output: base plus every active adapter's update (only the base when adapters are
   // disabled, none is active, or they are merged into the weight).
   torch::Tensor forward(const torch::Tensor& x);
+  // residual + forward(x), the residual added inside the GEMM. For a pre-norm transformer's
+  // output projections (o_proj, down_proj): the surrounding norms keep both the residual and the
+  // sum, so a DoRA adapter recovers what its backward needs from them instead of keeping a copy.
+  torch::Tensor forward_add(const torch::Tensor& x, const torch::Tensor& residual);
+  // forward(x) with the base product W x (no bias) given by the caller — e.g. one GEMM for
+  // several projections that read the same x.
+  torch::Tensor forward_with_base(const torch::Tensor& x, const torch::Tensor& base_product);
   // W x + b, ignoring adapters.
   torch::Tensor base_forward(const torch::Tensor& x) const;
 
@@ -145,6 +152,7 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   torch::Tensor bias;    // [out] or undefined; frozen
 
  private:
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& base_product, const torch::Tensor& residual);
   Adapter& register_adapter(const std::string& name, const AdapterOptions& options);
   torch::nn::Module& adapter_slot(const std::string& kind);
 

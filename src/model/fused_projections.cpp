@@ -1,0 +1,38 @@
+#include "model/fused_projections.h"
+
+#include "ranktune/peft/functional.h"
+
+#include <ATen/ATen.h>
+
+namespace ranktune::model {
+
+FusedProjections::FusedProjections(std::vector<peft::LinearImpl*> layers) : layers_(std::move(layers)) {
+  std::vector<torch::Tensor> weights;
+  for (auto* layer : layers_) {
+    TORCH_INTERNAL_ASSERT(!layer->options.fan_in_fan_out());
+    weights.push_back(layer->weight);
+    sizes_.push_back(layer->weight.size(0));
+  }
+  at::NoGradGuard no_grad;
+  weight_ = at::cat(weights, 0);
+  int64_t offset = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->weight.set_data(weight_.narrow(0, offset, sizes_[i]));
+    offset += sizes_[i];
+  }
+}
+
+std::optional<std::vector<torch::Tensor>> FusedProjections::base_products(const torch::Tensor& x) const {
+  if (!weight_.defined()) return std::nullopt;
+  int64_t offset = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const torch::Tensor& w = layers_[i]->weight;
+    const auto* expected = static_cast<const char*>(weight_.data_ptr()) + offset * w.stride(0) * w.element_size();
+    if (w.requires_grad() || w.data_ptr() != expected || w.scalar_type() != weight_.scalar_type()) return std::nullopt;
+    offset += sizes_[i];
+  }
+  if (x.scalar_type() != weight_.scalar_type()) return std::nullopt;
+  return peft::functional::linear(x, weight_).split_with_sizes(sizes_, -1);
+}
+
+}  // namespace ranktune::model
