@@ -35,4 +35,19 @@ std::optional<std::vector<torch::Tensor>> FusedProjections::base_products(const 
   return peft::functional::linear(x, weight_).split_with_sizes(sizes_, -1);
 }
 
+std::vector<torch::Tensor> FusedProjections::forward(const torch::Tensor& x) const {
+  std::vector<torch::Tensor> outputs;
+  const auto base = base_products(x);
+  if (!base) {
+    for (auto* layer : layers_) outputs.push_back(layer->forward(x));
+    return outputs;
+  }
+  const std::vector<torch::Tensor> adapter_inputs = peft::stacked_adapter_inputs(layers_, x);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const torch::Tensor h = adapter_inputs.empty() ? torch::Tensor() : adapter_inputs[i];
+    outputs.push_back(layers_[i]->forward_with_base(x, (*base)[i], h));
+  }
+  return outputs;
+}
+
 }  // namespace ranktune::model

@@ -29,19 +29,10 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c, torch::Dtype dtype)
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& residual,
                                           const AttentionContext& context, int64_t layer_index) {
   const int64_t batch = x.size(0), seq = x.size(1);
-  torch::Tensor q, k, v;
-  if (const auto base = qkv_->base_products(x)) {
-    q = q_proj->forward_with_base(x, (*base)[0]);
-    k = k_proj->forward_with_base(x, (*base)[1]);
-    v = v_proj->forward_with_base(x, (*base)[2]);
-  } else {
-    q = q_proj(x);
-    k = k_proj(x);
-    v = v_proj(x);
-  }
-  q = q.view({batch, seq, heads_, head_dim_});
-  k = k.view({batch, seq, kv_heads_, head_dim_});
-  v = v.view({batch, seq, kv_heads_, head_dim_});
+  const std::vector<torch::Tensor> qkv = qkv_->forward(x);
+  const torch::Tensor q = qkv[0].view({batch, seq, heads_, head_dim_});
+  const torch::Tensor k = qkv[1].view({batch, seq, kv_heads_, head_dim_});
+  const torch::Tensor v = qkv[2].view({batch, seq, kv_heads_, head_dim_});
   return o_proj->forward_add(attend(q, k, v, context, layer_index), residual);
 }
 
@@ -55,15 +46,8 @@ LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c, torch::Dtype dtype) : act_(c.hi
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
-  torch::Tensor gate, up;
-  if (const auto base = gate_up_->base_products(x)) {
-    gate = gate_proj->forward_with_base(x, (*base)[0]);
-    up = up_proj->forward_with_base(x, (*base)[1]);
-  } else {
-    gate = gate_proj(x);
-    up = up_proj(x);
-  }
-  return down_proj->forward_add(activation(act_, gate) * up, residual);
+  const std::vector<torch::Tensor> gate_up = gate_up_->forward(x);
+  return down_proj->forward_add(activation(act_, gate_up[0]) * gate_up[1], residual);
 }
 
 // ---- decoder layer -------------------------------------------------------------------------------

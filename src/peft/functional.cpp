@@ -21,52 +21,41 @@ using torch::autograd::variable_list;
 Tensor rows(const Tensor& t) { return t.reshape({-1, t.size(-1)}); }
 
 // ---- LoRA ----------------------------------------------------------------------------------------
-// y = result + s (x Aᵀ) Bᵀ
-//   dresult = g;  dB = s gᵀ h;  dh = s g B;  dA = dhᵀ x;  dx = dh A        (h = x Aᵀ)
+// y = result + s h Bᵀ, where h = x Aᵀ comes from the caller's graph (lora_a_product, or one GEMM
+// for several projections), which takes dh on to A and x.
+//   dresult = g;  dB = s gᵀ h;  dh = s g B
 struct LoraUpdate : public torch::autograd::Function<LoraUpdate> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& result, const Tensor& x, const Tensor& A,
-                        const Tensor& B, double scaling) {
-    const Tensor x2 = rows(x);
+  static Tensor forward(AutogradContext* ctx, const Tensor& result, const Tensor& h, const Tensor& B, double scaling) {
+    const Tensor h2 = rows(h);
     const Tensor r2 = rows(result);
-    Tensor h, out;
-    if (x2.size(0) == 1 && r2.scalar_type() == x.scalar_type()) {
-      // One row (decoding): matrix-vector products, about twice as fast as one-row GEMMs.
-      h = at::mv(A, x2.view({-1})).unsqueeze(0);
-      out = at::addmv(r2.view({-1}), B, h.view({-1}), /*beta=*/1, /*alpha=*/scaling).unsqueeze(0);
+    Tensor out;
+    if (r2.scalar_type() != h.scalar_type()) {
+      out = r2 + h2.mm(B.t()).mul_(scaling).to(r2.scalar_type());
+    } else if (h2.size(0) == 1) {
+      // One row (decoding): a matrix-vector product, about twice as fast as a one-row GEMM.
+      out = at::addmv(r2.view({-1}), B, h2.view({-1}), /*beta=*/1, /*alpha=*/scaling).unsqueeze(0);
     } else {
-      h = x2.mm(A.t());
-      if (r2.scalar_type() == h.scalar_type()) {
-        out = at::addmm(r2, h, B.t(), /*beta=*/1, /*alpha=*/scaling);
-      } else {
-        out = r2 + h.mm(B.t()).mul_(scaling).to(r2.scalar_type());
-      }
+      out = at::addmm(r2, h2, B.t(), /*beta=*/1, /*alpha=*/scaling);
     }
-    ctx->save_for_backward({x, h, A, B});
+    ctx->save_for_backward({h, B});
     ctx->saved_data["scaling"] = scaling;
     return out.view(result.sizes());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Tensor& x = saved[0];
-    const Tensor& h = saved[1];
-    const Tensor& A = saved[2];
-    const Tensor& B = saved[3];
+    const Tensor& h = saved[0];
+    const Tensor& B = saved[1];
     const double s = ctx->saved_data["scaling"].toDouble();
     const Tensor& g = grads[0];
-    Tensor d_result, d_x, d_A, d_B;
+    Tensor d_result, d_h, d_B;
     if (ctx->needs_input_grad(0)) d_result = g;
-    const bool need_x = ctx->needs_input_grad(1), need_A = ctx->needs_input_grad(2);
-    if (need_x || need_A || ctx->needs_input_grad(3)) {
+    if (ctx->needs_input_grad(1) || ctx->needs_input_grad(2)) {
       const Tensor g2 = rows(g).to(h.scalar_type());
-      if (ctx->needs_input_grad(3)) d_B = g2.t().mm(h).mul_(s);
-      if (need_x || need_A) {
-        const Tensor dh = g2.mm(B).mul_(s);
-        if (need_A) d_A = dh.t().mm(rows(x));
-        if (need_x) d_x = dh.mm(A).view(x.sizes());
-      }
+      if (ctx->needs_input_grad(2)) d_B = g2.t().mm(rows(h)).mul_(s);
+      if (ctx->needs_input_grad(1)) d_h = g2.mm(B).mul_(s).view(h.sizes());
     }
-    return {d_result, d_x, d_A, d_B, Tensor()};
+    return {d_result, d_h, d_B, Tensor()};
   }
 };
 
@@ -142,18 +131,16 @@ void scale_and_dot_columns(const Tensor& g, const Tensor& c, const Tensor& y, co
 
 // y = rest + c ⊙ z,  z = base + s (x Aᵀ) Bᵀ,  c = m / n  (n detached)
 //   drest = g (summed to rest's shape);  dbase = g c;  dm = Σ_t g z / n;
-//   dB = s (g c)ᵀ h;  dh = s (g c) B;  dA = dhᵀ x;  dx = dh A
+//   dB = s (g c)ᵀ h;  dh = s (g c) B       (h = x Aᵀ from the caller's graph, as for LoRA)
 struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
   // What backward finds z in: a copy of z, the output y (= c z), or y and rest (y = rest + c z).
   enum Saved : int64_t { kZ = 0, kOutput = 1, kOutputAndRest = 2 };
 
-  static Tensor forward(AutogradContext* ctx, const Tensor& rest, const Tensor& base, const Tensor& x,
-                        const Tensor& A, const Tensor& B, const Tensor& magnitude, const Tensor& weight_norm,
-                        double scaling, bool recover_from_output) {
-    const Tensor x2 = rows(x);
-    const Tensor h = x2.mm(A.t());
+  static Tensor forward(AutogradContext* ctx, const Tensor& rest, const Tensor& base, const Tensor& h,
+                        const Tensor& B, const Tensor& magnitude, const Tensor& weight_norm, double scaling,
+                        bool recover_from_output) {
     const Tensor c = magnitude / weight_norm;
-    Tensor z = at::addmm(rows(base), h, B.t(), /*beta=*/1, /*alpha=*/scaling);
+    Tensor z = at::addmm(rows(base), rows(h), B.t(), /*beta=*/1, /*alpha=*/scaling);
     const bool has_rest = rest.numel() > 0;
     // Recovering z divides by c, so no magnitude may be zero.
     const bool recoverable = !magnitude.eq(0).any().item<bool>();
@@ -164,13 +151,13 @@ struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
     if (saved == kZ) {
       y = z * c;
       if (has_rest) y.add_(rest.dim() == 1 ? rest : rows(rest));
-      ctx->save_for_backward({x, h, A, B, c, weight_norm, z});
+      ctx->save_for_backward({h, B, c, weight_norm, z});
     } else {
       // In place: z's buffer becomes the output.
       const Tensor rest_rows = saved == kOutputAndRest ? rows(rest).contiguous() : Tensor();
       scale_columns_(z, c.contiguous(), rest_rows);
       y = z;
-      ctx->save_for_backward({x, h, A, B, c, magnitude, y, saved == kOutputAndRest ? rest : Tensor()});
+      ctx->save_for_backward({h, B, c, magnitude, y, saved == kOutputAndRest ? rest : Tensor()});
     }
     ctx->saved_data["scaling"] = scaling;
     ctx->saved_data["saved"] = static_cast<int64_t>(saved);
@@ -180,39 +167,29 @@ struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Tensor& x = saved[0];
-    const Tensor& h = saved[1];
-    const Tensor& A = saved[2];
-    const Tensor& B = saved[3];
-    const Tensor& c = saved[4];
+    const Tensor& h = saved[0];
+    const Tensor& B = saved[1];
+    const Tensor& c = saved[2];
     const double s = ctx->saved_data["scaling"].toDouble();
     const int64_t rest_dim = ctx->saved_data["rest_dim"].toInt();
     const auto what = static_cast<Saved>(ctx->saved_data["saved"].toInt());
     const Tensor g2 = rows(grads[0]);
 
-    Tensor d_rest, d_base, d_x, d_A, d_B, d_m;
+    Tensor d_rest, d_base, d_h, d_B, d_m;
     if (ctx->needs_input_grad(0) && rest_dim >= 0) {
       d_rest = rest_dim == 1 ? g2.sum(0) : grads[0];
     }
-    // gc = g ⊙ c, and for the magnitude Σ_t g z / n with z as kept: z itself (saved[5] = n), or
-    // from the output, where z / n = y / (c n) = y / m (saved[5] = m), or (y - rest) / m.
+    // gc = g ⊙ c, and for the magnitude Σ_t g z / n with z as kept: z itself (saved[3] = n), or
+    // from the output, where z / n = y / (c n) = y / m (saved[3] = m), or (y - rest) / m.
     Tensor gc, dot;
     const Tensor g_rows = g2.contiguous();
-    scale_and_dot_columns(g_rows, c.contiguous(), saved[6].contiguous(),
-                          what == kOutputAndRest ? rows(saved[7]).contiguous() : Tensor(), gc, dot);
-    if (ctx->needs_input_grad(5)) d_m = dot.div_(saved[5]);
-    const bool need_base = ctx->needs_input_grad(1), need_x = ctx->needs_input_grad(2),
-               need_A = ctx->needs_input_grad(3), need_B = ctx->needs_input_grad(4);
-    if (need_base || need_x || need_A || need_B) {
-      if (need_base) d_base = gc.view(grads[0].sizes());
-      if (need_B) d_B = gc.t().mm(h).mul_(s);
-      if (need_x || need_A) {
-        const Tensor dh = gc.mm(B).mul_(s);
-        if (need_A) d_A = dh.t().mm(rows(x));
-        if (need_x) d_x = dh.mm(A).view(x.sizes());
-      }
-    }
-    return {d_rest, d_base, d_x, d_A, d_B, d_m, Tensor(), Tensor(), Tensor()};
+    scale_and_dot_columns(g_rows, c.contiguous(), saved[4].contiguous(),
+                          what == kOutputAndRest ? rows(saved[5]).contiguous() : Tensor(), gc, dot);
+    if (ctx->needs_input_grad(4)) d_m = dot.div_(saved[3]);
+    if (ctx->needs_input_grad(1)) d_base = gc.view(grads[0].sizes());
+    if (ctx->needs_input_grad(3)) d_B = gc.t().mm(rows(h)).mul_(s);
+    if (ctx->needs_input_grad(2)) d_h = gc.mm(B).mul_(s).view(h.sizes());
+    return {d_rest, d_base, d_h, d_B, d_m, Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -246,26 +223,49 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
   return at::linear(x, weight, bias);
 }
 
-Tensor lora_update(const Tensor& result, const Tensor& x, const Tensor& A, const Tensor& B, double scaling) {
+Tensor lora_a_product(const Tensor& x, const Tensor& A) {
   if (const auto dtype = autocast_dtype()) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-    return LoraUpdate::apply(result, cast(x, *dtype), cast(A, *dtype), cast(B, *dtype), scaling);
+    return functional::linear(cast(x, *dtype), cast(A, *dtype));
   }
-  return LoraUpdate::apply(result, x, A, B, scaling);
+  return functional::linear(x, A);
 }
 
-Tensor dora_update(const Tensor& rest, const Tensor& base, const Tensor& x, const Tensor& A, const Tensor& B,
-                   const Tensor& magnitude, const Tensor& weight_norm, double scaling, bool recover_from_output) {
+std::vector<Tensor> stacked_lora_a_products(const Tensor& x, const std::vector<Tensor>& As) {
+  std::vector<int64_t> ranks;
+  for (const Tensor& A : As) ranks.push_back(A.size(0));
+  return lora_a_product(x, at::cat(As, 0)).split_with_sizes(ranks, -1);
+}
+
+Tensor lora_b_update(const Tensor& result, const Tensor& h, const Tensor& B, double scaling) {
+  if (const auto dtype = autocast_dtype()) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+    return LoraUpdate::apply(result, cast(h, *dtype), cast(B, *dtype), scaling);
+  }
+  return LoraUpdate::apply(result, h, B, scaling);
+}
+
+Tensor lora_update(const Tensor& result, const Tensor& x, const Tensor& A, const Tensor& B, double scaling) {
+  return lora_b_update(result, lora_a_product(x, A), B, scaling);
+}
+
+Tensor dora_b_update(const Tensor& rest, const Tensor& base, const Tensor& h, const Tensor& B, const Tensor& magnitude,
+                     const Tensor& weight_norm, double scaling, bool recover_from_output) {
   // LibTorch 1.13's custom functions reject undefined tensor inputs: "no rest" travels as an
   // empty tensor.
   const Tensor rest_or_empty = rest.defined() ? rest : at::empty({0}, base.options());
   if (const auto dtype = autocast_dtype()) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-    return DoraUpdate::apply(cast(rest_or_empty, *dtype), cast(base, *dtype), cast(x, *dtype), cast(A, *dtype),
-                             cast(B, *dtype), cast(magnitude, *dtype), cast(weight_norm.detach(), *dtype), scaling,
+    return DoraUpdate::apply(cast(rest_or_empty, *dtype), cast(base, *dtype), cast(h, *dtype), cast(B, *dtype),
+                             cast(magnitude, *dtype), cast(weight_norm.detach(), *dtype), scaling,
                              recover_from_output);
   }
-  return DoraUpdate::apply(rest_or_empty, base, x, A, B, magnitude, weight_norm.detach(), scaling, recover_from_output);
+  return DoraUpdate::apply(rest_or_empty, base, h, B, magnitude, weight_norm.detach(), scaling, recover_from_output);
+}
+
+Tensor dora_update(const Tensor& rest, const Tensor& base, const Tensor& x, const Tensor& A, const Tensor& B,
+                   const Tensor& magnitude, const Tensor& weight_norm, double scaling, bool recover_from_output) {
+  return dora_b_update(rest, base, lora_a_product(x, A), B, magnitude, weight_norm, scaling, recover_from_output);
 }
 
 Tensor dora_weight_norm(const Tensor& weight, const Tensor& weight_row_sq_norm, const Tensor& A,

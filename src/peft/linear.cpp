@@ -136,13 +136,22 @@ torch::Tensor LinearImpl::forward_add(const torch::Tensor& x, const torch::Tenso
   return run(x, torch::Tensor(), residual);
 }
 
-torch::Tensor LinearImpl::forward_with_base(const torch::Tensor& x, const torch::Tensor& base_product) {
-  return run(x, base_product, torch::Tensor());
+torch::Tensor LinearImpl::forward_with_base(const torch::Tensor& x, const torch::Tensor& base_product,
+                                            const torch::Tensor& adapter_input_product) {
+  return run(x, base_product, torch::Tensor(), adapter_input_product);
 }
 
-torch::Tensor LinearImpl::run(const torch::Tensor& x, const torch::Tensor& base_product, const torch::Tensor& residual) {
-  LayerInput input{x, base_product, residual};
+torch::Tensor LinearImpl::run(const torch::Tensor& x, const torch::Tensor& base_product, const torch::Tensor& residual,
+                              const torch::Tensor& adapter_input_product) {
+  LayerInput input{x, base_product, residual, {}, nullptr};
   if (!adapters_enabled_ || merged()) return base_output(*this, input);
+  if (adapter_input_product.defined()) {
+    const auto active = active_adapters();
+    RANKTUNE_CHECK(active.size() == 1, "an adapter input product needs exactly one active adapter, found ",
+                   active.size());
+    input.adapter_input_product = adapter_input_product;
+    input.product_adapter = &adapter(active.front());
+  }
   torch::Tensor result;
   for (const Adapter& a : adapters_) {
     if (a.active) result = a.variant->forward(*this, a, input, std::move(result));
@@ -346,6 +355,22 @@ const torch::Tensor& LinearImpl::weight_row_sq_norm() const {
 
 torch::Tensor LinearImpl::dora_weight_norm(const Adapter& a) const {
   return functional::dora_weight_norm(weight_out_in(), weight_row_sq_norm(), a.lora_A, a.lora_B, a.scaling);
+}
+
+std::vector<torch::Tensor> stacked_adapter_inputs(const std::vector<LinearImpl*>& layers, const torch::Tensor& x) {
+  std::vector<torch::Tensor> As;
+  for (const LinearImpl* layer : layers) {
+    if (!layer->adapters_enabled() || layer->merged()) return {};
+    const Adapter* active = nullptr;
+    for (const std::string& name : layer->active_adapters()) {
+      if (active != nullptr) return {};
+      active = &layer->adapter(name);
+    }
+    if (active == nullptr || active->lora_A.scalar_type() != x.scalar_type()) return {};
+    if (layer->is_training() && active->options.lora_dropout() > 0) return {};
+    As.push_back(active->lora_A);
+  }
+  return functional::stacked_lora_a_products(x, As);
 }
 
 }  // namespace ranktune::peft

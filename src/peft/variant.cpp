@@ -19,6 +19,12 @@ Tensor adapter_input(const LinearImpl& layer, const Adapter& adapter, const Tens
   return xa;
 }
 
+// h = xa Aᵀ: the caller's when it computed it for this adapter from x itself, else computed here.
+Tensor input_product(const Adapter& adapter, const LayerInput& input, const Tensor& xa) {
+  if (input.product_adapter == &adapter && xa.is_same(input.x)) return input.adapter_input_product;
+  return functional::lora_a_product(xa, adapter.lora_A);
+}
+
 }  // namespace
 
 Tensor base_output(const LinearImpl& layer, LayerInput& input) {
@@ -40,7 +46,7 @@ class LoraVariant final : public AdapterVariant {
   Tensor forward(const LinearImpl& layer, const Adapter& adapter, LayerInput& input, Tensor result) const override {
     const Tensor xa = adapter_input(layer, adapter, input.x);
     if (!result.defined()) result = base_output(layer, input);
-    return functional::lora_update(result, xa, adapter.lora_A, adapter.lora_B, adapter.scaling);
+    return functional::lora_b_update(result, input_product(adapter, input, xa), adapter.lora_B, adapter.scaling);
   }
 
   void merge(const LinearImpl& layer, Adapter& adapter, Tensor& weight) const override {
@@ -95,8 +101,9 @@ class DoraVariant final : public AdapterVariant {
     const Tensor out_dtype_ref = result.defined() ? result : input.x;
     // A residual and its sum are kept by the surrounding layers (the next norm keeps the sum, the
     // previous one the residual), so backward may recover what it needs from them.
-    Tensor y = functional::dora_update(rest, base, xa, adapter.lora_A, adapter.lora_B, adapter.magnitude, norm,
-                                       adapter.scaling, /*recover_from_output=*/rest_is_residual);
+    Tensor y = functional::dora_b_update(rest, base, input_product(adapter, input, xa), adapter.lora_B,
+                                         adapter.magnitude, norm, adapter.scaling,
+                                         /*recover_from_output=*/rest_is_residual);
     return y.scalar_type() == out_dtype_ref.scalar_type() ? y : y.to(out_dtype_ref.scalar_type());
   }
 

@@ -12,6 +12,9 @@ struct LayerInput {
   const torch::Tensor& x;
   torch::Tensor base_product;
   torch::Tensor residual;  // undefined: plain forward
+  // h = x Aᵀ of `product_adapter`, when the caller computed it (stacked with other projections).
+  torch::Tensor adapter_input_product;
+  const Adapter* product_adapter = nullptr;
 };
 
 class AdapterVariant {

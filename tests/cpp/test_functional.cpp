@@ -230,3 +230,67 @@ TEST(FunctionalTest, ForwardAddEqualsForwardPlusResidualWithTheSameGradients) {
 }
 
 }  // namespace
+
+namespace {
+
+// Projections reading the same x (q/k/v) with their adapters' x Aᵢᵀ from one stacked GEMM give
+// the outputs and gradients of their own forwards; where sharing would change the math
+// (dropout masks, several adapters, merged weights) no shared product is offered.
+TEST(FunctionalTest, StackedAdapterInputsMatchSeparateForwardsWithTheSameGradients) {
+  for (const bool dora : {false, true}) {
+    torch::manual_seed(73);
+    const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+    std::vector<Linear> layers = {Linear(LinearOptions(7, 5).bias(true).dtype(torch::kFloat64)),
+                                  Linear(LinearOptions(7, 3).bias(false).dtype(torch::kFloat64)),
+                                  Linear(LinearOptions(7, 3).bias(false).dtype(torch::kFloat64))};
+    std::vector<LinearImpl*> raw;
+    std::vector<Tensor> wrt;
+    const Tensor x = torch::randn({2, 3, 7}, f64).requires_grad_(true);
+    wrt.push_back(x);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      // Ranks differ per layer (rank_pattern), so the stacked product is split unevenly.
+      layers[i]->add_adapter("default", AdapterOptions().r(2 + static_cast<int64_t>(i)).lora_alpha(5).use_dora(dora));
+      Adapter& a = layers[i]->adapter("default");
+      {
+        at::NoGradGuard no_grad;
+        a.lora_B.normal_(0.0, 0.5);
+      }
+      raw.push_back(layers[i].get());
+      wrt.insert(wrt.end(), {a.lora_A, a.lora_B});
+      if (dora) wrt.push_back(a.magnitude);
+    }
+    const std::vector<Tensor> probes = {torch::randn({2, 3, 5}, f64), torch::randn({2, 3, 3}, f64),
+                                        torch::randn({2, 3, 3}, f64)};
+    const std::vector<Tensor> h = stacked_adapter_inputs(raw, x);
+    ASSERT_EQ(h.size(), 3u);
+    Tensor stacked_loss = torch::zeros({}, f64), plain_loss = torch::zeros({}, f64);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Tensor base = at::linear(x, layers[i]->weight);
+      const Tensor y = layers[i]->forward_with_base(x, base, h[i]);
+      EXPECT_LT(max_abs_diff(y, layers[i]->forward(x)), 1e-12) << dora << " " << i;
+      stacked_loss = stacked_loss + (y * probes[i]).sum();
+      plain_loss = plain_loss + (layers[i]->forward(x) * probes[i]).sum();
+    }
+    const auto stacked = torch::autograd::grad({stacked_loss}, wrt);
+    const auto plain = torch::autograd::grad({plain_loss}, wrt);
+    for (size_t i = 0; i < wrt.size(); ++i) EXPECT_LT(max_abs_diff(stacked[i], plain[i]), 1e-12) << dora << " " << i;
+  }
+
+  torch::manual_seed(74);
+  Linear a(LinearOptions(4, 4)), b(LinearOptions(4, 4));
+  a->add_adapter("default", AdapterOptions().r(2).lora_dropout(0.1));
+  b->add_adapter("default", AdapterOptions().r(2));
+  const Tensor x = torch::randn({3, 4});
+  a->train(true);
+  EXPECT_TRUE(stacked_adapter_inputs({a.get(), b.get()}, x).empty()) << "dropout masks differ per layer";
+  a->train(false);
+  EXPECT_EQ(stacked_adapter_inputs({a.get(), b.get()}, x).size(), 2u) << "no dropout in eval";
+  b->add_adapter("second", AdapterOptions().r(2));
+  b->set_active_adapters({"default", "second"});
+  EXPECT_TRUE(stacked_adapter_inputs({a.get(), b.get()}, x).empty()) << "two active adapters";
+  b->set_active_adapters({"default"});
+  b->merge();
+  EXPECT_TRUE(stacked_adapter_inputs({a.get(), b.get()}, x).empty()) << "merged";
+}
+
+}  // namespace

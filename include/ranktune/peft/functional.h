@@ -6,6 +6,8 @@
 
 #include <torch/types.h>
 
+#include <vector>
+
 namespace ranktune::peft::functional {
 
 // x Wᵀ + b (+ residual) as at::linear, but a single row (decoding one token) goes through a
@@ -13,11 +15,20 @@ namespace ranktune::peft::functional {
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {},
                      const torch::Tensor& residual = {});
 
+// h = x Aᵀ, the adapter's input product [..., r], differentiable (one row: a matrix-vector product).
+torch::Tensor lora_a_product(const torch::Tensor& x, const torch::Tensor& A);
+// x Aᵢᵀ for several adapters reading the same x (q/k/v, gate/up) from one GEMM over the stacked
+// Aᵢ, split back per adapter; gradients reach each Aᵢ and x through one GEMM each as well.
+std::vector<torch::Tensor> stacked_lora_a_products(const torch::Tensor& x, const std::vector<torch::Tensor>& As);
+
 // result + s · (x Aᵀ) Bᵀ.
 // Saves only x and h = x Aᵀ for backward (plus references to A and B); no out-sized tensor.
 // `result` may have another dtype than the adapter (the update is cast to it, as in PEFT).
 torch::Tensor lora_update(const torch::Tensor& result, const torch::Tensor& x, const torch::Tensor& A,
                           const torch::Tensor& B, double scaling);
+// The same from h = x Aᵀ computed by the caller (lora_a_product or stacked_lora_a_products).
+torch::Tensor lora_b_update(const torch::Tensor& result, const torch::Tensor& h, const torch::Tensor& B,
+                            double scaling);
 
 // rest + c ⊙ (base + s · (x Aᵀ) Bᵀ) with c = m / n, where base = W x is computed by the caller
 // (so that its gradient reaches x through the caller's graph) and n is the detached DoRA weight
@@ -32,6 +43,10 @@ torch::Tensor lora_update(const torch::Tensor& result, const torch::Tensor& x, c
 torch::Tensor dora_update(const torch::Tensor& rest, const torch::Tensor& base, const torch::Tensor& x,
                           const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& magnitude,
                           const torch::Tensor& weight_norm, double scaling, bool recover_from_output = false);
+// The same from h = x Aᵀ computed by the caller.
+torch::Tensor dora_b_update(const torch::Tensor& rest, const torch::Tensor& base, const torch::Tensor& h,
+                            const torch::Tensor& B, const torch::Tensor& magnitude, const torch::Tensor& weight_norm,
+                            double scaling, bool recover_from_output = false);
 
 // ‖W + s · B A‖ per output row, from low-rank factors and the cached row norms ‖W_i‖²:
 //   ‖W_i‖² + 2s · Σ_k B_ik (W Aᵀ)_ik + s² · Σ_k B_ik (B (A Aᵀ))_ik

@@ -95,8 +95,10 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   // sum, so a DoRA adapter recovers what its backward needs from them instead of keeping a copy.
   torch::Tensor forward_add(const torch::Tensor& x, const torch::Tensor& residual);
   // forward(x) with the base product W x (no bias) given by the caller — e.g. one GEMM for
-  // several projections that read the same x.
-  torch::Tensor forward_with_base(const torch::Tensor& x, const torch::Tensor& base_product);
+  // several projections that read the same x — and, when defined, h = x Aᵀ of the one active
+  // adapter (from stacked_adapter_inputs).
+  torch::Tensor forward_with_base(const torch::Tensor& x, const torch::Tensor& base_product,
+                                  const torch::Tensor& adapter_input_product = {});
   // W x + b, ignoring adapters.
   torch::Tensor base_forward(const torch::Tensor& x) const;
 
@@ -152,7 +154,8 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   torch::Tensor bias;    // [out] or undefined; frozen
 
  private:
-  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& base_product, const torch::Tensor& residual);
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& base_product, const torch::Tensor& residual,
+                    const torch::Tensor& adapter_input_product = {});
   Adapter& register_adapter(const std::string& name, const AdapterOptions& options);
   torch::nn::Module& adapter_slot(const std::string& kind);
 
@@ -166,5 +169,11 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
 };
 
 TORCH_MODULE(Linear);
+
+// For layers that read the same x (q/k/v, gate/up): h = x Aᵀ of each layer's active adapter from
+// one GEMM over the stacked A's, for forward_with_base. Empty when the layers cannot share it:
+// not exactly one active, unmerged adapter each, dropout while training, or an adapter dtype
+// other than x's (each adapter then reads its own dropped-out or cast input).
+std::vector<torch::Tensor> stacked_adapter_inputs(const std::vector<LinearImpl*>& layers, const torch::Tensor& x);
 
 }  // namespace ranktune::peft
