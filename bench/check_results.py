@@ -15,4 +15,6 @@ for row in rows:
             sys.exit(f"{row.get('impl')} {row.get('bench')} {row.get('method')}: bad {key}: {value}")
     if row["bench"] == "train" and not math.isfinite(row.get("loss", float("nan"))):
         sys.exit(f"{row['impl']} {row['method']}: non-finite loss")
+    if row["bench"] == "profile" and not row.get("operators", {}).get("top_operators"):
+        sys.exit(f"{row['impl']} profile {row['method']}: no operators recorded")
     print(f"ok {row['impl']:8} {row['bench']:6} {row['method']:14} {row['tokens_per_s']:10.1f} tok/s {row['peak_rss_mb']:8.0f} MB")

@@ -3,6 +3,7 @@
 //
 //   build/bench/ranktune_bench train  --shape smollm2 --method lora|dora|full [--steps 6 --warmup 2]
 //   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64]
+//   build/bench/ranktune_bench profile --shape smollm2 --method lora   (docs/performance.md)
 //
 // The model is built from the shape with random weights (nothing is downloaded).
 
@@ -10,6 +11,8 @@
 #include <ranktune/model/causal_lm.h>
 #include <ranktune/model/generation.h>
 #include <ranktune/peft/inject.h>
+
+#include "step_profile.h"
 
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
@@ -102,34 +105,50 @@ double step_flops(const Shape& s, const std::string& method, int64_t batch, int6
   return tokens * (2.0 * passes * (projections + head) + attention);
 }
 
+const std::vector<std::string> kTargets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+// A model with its adapters (or all weights) trainable, its optimizer and a stream of batches.
+struct TrainSetup {
+  std::shared_ptr<model::CausalLMImpl> model;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  at::Generator gen = at::detail::createCPUGenerator(1);
+  double weights_rss_mb = 0;  // resident memory once the model and adapters exist
+
+  TrainSetup(const Shape& shape, const std::string& method, int64_t r, double alpha) {
+    torch::manual_seed(0);
+    model = model::create_causal_lm(config_for(shape));
+    if (method == "full") {
+      for (auto& p : model->parameters()) p.set_requires_grad(true);
+    } else {
+      peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).use_dora(method == "dora").target_modules(kTargets),
+                   "default", peft::InjectOptions().output_head(model->output_head_name()));
+    }
+    std::vector<at::Tensor> params;
+    for (const auto& p : model->parameters()) {
+      if (p.requires_grad()) params.push_back(p);
+    }
+    optimizer = std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
+    model->train();
+    weights_rss_mb = bench::current_rss_mb();
+  }
+
+  at::Tensor batch(const Shape& shape, int64_t batch, int64_t seq) {
+    return at::randint(0, shape.vocab, {batch, seq}, gen, at::TensorOptions().dtype(at::kLong));
+  }
+};
+
 nlohmann::ordered_json train(const Shape& shape, const std::string& method, int64_t batch, int64_t seq, int64_t steps,
                              int64_t warmup, int64_t r, double alpha) {
-  torch::manual_seed(0);
-  auto model = model::create_causal_lm(config_for(shape));
-  if (method == "full") {
-    for (auto& p : model->parameters()) p.set_requires_grad(true);
-  } else {
-    peft::inject(*model,
-                 peft::LoraConfig().r(r).lora_alpha(alpha).use_dora(method == "dora").target_modules(
-                     {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-                 "default", peft::InjectOptions().output_head(model->output_head_name()));
-  }
-  std::vector<at::Tensor> params;
-  for (const auto& p : model->parameters()) {
-    if (p.requires_grad()) params.push_back(p);
-  }
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
-  model->train();
-  at::Generator gen = at::detail::createCPUGenerator(1);
+  TrainSetup setup(shape, method, r, alpha);
   std::vector<double> times;
   double loss = 0;
   for (int64_t step = 0; step < warmup + steps; ++step) {
-    const at::Tensor ids = at::randint(0, shape.vocab, {batch, seq}, gen, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor ids = setup.batch(shape, batch, seq);
     const auto start = Clock::now();
-    at::Tensor l = model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;  // as the trainer does
+    at::Tensor l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;  // as the trainer does
     l.backward();
-    optimizer.step();
-    optimizer.zero_grad();
+    setup.optimizer->step();
+    setup.optimizer->zero_grad();
     const double s = std::chrono::duration<double>(Clock::now() - start).count();
     if (step >= warmup) times.push_back(s);
     loss = l.item<double>();
@@ -153,14 +172,59 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   return j;
 }
 
+// Where the time and memory of a step go: the phases, the operators that take the most time,
+// and resident memory with weights only, while activations are held (after forward) and at peak.
+nlohmann::ordered_json profile(const Shape& shape, const std::string& method, int64_t batch, int64_t seq,
+                               int64_t steps, int64_t warmup, int64_t r, double alpha, int top) {
+  TrainSetup setup(shape, method, r, alpha);
+  double forward_s = 0, backward_s = 0, optimizer_s = 0, after_forward_mb = 0;
+  std::unique_ptr<bench::StepProfile> recorder;
+  for (int64_t step = 0; step < warmup + steps; ++step) {
+    if (step == warmup) recorder = std::make_unique<bench::StepProfile>();
+    const bool measured = step >= warmup;
+    const at::Tensor ids = setup.batch(shape, batch, seq);
+    if (recorder) recorder->set_phase("forward");
+    auto t0 = Clock::now();
+    at::Tensor l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
+    auto t1 = Clock::now();
+    if (measured) after_forward_mb = std::max(after_forward_mb, bench::current_rss_mb());
+    if (recorder) recorder->set_phase("backward");
+    l.backward();
+    auto t2 = Clock::now();
+    if (recorder) recorder->set_phase("optimizer");
+    setup.optimizer->step();
+    setup.optimizer->zero_grad();
+    auto t3 = Clock::now();
+    if (measured) {
+      forward_s += std::chrono::duration<double>(t1 - t0).count();
+      backward_s += std::chrono::duration<double>(t2 - t1).count();
+      optimizer_s += std::chrono::duration<double>(t3 - t2).count();
+    }
+  }
+  const double n = static_cast<double>(steps);
+  const double step_s = (forward_s + backward_s + optimizer_s) / n;
+  nlohmann::ordered_json j;
+  j["impl"] = "ranktune";
+  j["bench"] = "profile";
+  j["method"] = method;
+  j["step_s"] = step_s;
+  j["tokens_per_s"] = static_cast<double>(batch * seq) / step_s;
+  j["forward_s"] = forward_s / n;
+  j["backward_s"] = backward_s / n;
+  j["optimizer_s"] = optimizer_s / n;
+  j["weights_rss_mb"] = setup.weights_rss_mb;
+  j["after_forward_rss_mb"] = after_forward_mb;
+  j["peak_rss_mb"] = peak_rss_mb();
+  j["operators"] = recorder->report(step_s, steps, top);
+  return j;
+}
+
 nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_length, int64_t new_tokens, int64_t repeats,
                               int64_t r, double alpha) {
   torch::manual_seed(0);
   auto model = model::create_causal_lm(config_for(shape));
-  peft::inject(*model,
-               peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(
-                   {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-               "default", peft::InjectOptions().output_head(model->output_head_name()));
+  peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(kTargets), "default",
+               peft::InjectOptions().output_head(model->output_head_name()));
   if (merged) peft::merge_adapters(*model);
   at::Generator gen = at::detail::createCPUGenerator(2);
   const at::Tensor ids = at::randint(0, shape.vocab, {prompt_length}, gen, at::TensorOptions().dtype(at::kLong));
@@ -215,14 +279,27 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("--prompt", prompt, "prompt tokens");
   decode_cmd->add_option("--new-tokens", new_tokens);
   decode_cmd->add_option("--repeats", repeats);
+  int top = 25;
+  auto* profile_cmd = app.add_subcommand("profile", "where a training step's time and memory go");
+  profile_cmd->add_option("--method", method, "lora | dora | full");
+  profile_cmd->add_option("--batch", batch);
+  profile_cmd->add_option("--seq", seq);
+  profile_cmd->add_option("--steps", steps, "profiled steps");
+  profile_cmd->add_option("--warmup", warmup, "steps before profiling");
+  profile_cmd->add_option("--top", top, "operators to list");
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   try {
     configure_threads(threads);
     const Shape shape = shape_named(shape_name);
-    nlohmann::ordered_json out = train_cmd->parsed()
-                                     ? train(shape, method, batch, seq, steps, warmup, r, alpha)
-                                     : decode(shape, merged, prompt, new_tokens, repeats, r, alpha);
+    nlohmann::ordered_json out;
+    if (train_cmd->parsed()) {
+      out = train(shape, method, batch, seq, steps, warmup, r, alpha);
+    } else if (profile_cmd->parsed()) {
+      out = profile(shape, method, batch, seq, steps, warmup, r, alpha, top);
+    } else {
+      out = decode(shape, merged, prompt, new_tokens, repeats, r, alpha);
+    }
     out["shape"] = shape_name;
     out["threads"] = threads;
     std::cout << out.dump() << std::endl;
