@@ -43,6 +43,13 @@ from . import torch  # noqa: E402,F811  (ranktune.torch: adapters for ordinary t
 
 configure_threads = _core.configure_threads
 
+# LibTorch starts with one intra-op thread on some machines (this one among them), which makes
+# every model call several times slower than it need be: use every core unless the user pinned
+# the count through the environment (OMP_NUM_THREADS, or RANKTUNE_NUM_THREADS which
+# configure_threads reads). torch.set_num_threads / configure_threads(n) change it afterwards.
+if "OMP_NUM_THREADS" not in _os.environ:
+    configure_threads()
+
 __all__ = [
     "AutoModelForCausalLM",
     "AutoTokenizer",

@@ -72,3 +72,18 @@ def test_pip_install_into_a_venv_offline(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "gsm8k-cot" in out.stdout
+
+
+def _threads_after_import(tmp_path, **env_changes):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RANKTUNE_NUM_THREADS")}
+    env.update(env_changes)
+    out = subprocess.run([sys.executable, "-c", "import ranktune, torch; print(torch.get_num_threads())"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
+def test_import_uses_every_core_unless_the_environment_pins_the_thread_count(tmp_path):
+    assert _threads_after_import(tmp_path) == os.cpu_count()
+    assert _threads_after_import(tmp_path, RANKTUNE_NUM_THREADS="3") == 3
+    assert _threads_after_import(tmp_path, OMP_NUM_THREADS="1", RANKTUNE_NUM_THREADS="3") == 1
