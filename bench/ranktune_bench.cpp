@@ -77,17 +77,13 @@ double gemm_gflops() {
   return best;
 }
 
-// Memory read bandwidth: summing a 512 MiB buffer (best of 3), in GB/s.
-double read_bandwidth_gbs() {
-  const at::Tensor buffer = at::ones({128 * 1024 * 1024});
-  double best = 0;
-  for (int i = 0; i < 3; ++i) {
-    const auto start = Clock::now();
-    const double sum = buffer.sum().item<double>();
-    const double s = std::chrono::duration<double>(Clock::now() - start).count();
-    if (sum > 0) best = std::max(best, static_cast<double>(buffer.nbytes()) / s / 1e9);
-  }
-  return best;
+// Memory read bandwidth: one sum over `buffer` (far larger than the caches), in GB/s.
+double read_bandwidth_gbs(const at::Tensor& buffer) {
+  const auto start = Clock::now();
+  const double sum = buffer.sum().item<double>();
+  const double s = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!(sum > 0)) throw std::runtime_error("bandwidth probe: the buffer must hold ones");
+  return static_cast<double>(buffer.nbytes()) / s / 1e9;
 }
 
 // Floating-point operations of one training step (multiply-add = 2), for the achieved rate:
@@ -219,8 +215,9 @@ nlohmann::ordered_json profile(const Shape& shape, const std::string& method, in
   return j;
 }
 
+// `profile_top` > 0 also lists the operators that take the most time (recording costs a little).
 nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_length, int64_t new_tokens, int64_t repeats,
-                              int64_t r, double alpha) {
+                              int64_t r, double alpha, int profile_top) {
   torch::manual_seed(0);
   auto model = model::create_causal_lm(config_for(shape));
   peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(kTargets), "default",
@@ -229,18 +226,35 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
   at::Generator gen = at::detail::createCPUGenerator(2);
   const at::Tensor ids = at::randint(0, shape.vocab, {prompt_length}, gen, at::TensorOptions().dtype(at::kLong));
   const std::vector<int64_t> prompt(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + prompt_length);
-  std::vector<double> rates;
-  for (int64_t i = 0; i < repeats; ++i) {
+  const auto generate = [&] {
     const auto start = Clock::now();
     const auto out = model::generate(*model, {prompt}, model::GenerationOptions().max_new_tokens(new_tokens));
     const double s = std::chrono::duration<double>(Clock::now() - start).count();
-    rates.push_back(static_cast<double>(out[0].tokens.size()) / s);
+    return std::make_pair(static_cast<double>(out[0].tokens.size()), s);
+  };
+  generate();  // warm-up; every repeat is the same, so its peak is the decoder's
+  const double rss = peak_rss_mb();
+  // The machine's bandwidth drifts (other tenants): sample it between the timed repeats, so the
+  // limit is measured under the same conditions as the decoding it bounds.
+  const at::Tensor probe = at::ones({128 * 1024 * 1024});  // 512 MiB
+  std::vector<double> rates, bandwidths;
+  std::unique_ptr<bench::StepProfile> recorder;
+  double recorded_s = 0;
+  for (int64_t i = 0; i < repeats; ++i) {
+    bandwidths.push_back(read_bandwidth_gbs(probe));
+    if (profile_top > 0 && !recorder) recorder = std::make_unique<bench::StepProfile>();
+    if (recorder) recorder->set_phase("decode");
+    const auto [tokens, s] = generate();
+    if (recorder) recorder->set_phase("");  // the probe is not part of decoding
+    rates.push_back(tokens / s);
+    recorded_s += s;
   }
+  nlohmann::ordered_json operators;
+  if (recorder) operators = recorder->report(recorded_s / static_cast<double>(repeats), repeats, profile_top);
   // Each new token reads every weight once (adapters too when unmerged): the memory-bound limit.
   double weight_bytes = 0;
   for (const auto& p : model->parameters()) weight_bytes += static_cast<double>(p.nbytes());
-  const double rss = peak_rss_mb();  // before the bandwidth probe's buffer
-  const double bandwidth = read_bandwidth_gbs();
+  const double bandwidth = median(bandwidths);
   const double limit = bandwidth * 1e9 / weight_bytes;
   nlohmann::ordered_json j;
   j["impl"] = "ranktune";
@@ -252,6 +266,7 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
   j["bandwidth_limit_tokens_per_s"] = limit;
   j["share_of_bandwidth_limit"] = median(rates) / limit;
   j["peak_rss_mb"] = rss;
+  if (!operators.is_null()) j["operators"] = operators;
   return j;
 }
 
@@ -279,7 +294,8 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("--prompt", prompt, "prompt tokens");
   decode_cmd->add_option("--new-tokens", new_tokens);
   decode_cmd->add_option("--repeats", repeats);
-  int top = 25;
+  int top = 25, decode_top = 0;
+  decode_cmd->add_option("--profile-top", decode_top, "also list this many operators by time (per generate call)");
   auto* profile_cmd = app.add_subcommand("profile", "where a training step's time and memory go");
   profile_cmd->add_option("--method", method, "lora | dora | full");
   profile_cmd->add_option("--batch", batch);
@@ -298,7 +314,7 @@ int main(int argc, char** argv) {
     } else if (profile_cmd->parsed()) {
       out = profile(shape, method, batch, seq, steps, warmup, r, alpha, top);
     } else {
-      out = decode(shape, merged, prompt, new_tokens, repeats, r, alpha);
+      out = decode(shape, merged, prompt, new_tokens, repeats, r, alpha, decode_top);
     }
     out["shape"] = shape_name;
     out["threads"] = threads;

@@ -60,6 +60,7 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx_base) {
   if (!ctx->outermost) return;
   const double s = std::chrono::duration<double>(Clock::now() - ctx->start).count();
   std::lock_guard<std::mutex> lock(totals_mutex);
+  if (current_phase.empty()) return;  // paused
   Totals& t = totals[{current_phase, readable(fn.name())}];
   t.seconds += s;
   t.calls += 1;

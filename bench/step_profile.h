@@ -18,7 +18,7 @@ class StepProfile {
   StepProfile(const StepProfile&) = delete;
   StepProfile& operator=(const StepProfile&) = delete;
 
-  void set_phase(const std::string& phase);
+  void set_phase(const std::string& phase);  // "" pauses recording
   // The `top` operators by time, each with its phase, calls, ms per step and share of `step_s`.
   nlohmann::ordered_json report(double step_s, int64_t steps, int top) const;
 
