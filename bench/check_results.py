@@ -9,12 +9,20 @@ rows = [json.loads(line) for line in sys.stdin if line.strip()]
 if not rows:
     sys.exit("no benchmark output")
 for row in rows:
+    if row["bench"] == "paired":  # a ratio of step times, no throughput of its own
+        ratio = row.get("median_ratio")
+        if not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
+            sys.exit(f"{row['impl']} paired {row['method']}: bad median_ratio: {ratio}")
+        print(f"ok {row['impl']:8} {row['bench']:6} {row['method']:14} ratio {ratio:.3f}")
+        continue
     for key in ("tokens_per_s", "peak_rss_mb"):
         value = row.get(key)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             sys.exit(f"{row.get('impl')} {row.get('bench')} {row.get('method')}: bad {key}: {value}")
     if row["bench"] == "train" and not math.isfinite(row.get("loss", float("nan"))):
         sys.exit(f"{row['impl']} {row['method']}: non-finite loss")
+    if row["bench"] in ("profile", "decode") and "operators" in row and not row["operators"].get("top_operators"):
+        sys.exit(f"{row['impl']} {row['bench']} {row['method']}: no operators recorded")
     if row["bench"] == "profile" and not row.get("operators", {}).get("top_operators"):
         sys.exit(f"{row['impl']} profile {row['method']}: no operators recorded")
     print(f"ok {row['impl']:8} {row['bench']:6} {row['method']:14} {row['tokens_per_s']:10.1f} tok/s {row['peak_rss_mb']:8.0f} MB")

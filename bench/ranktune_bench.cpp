@@ -133,21 +133,27 @@ struct TrainSetup {
   }
 };
 
+// One optimizer step on a fresh batch, as the trainer takes it; its seconds (and its loss).
+double timed_step(TrainSetup& setup, const Shape& shape, int64_t batch, int64_t seq, double* loss = nullptr) {
+  const at::Tensor ids = setup.batch(shape, batch, seq);
+  const auto start = Clock::now();
+  at::Tensor l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
+  l.backward();
+  setup.optimizer->step();
+  setup.optimizer->zero_grad();
+  const double s = std::chrono::duration<double>(Clock::now() - start).count();
+  if (loss != nullptr) *loss = l.item<double>();
+  return s;
+}
+
 nlohmann::ordered_json train(const Shape& shape, const std::string& method, int64_t batch, int64_t seq, int64_t steps,
                              int64_t warmup, int64_t r, double alpha) {
   TrainSetup setup(shape, method, r, alpha);
   std::vector<double> times;
   double loss = 0;
   for (int64_t step = 0; step < warmup + steps; ++step) {
-    const at::Tensor ids = setup.batch(shape, batch, seq);
-    const auto start = Clock::now();
-    at::Tensor l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;  // as the trainer does
-    l.backward();
-    setup.optimizer->step();
-    setup.optimizer->zero_grad();
-    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    const double s = timed_step(setup, shape, batch, seq, &loss);
     if (step >= warmup) times.push_back(s);
-    loss = l.item<double>();
   }
   const double rss = peak_rss_mb();  // before the GEMM probe adds its buffers
   const double m = median(times);
@@ -165,6 +171,33 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   j["share_of_gemm_peak"] = gflops / peak;
   j["steps"] = steps;
   j["loss"] = loss;
+  return j;
+}
+
+// The step-time ratio of two methods with both models in one process, their steps alternating
+// (A B A B ...): on a machine whose speed drifts between processes (this one's does, by up to
+// 15%), the ratio of pairs measured back to back is steadier than a ratio of separate runs.
+// Peak memory is not reported: one process holds both models.
+nlohmann::ordered_json paired(const Shape& shape, const std::string& method_a, const std::string& method_b,
+                              int64_t batch, int64_t seq, int64_t steps, int64_t warmup, int64_t r, double alpha) {
+  TrainSetup a(shape, method_a, r, alpha), b(shape, method_b, r, alpha);
+  std::vector<double> times_a, times_b, ratios;
+  for (int64_t step = 0; step < warmup + steps; ++step) {
+    const double ta = timed_step(a, shape, batch, seq), tb = timed_step(b, shape, batch, seq);
+    if (step < warmup) continue;
+    times_a.push_back(ta);
+    times_b.push_back(tb);
+    ratios.push_back(tb / ta);
+  }
+  nlohmann::ordered_json j;
+  j["impl"] = "ranktune";
+  j["bench"] = "paired";
+  j["method"] = method_b + "/" + method_a;
+  j["median_step_s_" + method_a] = median(times_a);
+  j["median_step_s_" + method_b] = median(times_b);
+  j["median_ratio"] = median(ratios);
+  j["ratios"] = ratios;
+  j["steps"] = steps;
   return j;
 }
 
@@ -295,6 +328,14 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("--new-tokens", new_tokens);
   decode_cmd->add_option("--repeats", repeats);
   int top = 25, decode_top = 0;
+  std::string against = "lora";
+  auto* paired_cmd = app.add_subcommand("paired", "step-time ratio of two methods, alternating steps in one process");
+  paired_cmd->add_option("--method", method, "lora | dora | full")->required();
+  paired_cmd->add_option("--against", against, "the method in the denominator");
+  paired_cmd->add_option("--batch", batch);
+  paired_cmd->add_option("--seq", seq);
+  paired_cmd->add_option("--steps", steps, "measured pairs of steps");
+  paired_cmd->add_option("--warmup", warmup, "pairs before measuring");
   decode_cmd->add_option("--profile-top", decode_top, "also list this many operators by time (per generate call)");
   auto* profile_cmd = app.add_subcommand("profile", "where a training step's time and memory go");
   profile_cmd->add_option("--method", method, "lora | dora | full");
@@ -311,6 +352,8 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json out;
     if (train_cmd->parsed()) {
       out = train(shape, method, batch, seq, steps, warmup, r, alpha);
+    } else if (paired_cmd->parsed()) {
+      out = paired(shape, against, method, batch, seq, steps, warmup, r, alpha);
     } else if (profile_cmd->parsed()) {
       out = profile(shape, method, batch, seq, steps, warmup, r, alpha, top);
     } else {

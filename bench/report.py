@@ -85,7 +85,9 @@ def main():
     rt_lora_tps, peer_lora_tps = get("ranktune", "train", "lora", "tokens_per_s"), get("peer", "train", "lora", "tokens_per_s")
     targets = [
         ("LoRA train tokens/s vs the peer", ratio(rt_lora_tps, peer_lora_tps), "≥ 1.5×", lambda v: v >= 1.5),
-        ("DoRA step time / LoRA step time (ranktune)",
+        ("DoRA step time / LoRA step time (ranktune, steps alternating in one process)",
+         get("ranktune", "paired", "dora/lora", "median_ratio"), "≤ 1.05×", lambda v: v <= 1.05),
+        ("DoRA step time / LoRA step time (ranktune, separate processes)",
          ratio(get("ranktune", "train", "dora", "median_step_s"), get("ranktune", "train", "lora", "median_step_s")), "≤ 1.05×", lambda v: v <= 1.05),
         ("DoRA peak RSS / LoRA peak RSS (ranktune)",
          ratio(get("ranktune", "train", "dora", "peak_rss_mb"), get("ranktune", "train", "lora", "peak_rss_mb")), "≤ 1.02×", lambda v: v <= 1.02),
@@ -105,10 +107,13 @@ def main():
            f"- Machine: {machine()}; run {datetime.date.today().isoformat()}.",
            "- The peer does what transformers 4.40's eager Llama and PEFT 0.12's LoRA/DoRA do (DoRA's norm from the",
            "  materialised W + s·BA, the base product computed twice, repeat_kv copies, full-vocabulary fp32 logits);",
-           "  see docs/benchmarks.md's notes below and docs/performance.md.", "",
+           "  see the notes below and docs/performance.md.", "",
            "## Targets", "", "| figure | measured | target | met |", "| --- | --- | --- | --- |"]
     for name, value, target, ok in targets:
         out.append(f"| {name} | {fmt(value)} | {target} | {'–' if value is None else ('yes' if ok(value) else 'no')} |")
+    out += ["", "Separate processes of the same configuration differ by up to 15% here (the machine's speed drifts from",
+            "one process to the next), which swamps a 5% difference; `paired` runs LoRA and DoRA steps alternately in",
+            "one process and takes the median ratio of back-to-back pairs, so both see the same machine."]
     out += ["", "## All figures (medians)", "",
             "| impl | bench | method | tokens/s | step s | peak RSS MB | GFLOP/s | share of GEMM peak | share of bandwidth limit |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -120,6 +125,32 @@ def main():
     bw = get("ranktune", "decode", "lora-unmerged", "read_bandwidth_gbs")
     out += ["", f"Measured in the same runs: fp32 GEMM peak {fmt(gemm, 0)} GFLOP/s (2048³), memory read bandwidth {fmt(bw, 1)} GB/s.",
             "", "![tokens/s](benchmarks.svg)", ""]
+    # The real transformers 4.40 + PEFT 0.12, measured on this machine for the same shape and step
+    # (issue 6): LoRA 95-149 tokens/s with a 6.3-6.7 GB peak, DoRA 1.38-1.51x LoRA's step time and
+    # 1.45-1.51x its memory, greedy decoding 5.8 tokens/s.
+    hf_lora, hf_rss, hf_decode = (95 + 149) / 2, (6.3 + 6.7) / 2 * 1024, 5.8
+    peer_rss = get("peer", "train", "lora", "peak_rss_mb")
+    peer_decode = get("peer", "decode", "lora-unmerged", "tokens_per_s")
+    rt_decode = get("ranktune", "decode", "lora-unmerged", "tokens_per_s")
+    peer_dora = ratio(get("peer", "train", "dora", "median_step_s"), get("peer", "train", "lora", "median_step_s"))
+    peer_dora_mem = ratio(get("peer", "train", "dora", "peak_rss_mb"), peer_rss)
+    out += ["## How the peer relates to transformers + PEFT", "",
+            "The peer is a lean re-implementation of what transformers' eager Llama and PEFT's LoRA/DoRA layers compute; it",
+            "lacks their Python machinery (generate()'s logits processors and stopping criteria, cache objects, mask",
+            "preparation, per-adapter dispatch and hooks), so it is faster than the real libraries and ratios against it",
+            "understate ratios against them. For the same shape and step on this machine (issue 6's measurements):", "",
+            "| figure | real transformers 4.40 + PEFT 0.12 | the peer | ranktune |", "| --- | --- | --- | --- |",
+            f"| LoRA train tokens/s | 95–149 | {fmt(peer_lora_tps, 0)} | {fmt(rt_lora_tps, 0)} |",
+            f"| LoRA peak memory | 6.3–6.7 GB | {fmt(peer_rss / 1024 if peer_rss else None, 1)} GB | "
+            f"{fmt(get('ranktune', 'train', 'lora', 'peak_rss_mb') / 1024 if get('ranktune', 'train', 'lora', 'peak_rss_mb') else None, 1)} GB |",
+            f"| DoRA / LoRA step time | 1.38–1.51× | {fmt(peer_dora)}× | "
+            f"{fmt(ratio(get('ranktune', 'train', 'dora', 'median_step_s'), get('ranktune', 'train', 'lora', 'median_step_s')))}× |",
+            f"| DoRA / LoRA peak memory | 1.45–1.51× | {fmt(peer_dora_mem)}× | "
+            f"{fmt(ratio(get('ranktune', 'train', 'dora', 'peak_rss_mb'), get('ranktune', 'train', 'lora', 'peak_rss_mb')))}× |",
+            f"| greedy decode tokens/s (batch 1, unmerged) | 5.8 | {fmt(peer_decode, 1)} | {fmt(rt_decode, 1)} |", "",
+            f"Against the real libraries' midpoints: LoRA training {fmt(ratio(rt_lora_tps, hf_lora))}× the tokens/s at "
+            f"{fmt(ratio(get('ranktune', 'train', 'lora', 'peak_rss_mb'), hf_rss))}× the memory; decoding "
+            f"{fmt(ratio(rt_decode, hf_decode), 1)}× the tokens/s.", ""]
     with open(md_path, "w") as f:
         f.write("\n".join(out))
     svg_chart(m, svg_path)

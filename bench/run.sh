@@ -29,6 +29,8 @@ for round in $(seq 1 "$ROUNDS"); do
     run "$round" "$BENCH" --shape "$SHAPE" --threads "$THREADS" train --method "$method" --steps "$STEPS"
     run "$round" /usr/bin/python3 "$PEER" train --shape "$SHAPE" --threads "$THREADS" --method "$method" --steps "$STEPS"
   done
+  # DoRA against LoRA with their steps alternating in one process (steady against drift)
+  run "$round" "$BENCH" --shape "$SHAPE" --threads "$THREADS" paired --method dora --steps "$STEPS"
   run "$round" "$BENCH" --shape "$SHAPE" --threads "$THREADS" decode
   run "$round" /usr/bin/python3 "$PEER" decode --shape "$SHAPE" --threads "$THREADS"
   run "$round" "$BENCH" --shape "$SHAPE" --threads "$THREADS" decode --merged
