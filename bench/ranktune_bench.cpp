@@ -2,8 +2,9 @@
 // configuration's alone. Prints one JSON object; bench/run.sh runs it and the peer alternately.
 //
 //   build/bench/ranktune_bench train  --shape smollm2 --method lora|dora|full [--steps 6 --warmup 2]
-//   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64]
+//   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64] [--profile-top 20]
 //   build/bench/ranktune_bench profile --shape smollm2 --method lora   (docs/performance.md)
+//   build/bench/ranktune_bench paired --shape smollm2 --method dora    (DoRA/LoRA step-time ratio)
 //
 // The model is built from the shape with random weights (nothing is downloaded).
 
