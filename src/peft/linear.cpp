@@ -49,6 +49,35 @@ LinearImpl::LinearImpl(const LinearOptions& options_) : options(options_) {
   LinearImpl::reset();
 }
 
+namespace {
+
+LinearOptions options_for_wrapped(const torch::Tensor& weight, const torch::Tensor& bias, bool fan_in_fan_out) {
+  RANKTUNE_CHECK(weight.defined() && weight.dim() == 2 && weight.is_floating_point(),
+                 "Linear needs a 2-D floating-point base weight, got ",
+                 weight.defined() ? c10::str(weight.sizes(), " ", weight.scalar_type()) : std::string("none"));
+  const int64_t out = fan_in_fan_out ? weight.size(1) : weight.size(0);
+  const int64_t in = fan_in_fan_out ? weight.size(0) : weight.size(1);
+  if (bias.defined()) {
+    RANKTUNE_CHECK(bias.dim() == 1 && bias.size(0) == out, "Linear: bias has shape ", bias.sizes(),
+                   " but the weight ", weight.sizes(), fan_in_fan_out ? " ([in, out])" : " ([out, in])",
+                   " has ", out, " outputs");
+    RANKTUNE_CHECK(bias.scalar_type() == weight.scalar_type() && bias.device() == weight.device(),
+                   "Linear: bias is ", bias.scalar_type(), " on ", bias.device(), " but the weight is ",
+                   weight.scalar_type(), " on ", weight.device());
+  }
+  return LinearOptions(in, out).bias(bias.defined()).fan_in_fan_out(fan_in_fan_out).dtype(weight.scalar_type());
+}
+
+}  // namespace
+
+LinearImpl::LinearImpl(const torch::Tensor& weight_, const torch::Tensor& bias_, bool fan_in_fan_out)
+    : options(options_for_wrapped(weight_, bias_, fan_in_fan_out)) {
+  RANKTUNE_CHECK(options.in_features() > 0 && options.out_features() > 0, "Linear needs a non-empty base weight, got ",
+                 weight_.sizes());
+  weight = register_parameter("weight", weight_, weight_.requires_grad());
+  bias = register_parameter("bias", bias_, bias_.defined() && bias_.requires_grad());
+}
+
 void LinearImpl::reset() {
   RANKTUNE_CHECK(options.in_features() > 0 && options.out_features() > 0,
                  "Linear needs positive in_features and out_features, got ", options.in_features(), " and ",
@@ -181,16 +210,10 @@ Adapter& LinearImpl::register_adapter(const std::string& name, const AdapterOpti
   a.scaling = adapter_options.scaling();
   a.variant = &variant_for(adapter_options);
   const int64_t r = adapter_options.r();
-  auto make_holder = [&](const std::string& slot, torch::Tensor t) {
-    auto holder = std::make_shared<torch::nn::Module>("AdapterWeight");
-    torch::Tensor registered = holder->register_parameter("weight", std::move(t), /*requires_grad=*/true);
-    adapter_slot(slot).register_module(name, holder);
-    return registered;
-  };
-  a.lora_A = make_holder(kSlotA, torch::zeros({r, options.in_features()}, tensor_options));
-  a.lora_B = make_holder(kSlotB, torch::zeros({options.out_features(), r}, tensor_options));
+  a.lora_A = set_adapter_weight(kSlotA, name, torch::zeros({r, options.in_features()}, tensor_options), true);
+  a.lora_B = set_adapter_weight(kSlotB, name, torch::zeros({options.out_features(), r}, tensor_options), true);
   if (adapter_options.use_dora()) {
-    a.magnitude = make_holder(kSlotMagnitude, torch::ones({options.out_features()}, tensor_options));
+    a.magnitude = set_adapter_weight(kSlotMagnitude, name, torch::ones({options.out_features()}, tensor_options), true);
   }
   adapters_.push_back(std::move(a));
   return adapters_.back();
@@ -231,6 +254,42 @@ void LinearImpl::add_adapter_from_weights(const std::string& name, const Adapter
   a.lora_A.copy_(lora_A);
   a.lora_B.copy_(lora_B);
   if (a.magnitude.defined()) a.magnitude.copy_(magnitude);
+}
+
+torch::Tensor LinearImpl::set_adapter_weight(const std::string& slot, const std::string& name, torch::Tensor t,
+                                             bool requires_grad) {
+  auto holder = std::make_shared<torch::nn::Module>("AdapterWeight");
+  torch::Tensor registered = holder->register_parameter("weight", std::move(t), requires_grad);
+  torch::nn::Module& parent = adapter_slot(slot);
+  if (parent.named_children().contains(name)) {
+    parent.replace_module(name, holder);
+  } else {
+    parent.register_module(name, holder);
+  }
+  return registered;
+}
+
+void LinearImpl::share_adapter_weights(const std::string& name, const torch::Tensor& lora_A,
+                                       const torch::Tensor& lora_B, const torch::Tensor& magnitude) {
+  Adapter& a = adapter(name);
+  auto check = [&](const char* what, const torch::Tensor& given, const torch::Tensor& own) {
+    if (!own.defined()) {
+      RANKTUNE_CHECK(!given.defined(), "adapter '", name, "': a ", what, " was given but the adapter has none");
+      return;
+    }
+    RANKTUNE_CHECK(given.defined() && given.sizes() == own.sizes() && given.scalar_type() == own.scalar_type() &&
+                       given.device() == own.device(),
+                   "adapter '", name, "': ", what, " must be ", own.sizes(), " ", own.scalar_type(), " on ",
+                   own.device(), ", got ",
+                   given.defined() ? c10::str(given.sizes(), " ", given.scalar_type(), " on ", given.device())
+                                   : std::string("none"));
+  };
+  check("lora_A", lora_A, a.lora_A);
+  check("lora_B", lora_B, a.lora_B);
+  check("magnitude", magnitude, a.magnitude);
+  a.lora_A = set_adapter_weight(kSlotA, name, lora_A, lora_A.requires_grad());
+  a.lora_B = set_adapter_weight(kSlotB, name, lora_B, lora_B.requires_grad());
+  if (a.magnitude.defined()) a.magnitude = set_adapter_weight(kSlotMagnitude, name, magnitude, magnitude.requires_grad());
 }
 
 void LinearImpl::delete_adapter(const std::string& name) {

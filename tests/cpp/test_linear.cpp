@@ -309,4 +309,57 @@ TEST(LinearTest, AddAdapterFromWeightsChecksShapes) {
   EXPECT_FALSE(layer->has_adapter("x"));
 }
 
+// A layer built around existing tensors uses them, not copies: what the caller changes in place the
+// layer sees, and what the layer merges lands in the caller's tensor (ranktune.torch's contract).
+TEST(LinearTest, WrappingExistingTensorsSharesThem) {
+  for (const bool fan_in_fan_out : {false, true}) {
+    torch::manual_seed(5);
+    const Tensor w = fan_in_fan_out ? torch::randn({6, 4}) : torch::randn({4, 6});
+    const Tensor b = torch::randn({4});
+    Linear layer(w, b, fan_in_fan_out);
+    EXPECT_EQ(layer->options.in_features(), 6);
+    EXPECT_EQ(layer->options.out_features(), 4);
+    EXPECT_TRUE(layer->weight.is_same(w));
+    EXPECT_TRUE(layer->bias.is_same(b));
+    const Tensor x = torch::randn({3, 6});
+    const Tensor w_oi = fan_in_fan_out ? w.t() : w;
+    EXPECT_LT(max_abs_diff(layer->forward(x), at::linear(x, w_oi, b)), 1e-6);
+    layer->add_adapter("default", AdapterOptions().r(2).use_dora(true));
+    randomize_b(*layer, "default");
+    const Tensor before = w.clone();
+    layer->merge(/*safe=*/true);
+    EXPECT_GT(max_abs_diff(w, before), 1e-3) << "the merge must land in the caller's tensor";
+    layer->unmerge();
+    EXPECT_LT(max_abs_diff(w, before), 1e-5);
+  }
+  EXPECT_THAT(ranktune::testing::error_of([] { Linear(torch::zeros({4, 6}), torch::zeros({6})); }),
+              ::testing::HasSubstr("bias has shape [6] but the weight [4, 6] ([out, in]) has 4 outputs"));
+  EXPECT_THAT(ranktune::testing::error_of([] { Linear(torch::zeros({4, 6}), torch::zeros({4}, torch::kFloat64)); }),
+              ::testing::HasSubstr("bias is Double on cpu but the weight is Float"));
+  EXPECT_THAT(ranktune::testing::error_of([] { Linear(torch::zeros({4}), torch::Tensor()); }),
+              ::testing::HasSubstr("2-D floating-point base weight, got [4]"));
+}
+
+// Shared adapter weights are the ones forward reads and backward fills.
+TEST(LinearTest, SharedAdapterWeightsReplaceTheLayersOwn) {
+  Linear layer(LinearOptions(6, 4));
+  layer->add_adapter("default", AdapterOptions().r(2).use_dora(true));
+  const Adapter& a = layer->adapter("default");
+  const Tensor A = a.lora_A.detach().clone().requires_grad_(true);
+  const Tensor B = torch::randn({4, 2}).requires_grad_(true);
+  const Tensor m = a.magnitude.detach().clone().requires_grad_(true);
+  layer->share_adapter_weights("default", A, B, m);
+  EXPECT_TRUE(a.lora_A.is_same(A) && a.lora_B.is_same(B) && a.magnitude.is_same(m));
+  EXPECT_TRUE(layer->named_parameters()["lora_B.default.weight"].is_same(B));
+  EXPECT_EQ(layer->named_parameters().size(), 5u);  // weight, bias, A, B, m: replaced, not added
+  layer->forward(torch::randn({3, 6})).sum().backward();
+  EXPECT_TRUE(A.grad().defined() && B.grad().defined() && m.grad().defined());
+
+  EXPECT_THAT(ranktune::testing::error_of([&] { layer->share_adapter_weights("default", A, torch::zeros({4, 3}), m); }),
+              ::testing::HasSubstr("lora_B must be [4, 2] Float on cpu, got [4, 3] Float on cpu"));
+  EXPECT_THAT(ranktune::testing::error_of([&] { layer->share_adapter_weights("default", A, B); }),
+              ::testing::HasSubstr("magnitude must be [4]"));
+  EXPECT_TRUE(layer->adapter("default").lora_B.is_same(B)) << "a refused call changes nothing";
+}
+
 }  // namespace

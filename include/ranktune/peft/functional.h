@@ -1,6 +1,6 @@
 #pragma once
-// Stateless LoRA/DoRA kernels with hand-written backward passes. peft::Linear calls them, and so
-// can any other module (the Python `ranktune.torch.inject` path does).
+// Stateless LoRA/DoRA kernels with hand-written backward passes. peft::Linear calls them (also
+// from Python: ranktune.torch runs its layers through peft::Linear).
 //
 // Shapes: x [..., in], A [r, in], B [out, r], m and n [out], results [..., out]. s is the scaling.
 

@@ -78,6 +78,10 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   LinearImpl(int64_t in_features, int64_t out_features)
       : LinearImpl(LinearOptions(in_features, out_features)) {}
   explicit LinearImpl(const LinearOptions& options);
+  // Wraps existing base tensors, shared, not copied (e.g. a torch.nn.Linear's parameters, from
+  // Python): `weight` [out, in], or [in, out] with fan_in_fan_out (GPT-2's Conv1D), and `bias`
+  // [out] or undefined, of the weight's dtype and device. Their requires_grad stays as it is.
+  LinearImpl(const torch::Tensor& weight, const torch::Tensor& bias, bool fan_in_fan_out = false);
 
   // Registers the base weight and bias (frozen) and initialises them as torch.nn.Linear does.
   // Adapters are removed.
@@ -111,6 +115,11 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   void add_adapter_from_weights(const std::string& name, const AdapterOptions& options,
                                 const torch::Tensor& lora_A, const torch::Tensor& lora_B,
                                 const torch::Tensor& magnitude = {});
+  // Makes these tensors the adapter's weights in place of its own, shared, not copied (e.g. the
+  // nn.Parameters a Python optimizer holds). Each must have the shape, dtype and device of the
+  // tensor it replaces (`magnitude` exactly when the adapter is DoRA); their values are kept.
+  void share_adapter_weights(const std::string& name, const torch::Tensor& lora_A, const torch::Tensor& lora_B,
+                             const torch::Tensor& magnitude = {});
   // Removes an adapter (unmerging it first if merged). Throws if it does not exist.
   void delete_adapter(const std::string& name);
   bool has_adapter(const std::string& name) const;
@@ -158,6 +167,9 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
                     const torch::Tensor& adapter_input_product = {});
   Adapter& register_adapter(const std::string& name, const AdapterOptions& options);
   torch::nn::Module& adapter_slot(const std::string& kind);
+  // Registers `t` as `<slot>.<name>.weight`, replacing what was there.
+  torch::Tensor set_adapter_weight(const std::string& slot, const std::string& name, torch::Tensor t,
+                                   bool requires_grad);
 
   std::vector<Adapter> adapters_;           // insertion order; forward walks it
   std::vector<std::string> merged_order_;   // merge order, for unmerge
