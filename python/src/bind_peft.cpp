@@ -1,12 +1,10 @@
 // Adapters (ranktune::peft): the LoraConfig bridge (JSON, PEFT's adapter_config.json form), the
-// PeftModel, PEFT's target matching, and the LoRA/DoRA kernels with their hand-written backward
-// passes (used by ranktune.torch.inject on ordinary torch.nn.Modules).
+// PeftModel and PEFT's target matching. peft::Linear itself is bound in bind_linear.cpp.
 
 #include "common.h"
 
 #include "ranktune/core/error.h"
 #include "ranktune/model/causal_lm.h"
-#include "ranktune/peft/functional.h"
 #include "ranktune/peft/peft_model.h"
 #include "ranktune/peft/targets.h"
 
@@ -28,12 +26,6 @@ peft::InjectOptions inject_options(const CausalLMImpl& model) {
   return peft::InjectOptions().output_head(model.output_head_name());
 }
 
-LoraConfig config_from_json(const std::string& text) {
-  LoraConfig c = LoraConfig::from_json(text, "LoraConfig");
-  c.validate();
-  return c;
-}
-
 py::dict counts_to_dict(const peft::ParameterCounts& c) {
   py::dict d;
   d["trainable"] = c.trainable;
@@ -52,6 +44,14 @@ py::dict inject_report_to_dict(const peft::InjectReport& r) {
   return d;
 }
 
+}  // namespace
+
+LoraConfig lora_config_from_json(const std::string& text) {
+  LoraConfig c = LoraConfig::from_json(text, "LoraConfig");
+  c.validate();
+  return c;
+}
+
 py::dict adapter_options_to_dict(const peft::AdapterOptions& o) {
   py::dict d;
   d["r"] = o.r();
@@ -64,13 +64,9 @@ py::dict adapter_options_to_dict(const peft::AdapterOptions& o) {
   return d;
 }
 
-at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.value_or(at::Tensor()); }
-
-}  // namespace
-
 void bind_peft(py::module_& m) {
   m.def(
-      "lora_config_normalize", [](const std::string& text) { return config_from_json(text).to_json(); }, py::arg("json"),
+      "lora_config_normalize", [](const std::string& text) { return lora_config_from_json(text).to_json(); }, py::arg("json"),
       "Parses and validates adapter_config.json text (errors name the field) and returns it as PEFT writes it.");
   m.def(
       "lora_config_load", [](const std::string& path) { return LoraConfig::load(path).to_json(); }, py::arg("path"),
@@ -79,7 +75,7 @@ void bind_peft(py::module_& m) {
   py::class_<PeftModel, std::shared_ptr<PeftModel>>(m, "PeftModel", "A model with named LoRA/DoRA adapters.")
       .def(py::init([](const std::shared_ptr<CausalLMImpl>& model, const std::string& config_json,
                        const std::string& adapter_name) {
-             const LoraConfig config = config_from_json(config_json);
+             const LoraConfig config = lora_config_from_json(config_json);
              py::gil_scoped_release release;
              return std::make_shared<PeftModel>(as_module(model), config, adapter_name, inject_options(*model));
            }),
@@ -96,7 +92,7 @@ void bind_peft(py::module_& m) {
       .def(
           "add_adapter",
           [](PeftModel& self, const std::string& adapter_name, const std::string& config_json) {
-            const LoraConfig config = config_from_json(config_json);
+            const LoraConfig config = lora_config_from_json(config_json);
             return inject_report_to_dict(self.add_adapter(adapter_name, config));
           },
           py::arg("adapter_name"), py::arg("config_json"))
@@ -147,10 +143,6 @@ void bind_peft(py::module_& m) {
           py::arg("svd_rank") = py::none(), py::arg("svd_clamp") = py::none())
       .def("trainable_parameters", [](const PeftModel& self) { return counts_to_dict(self.trainable_parameters()); });
 
-  m.def("peft_adapter_key", &peft::peft_adapter_key, py::arg("module"), py::arg("kind"),
-        "PEFT's on-disk key of an adapter tensor: kind is lora_A, lora_B or lora_magnitude_vector.");
-  m.def("peft_parameter_key", &peft::peft_parameter_key, py::arg("parameter"),
-        "PEFT's on-disk key of a full parameter saved with an adapter (modules_to_save, biases).");
   m.def(
       "count_parameters", [](const std::shared_ptr<CausalLMImpl>& model) { return counts_to_dict(peft::count_parameters(*model)); },
       py::arg("model"));
@@ -159,7 +151,7 @@ void bind_peft(py::module_& m) {
                                   "PEFT's target matching: which modules a LoraConfig adapts, with which r and alpha.")
       .def(py::init([](const std::string& config_json, const std::vector<std::string>& linear_names,
                        const std::string& output_head) {
-             return peft::TargetMatcher(config_from_json(config_json), linear_names, output_head);
+             return peft::TargetMatcher(lora_config_from_json(config_json), linear_names, output_head);
            }),
            py::arg("config_json"), py::arg("linear_names") = std::vector<std::string>{}, py::arg("output_head") = "lm_head")
       .def("is_target", &peft::TargetMatcher::is_target, py::arg("name"))
@@ -169,33 +161,6 @@ void bind_peft(py::module_& m) {
           "adapter_options_for",
           [](const peft::TargetMatcher& self, const std::string& name) { return adapter_options_to_dict(self.adapter_options_for(name)); },
           py::arg("name"));
-
-  // ---- kernels (custom autograd) -----------------------------------------------------------------------
-  // Lambdas rather than function pointers, so defaulted parameters added in C++ keep this binding valid.
-  m.def(
-      "lora_update",
-      [](const at::Tensor& result, const at::Tensor& x, const at::Tensor& A, const at::Tensor& B, double scaling) {
-        return peft::functional::lora_update(result, x, A, B, scaling);
-      },
-      py::arg("result"), py::arg("x"), py::arg("lora_A"), py::arg("lora_B"), py::arg("scaling"),
-      py::call_guard<py::gil_scoped_release>(),
-      "result + s * (x A^T) B^T, with a backward that keeps only x and x A^T.");
-  m.def(
-      "dora_update",
-      [](const std::optional<at::Tensor>& rest, const at::Tensor& base, const at::Tensor& x, const at::Tensor& A,
-         const at::Tensor& B, const at::Tensor& magnitude, const at::Tensor& weight_norm, double scaling) {
-        return peft::functional::dora_update(or_undefined(rest), base, x, A, B, magnitude, weight_norm, scaling);
-      },
-      py::arg("rest"), py::arg("base"), py::arg("x"), py::arg("lora_A"), py::arg("lora_B"), py::arg("magnitude"),
-      py::arg("weight_norm"), py::arg("scaling"), py::call_guard<py::gil_scoped_release>(),
-      "rest + (m / n) * (base + s * (x A^T) B^T); base = W x from the caller, n the detached weight norm.");
-  m.def(
-      "dora_weight_norm",
-      [](const at::Tensor& weight, const at::Tensor& row_sq_norm, const at::Tensor& A, const at::Tensor& B,
-         double scaling, double eps) { return peft::functional::dora_weight_norm(weight, row_sq_norm, A, B, scaling, eps); },
-      py::arg("weight"), py::arg("weight_row_sq_norm"), py::arg("lora_A"), py::arg("lora_B"), py::arg("scaling"),
-      py::arg("eps") = 1e-12, py::call_guard<py::gil_scoped_release>(),
-      "||W + s B A|| per output row from the low-rank factors (no out x in temporary), without gradient.");
 }
 
 }  // namespace ranktune::python

@@ -12,7 +12,8 @@
 namespace ranktune::python {
 
 void bind_models(pybind11::module_& m);     // CausalLM, ModelConfig, generation, safetensors
-void bind_peft(pybind11::module_& m);       // LoraConfig bridge, PeftModel, TargetMatcher, kernels
+void bind_peft(pybind11::module_& m);       // LoraConfig bridge, PeftModel, TargetMatcher
+void bind_linear(pybind11::module_& m);     // peft::Linear, ModuleTree (ranktune.torch)
 void bind_tokenizer(pybind11::module_& m);  // Tokenizer
 void bind_text(pybind11::module_& m);       // templates, answers, GSM8K data
 void bind_train(pybind11::module_& m);      // RunConfig, Trainer, GSM8K evaluation

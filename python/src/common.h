@@ -13,6 +13,11 @@
 
 #include <string>
 
+namespace ranktune::peft {
+class LoraConfig;
+struct AdapterOptions;
+}  // namespace ranktune::peft
+
 namespace ranktune::python {
 
 namespace py = pybind11;
@@ -21,5 +26,14 @@ namespace py = pybind11;
 at::ScalarType parse_dtype(const std::string& name);
 // torch.float32 -> "float32".
 std::string dtype_name(at::ScalarType dtype);
+
+// None -> an undefined tensor (the C++ API's "absent").
+inline at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.value_or(at::Tensor()); }
+
+// adapter_config.json text -> a validated LoraConfig; errors name the field (bind_peft.cpp).
+peft::LoraConfig lora_config_from_json(const std::string& text);
+// One adapter's resolved settings as a dict: r, lora_alpha, lora_dropout, use_rslora, use_dora,
+// init_lora_weights and the scaling they give (bind_peft.cpp).
+py::dict adapter_options_to_dict(const peft::AdapterOptions& options);
 
 }  // namespace ranktune::python

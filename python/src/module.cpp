@@ -38,6 +38,7 @@ PYBIND11_MODULE(_core, m) {
 
   ranktune::python::bind_models(m);
   ranktune::python::bind_peft(m);
+  ranktune::python::bind_linear(m);
   ranktune::python::bind_tokenizer(m);
   ranktune::python::bind_text(m);
   ranktune::python::bind_train(m);
