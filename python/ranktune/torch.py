@@ -1,4 +1,4 @@
-"""LoRA/DoRA for ordinary ``torch.nn.Module``s, with the math in ranktune's C++ kernels.
+"""LoRA/DoRA for ordinary ``torch.nn.Module``s, run by ranktune's C++ adapter layer.
 
     net = MyNet()
     ranktune.torch.inject(net, ranktune.LoraConfig(r=8, target_modules=["fc1", "fc2"], use_dora=True))
@@ -6,212 +6,302 @@
     ...
     ranktune.torch.save_adapter(net, "runs/my-adapter")        # PEFT's files and keys
 
-:func:`inject` replaces each ``nn.Linear`` the config selects (PEFT's target matching, the same
-C++ matcher ranktune's models use) by a :class:`LoraLinear` holding the original layer as
-``base_layer`` (frozen) and the adapters as PEFT names them (``lora_A.<name>.weight``,
-``lora_B.<name>.weight``, ``lora_magnitude_vector.<name>.weight``):
+:func:`inject` replaces each ``nn.Linear`` (and transformers' GPT-2 ``Conv1D``) the config selects
+by a :class:`LoraLinear`, a thin ``nn.Module`` over ``ranktune._core.Linear`` — the C++
+``ranktune::peft::Linear`` that ranktune's own models use — built around the original layer's
+``weight`` and ``bias`` (shared, not copied). Everything an adapter does happens there: PEFT's
+target matching, initialisation, scaling, dtypes, the forward and backward passes (DoRA's row norm
+from the low-rank factors, with no out×in temporary), merging, what trains, and PEFT's files:
 
     LoRA:  y = W x + b + s · B A drop(x)
-    DoRA:  y = m ⊙ (W x + s · B A x) / sg(‖W + s·B A‖_row) + b       (no dropout)
+    DoRA:  y = m ⊙ (W x + s · B A x) / sg(‖W + s·B A‖_row) + b       (docs/adapters.md)
 
-with s = lora_alpha / r (or / sqrt(r) for rsLoRA). The update runs in ``lora_update`` /
-``dora_update`` (hand-written backward passes that keep no out-sized temporaries) and DoRA's
-row norm comes from the low-rank factors without an out×in matrix (``dora_weight_norm``).
-Initialised as PEFT does: A kaiming-uniform (a = √5), B zeros, m = ‖W‖ per row.
+The Python side keeps PEFT's module structure and names — ``base_layer``,
+``lora_A.<name>.weight``, ``lora_B.<name>.weight``, ``lora_magnitude_vector.<name>.weight``,
+``modules_to_save`` wrappers — whose ``nn.Parameter``s are the C++ layer's own tensors, so an
+optimizer, ``state_dict`` and ``load_state_dict`` act on what the C++ forward reads. Change them
+in place (as optimizers and ``load_state_dict`` do); a new Parameter object assigned in Python is
+not seen by the C++ layer.
 """
 
+import copy
+import dataclasses
 import json
-import math
 import os
 import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from . import _core
 from .peft import LoraConfig
 
-__all__ = ["DoraMagnitude", "LoraLinear", "adapter_parameters", "inject", "load_adapter", "save_adapter",
-           "set_adapter"]
+__all__ = ["DoraMagnitude", "LoraLinear", "ModulesToSaveWrapper", "adapter_parameters", "inject", "load_adapter",
+           "save_adapter", "set_adapter"]
 
 _CONFIGS_ATTR = "peft_config"
+_ADAPTER_SLOTS = ("lora_A", "lora_B", "lora_magnitude_vector")
 
 
-class DoraMagnitude(nn.Module):
-    """DoRA's learned magnitude m, one value per output row (``.weight``, as PEFT's DoraLinearLayer)."""
+def _is_conv1d(module: nn.Module) -> bool:
+    """transformers' GPT-2 ``Conv1D`` (weight [in, out], ``nf`` outputs), known without importing transformers."""
+    weight = getattr(module, "weight", None)
+    return (type(module).__name__ == "Conv1D" and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and weight.shape[1] == getattr(module, "nf", None))
 
-    def __init__(self, out_features: int, dtype: torch.dtype):
+
+def _is_adaptable(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or _is_conv1d(module)
+
+
+class AdapterWeight(nn.Module):
+    """One adapter tensor where PEFT keeps it (``lora_A.<name>.weight``, ...): the C++ layer's own."""
+
+    def __init__(self, weight: nn.Parameter):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(out_features, dtype=dtype))
+        self.weight = weight
+
+
+class DoraMagnitude(AdapterWeight):
+    """DoRA's learned magnitude m, one value per output row (``.weight``, as PEFT's DoraLinearLayer)."""
 
 
 class LoraLinear(nn.Module):
-    """An ``nn.Linear`` (``base_layer``, frozen) with named LoRA/DoRA adapters whose update runs
-    in ranktune's C++ kernels. Several active adapters add their updates, each relative to the
-    base, in insertion order (PEFT's order)."""
+    """An ``nn.Linear`` or GPT-2 ``Conv1D`` (``base_layer``, frozen) with named LoRA/DoRA adapters,
+    computed by ranktune's C++ ``peft::Linear`` around the base layer's own tensors. Several active
+    adapters add their updates, each relative to the base, in insertion order (PEFT's order).
 
-    def __init__(self, base_layer: nn.Linear):
+    `layer` is the ``ranktune._core.Linear`` to use (it must wrap `base_layer`'s weight); by default
+    a new one is built around it.
+    """
+
+    def __init__(self, base_layer: nn.Module, layer: Optional["_core.Linear"] = None):
         super().__init__()
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"LoraLinear wraps nn.Linear, got {type(base_layer).__name__}")
+        if not _is_adaptable(base_layer):
+            raise TypeError(f"LoraLinear wraps nn.Linear or GPT-2's Conv1D, got {type(base_layer).__name__}")
+        if layer is None:
+            layer = _core.Linear(base_layer.weight, base_layer.bias, fan_in_fan_out=_is_conv1d(base_layer))
+        elif layer.weight is not base_layer.weight:
+            raise ValueError("the ranktune Linear given does not wrap this base layer's weight")
         self.base_layer = base_layer
         self.lora_A = nn.ModuleDict()
         self.lora_B = nn.ModuleDict()
         self.lora_magnitude_vector = nn.ModuleDict()
-        self.lora_dropout = nn.ModuleDict()
-        self.r: Dict[str, int] = {}
-        self.lora_alpha: Dict[str, float] = {}
-        self.scaling: Dict[str, float] = {}
-        self.use_dora: Dict[str, bool] = {}
-        self.active_adapters: List[str] = []
-        self.disable_adapters = False
-        self._row_sq_norm: Optional[torch.Tensor] = None
-        self._row_sq_key: Tuple[int, int] = (0, -1)
+        self._layer = layer
+        self.train(base_layer.training)
+        self._sync_adapters()
 
-    in_features = property(lambda self: self.base_layer.in_features, doc="The base layer's input size.")
-    out_features = property(lambda self: self.base_layer.out_features, doc="The base layer's output size.")
-    weight = property(lambda self: self.base_layer.weight, doc="The base weight [out, in] (frozen).")
-    bias = property(lambda self: self.base_layer.bias, doc="The base bias [out] or None (frozen).")
+    # ---- the C++ layer's state, read where it lives ------------------------------------------------
+    in_features = property(lambda self: self._layer.in_features, doc="The input size.")
+    out_features = property(lambda self: self._layer.out_features, doc="The output size.")
+    fan_in_fan_out = property(lambda self: self._layer.fan_in_fan_out, doc="The weight is stored [in, out] (Conv1D).")
+    weight = property(lambda self: self.base_layer.weight, doc="The base weight (frozen).")
+    bias = property(lambda self: self.base_layer.bias, doc="The base bias or None.")
+    active_adapters = property(lambda self: self._layer.active_adapters, doc="The adapters forward applies.")
+    disable_adapters = property(lambda self: not self._layer.adapters_enabled, doc="forward returns the base output.")
+    merged = property(lambda self: self._layer.merged, doc="Some adapters are folded into the base weight.")
+    merged_adapters = property(lambda self: self._layer.merged_adapters, doc="The adapters folded in, in order.")
+
+    def _options(self, key: str) -> Dict[str, object]:
+        return {name: self._layer.adapter_options(name)[key] for name in self._layer.adapter_names}
+
+    r = property(lambda self: self._options("r"), doc="{adapter: rank}.")
+    lora_alpha = property(lambda self: self._options("lora_alpha"), doc="{adapter: lora_alpha}.")
+    scaling = property(lambda self: self._options("scaling"), doc="{adapter: s} (lora_alpha / r, or / sqrt(r)).")
+    use_dora = property(lambda self: self._options("use_dora"), doc="{adapter: DoRA or not}.")
+
+    # ---- adapters ----------------------------------------------------------------------------------
+    def _sync_adapters(self) -> None:
+        """Registers the C++ layer's new adapter tensors as nn.Parameters (which the layer then
+        uses in place of its own) and drops the holders of deleted adapters."""
+        names = self._layer.adapter_names
+        for slot in _ADAPTER_SLOTS:
+            holders = getattr(self, slot)
+            for gone in [n for n in holders if n not in names]:
+                del holders[gone]
+        for name in names:
+            if name in self.lora_A:
+                continue
+            shared = [None if t is None else nn.Parameter(t, requires_grad=t.requires_grad)
+                      for t in self._layer.adapter_weights(name)]
+            self._layer.share_adapter_weights(name, *shared)
+            self.lora_A[name] = AdapterWeight(shared[0])
+            self.lora_B[name] = AdapterWeight(shared[1])
+            if shared[2] is not None:
+                self.lora_magnitude_vector[name] = DoraMagnitude(shared[2])
 
     def update_layer(self, adapter_name: str, r: int, lora_alpha: float, lora_dropout: float = 0.0,
                      init_lora_weights: Union[bool, str] = True, use_rslora: bool = False,
                      use_dora: bool = False) -> None:
-        """Adds adapter `adapter_name` (active), initialised as PEFT does."""
-        if adapter_name in self.lora_A:
-            raise ValueError(f"adapter '{adapter_name}' already exists on this layer")
-        if r <= 0:
-            raise ValueError(f"r must be a positive integer, got {r}")
-        init = init_lora_weights
-        if isinstance(init, str) and init.lower() in ("true", "false"):
-            init = init.lower() == "true"
-        if init not in (True, False, "gaussian"):
-            raise NotImplementedError(f"init_lora_weights={init!r} is not available in ranktune.torch (PiSSA and "
-                                      "OLoRA rewrite the base weight; use them with ranktune's own models)")
-        weight = self.base_layer.weight
-        # PEFT's order of random draws: both layers get nn.Linear's init, then A is re-drawn.
-        lora_A = nn.Linear(self.in_features, r, bias=False)
-        lora_B = nn.Linear(r, self.out_features, bias=False)
-        if init is True:
-            nn.init.kaiming_uniform_(lora_A.weight, a=math.sqrt(5))
-            nn.init.zeros_(lora_B.weight)
-        elif init == "gaussian":
-            nn.init.normal_(lora_A.weight, std=1 / r)
-            nn.init.zeros_(lora_B.weight)
-        # Adapters take the base's dtype, except that a half-precision base gets fp32 adapters
-        # (PEFT's autocast_adapter_dtype=True).
-        dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
-        lora_A.to(device=weight.device, dtype=dtype)
-        lora_B.to(device=weight.device, dtype=dtype)
-        self.lora_A[adapter_name] = lora_A
-        self.lora_B[adapter_name] = lora_B
-        self.lora_dropout[adapter_name] = nn.Dropout(p=lora_dropout) if lora_dropout > 0 else nn.Identity()
-        self.r[adapter_name] = int(r)
-        self.lora_alpha[adapter_name] = float(lora_alpha)
-        self.scaling[adapter_name] = float(lora_alpha) / (math.sqrt(r) if use_rslora else r)
-        self.use_dora[adapter_name] = bool(use_dora)
-        if use_dora:
-            magnitude = DoraMagnitude(self.out_features, dtype).to(weight.device)
-            with torch.no_grad():
-                magnitude.weight.copy_(self._weight_norm(adapter_name, lora_A.weight, lora_B.weight))
-            self.lora_magnitude_vector[adapter_name] = magnitude
-        self.active_adapters.append(adapter_name)
+        """Adds adapter `adapter_name` (active), initialised by the C++ layer as PEFT does."""
+        self._layer.add_adapter(adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora)
+        self._sync_adapters()
 
     def delete_adapter(self, adapter_name: str) -> None:
-        """Removes an adapter."""
-        for container in (self.lora_A, self.lora_B, self.lora_magnitude_vector, self.lora_dropout):
-            if adapter_name in container:
-                del container[adapter_name]
-        for d in (self.r, self.lora_alpha, self.scaling, self.use_dora):
-            d.pop(adapter_name, None)
-        self.active_adapters = [a for a in self.active_adapters if a != adapter_name]
+        """Removes an adapter (unmerging it first if merged)."""
+        self._layer.delete_adapter(adapter_name)
+        self._sync_adapters()
 
-    # ---- math --------------------------------------------------------------------------------------
-    def _weight_row_sq_norm(self) -> torch.Tensor:
-        """Σ_j W_ij² per row, cached until the weight's storage or version changes."""
-        w = self.base_layer.weight
-        key = (w.data_ptr(), w._version)
-        if self._row_sq_norm is None or key != self._row_sq_key:
-            with torch.no_grad():
-                self._row_sq_norm = w.detach().pow(2).sum(dim=1)
-            self._row_sq_key = key
-        return self._row_sq_norm
+    def set_adapter(self, adapter_names: Union[str, Sequence[str]]) -> None:
+        """Makes exactly these adapters active on this layer (what trains is set by
+        :func:`ranktune.torch.set_adapter` for the whole module)."""
+        self._layer.set_active_adapters(_as_list(adapter_names))
 
-    def _weight_norm(self, adapter_name: str, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        return _core.dora_weight_norm(self.base_layer.weight.detach(), self._weight_row_sq_norm(), A, B,
-                                      self.scaling[adapter_name])
+    def enable_adapters(self, enabled: bool) -> None:
+        """Disabled, forward returns the base output (a merged layer is unmerged first)."""
+        self._layer.set_adapters_enabled(enabled)
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[Sequence[str]] = None) -> None:
+        """Folds adapters (default: the active ones) into the base weight; `safe_merge` checks the
+        result for NaN/Inf before writing it."""
+        self._layer.merge(safe_merge, list(adapter_names or []))
+
+    def unmerge(self) -> None:
+        """Reverses merge() exactly."""
+        self._layer.unmerge()
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """s · B A in the base weight's layout."""
+        return self._layer.delta_weight(adapter_name)
+
+    # ---- nn.Module ---------------------------------------------------------------------------------
+    def __deepcopy__(self, memo: dict) -> "LoraLinear":
+        """A copy with its own base layer and C++ layer (adapters copied; refused while merged)."""
+        copied = LoraLinear(copy.deepcopy(self.base_layer, memo))
+        copied._layer.copy_adapters_from(self._layer)
+        copied._sync_adapters()
+        copied.train(self.training)
+        memo[id(self)] = copied
+        return copied
+
+    def train(self, mode: bool = True) -> "LoraLinear":
+        """Training mode turns adapter dropout on (in the C++ layer too)."""
+        super().train(mode)
+        self._layer.train(mode)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The base output plus every active adapter's update (only the base when disabled)."""
-        if self.disable_adapters or not self.active_adapters:
-            return self.base_layer(x)
-        weight, bias = self.base_layer.weight, self.base_layer.bias
-        result: Optional[torch.Tensor] = None
-        base_product: Optional[torch.Tensor] = None  # W x, shared by DoRA adapters that see x itself
-        for name in self.active_adapters:
-            if name not in self.lora_A:
-                continue
-            A, B, s = self.lora_A[name].weight, self.lora_B[name].weight, self.scaling[name]
-            xa = x if x.dtype == A.dtype else x.to(A.dtype)
-            dropout = self.lora_dropout[name]
-            if self.training and isinstance(dropout, nn.Dropout):
-                xa = dropout(xa)
-            if not self.use_dora[name]:
-                if result is None:
-                    result = self.base_layer(x)
-                result = _core.lora_update(result, xa, A, B, s)
-                continue
-            # DoRA (Liu et al. 2024): the norm is a constant in backward (§4.3).
-            magnitude = self.lora_magnitude_vector[name].weight
-            norm = self._weight_norm(name, A, B)
-            shares_input = xa is x
-            if shares_input:
-                if base_product is None:
-                    base_product = F.linear(x, weight)
-                base = base_product
-            else:  # dropout or a dtype cast: PEFT recomputes the base product on the adapter input
-                base = F.linear(xa, weight if weight.dtype == xa.dtype else weight.to(xa.dtype))
-            if result is None and shares_input:
-                rest = None if bias is None else bias.to(xa.dtype)
-            else:
-                if result is not None:
-                    so_far = result
-                elif base_product is not None:
-                    so_far = base_product if bias is None else base_product + bias
-                else:
-                    so_far = self.base_layer(x)
-                rest = so_far.to(xa.dtype) - base
-            y = _core.dora_update(rest, base, xa, A, B, magnitude, norm, s)
-            reference = result if result is not None else x
-            result = y if y.dtype == reference.dtype else y.to(reference.dtype)
-        return result if result is not None else self.base_layer(x)
+        """The base output plus every active adapter's update (the C++ layer's forward)."""
+        return self._layer.forward(x)
 
     def extra_repr(self) -> str:
-        """Shapes and adapters, for print(module)."""
-        adapters = ", ".join(f"{n}: r={self.r[n]}{' dora' if self.use_dora[n] else ''}" for n in self.r)
-        return f"in_features={self.in_features}, out_features={self.out_features}, adapters=[{adapters}]"
+        """The C++ layer, for print(module)."""
+        return repr(self._layer)
 
 
-# ---- injection ---------------------------------------------------------------------------------------
+class ModulesToSaveWrapper(nn.Module):
+    """A module trained in full (``modules_to_save``), as PEFT keeps it: ``original_module``
+    (frozen, untouched — a tied partner stays as it was) and one trained copy per adapter in
+    ``modules_to_save.<adapter>``; forward runs the active adapter's copy."""
+
+    def __init__(self, module_to_save: nn.Module, adapter_name: str, module_copy: Optional[nn.Module] = None):
+        super().__init__()
+        if isinstance(module_to_save, (nn.ModuleDict, nn.ModuleList, nn.ParameterDict, nn.ParameterList)):
+            raise TypeError(f"modules_to_save cannot be applied to modules of type {type(module_to_save).__name__}")
+        self.original_module = module_to_save
+        self.modules_to_save = nn.ModuleDict()
+        self.active_adapter = adapter_name
+        self.update(adapter_name, module_copy)
+
+    def update(self, adapter_name: str, module_copy: Optional[nn.Module] = None) -> None:
+        """Adds `adapter_name`'s copy (default: a deep copy of the original)."""
+        self.modules_to_save[adapter_name] = module_copy if module_copy is not None else copy.deepcopy(
+            self.original_module)
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Runs `adapter_name`'s copy (the original when that adapter has none)."""
+        self.active_adapter = adapter_name
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight of the module forward runs."""
+        return self._active_module().weight
+
+    def _active_module(self) -> nn.Module:
+        if self.active_adapter not in self.modules_to_save:
+            return self.original_module
+        return self.modules_to_save[self.active_adapter]
+
+    def forward(self, *args, **kwargs):
+        """The active adapter's copy (the original when that adapter has none)."""
+        return self._active_module()(*args, **kwargs)
+
+
+# ---- the C++ stand-in for a module -----------------------------------------------------------------
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
 
 
 def _adaptable_layers(module: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """(qualified name, layer) for every nn.Linear and LoraLinear, not descending into LoraLinears."""
+    """(qualified name, layer) for every nn.Linear, Conv1D and LoraLinear, not descending into
+    them or into modules_to_save wrappers."""
     out = []
 
     def walk(prefix: str, m: nn.Module) -> None:
         for child_name, child in m.named_children():
-            name = f"{prefix}.{child_name}" if prefix else child_name
-            if isinstance(child, LoraLinear):
+            name = _join(prefix, child_name)
+            if isinstance(child, LoraLinear) or _is_adaptable(child):
                 out.append((name, child))
-            elif isinstance(child, nn.Linear):
-                out.append((name, child))
-            else:
+            elif not isinstance(child, ModulesToSaveWrapper):
                 walk(name, child)
 
     walk("", module)
     return out
+
+
+def _module_tree(module: nn.Module, adapter_name: Optional[str] = None,
+                 pending_copies: Optional[Dict[str, nn.Module]] = None):
+    """``_core.ModuleTree`` standing for `module`, with the same qualified names: each adaptable
+    layer as a ranktune Linear (a LoraLinear's own; a new one around a plain layer's tensors) and
+    every other parameter shared. A modules_to_save wrapper stands as its copy for `adapter_name`
+    (as PEFT's files name it), or is left out; `pending_copies` are copies not installed yet.
+    Returns (tree, {name: (new Linear, plain layer)})."""
+    entries: List[Tuple[str, object]] = []
+    fresh: Dict[str, Tuple[object, nn.Module]] = {}
+    pending_copies = pending_copies or {}
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        for pname, p in m._parameters.items():
+            if p is not None:
+                entries.append((_join(prefix, pname), p))
+        for child_name, child in m.named_children():
+            name = _join(prefix, child_name)
+            if name in pending_copies:
+                walk(name, pending_copies[name])
+            elif isinstance(child, ModulesToSaveWrapper):
+                if adapter_name in child.modules_to_save:
+                    walk(name, child.modules_to_save[adapter_name])
+            elif isinstance(child, LoraLinear):
+                entries.append((name, child._layer))
+            elif _is_adaptable(child):
+                layer = _core.Linear(child.weight, child.bias, fan_in_fan_out=_is_conv1d(child))
+                fresh[name] = (layer, child)
+                entries.append((name, layer))
+            else:
+                walk(name, child)
+
+    walk("", module)
+    return _core.ModuleTree(entries), fresh
+
+
+def _adopt_adapted_layers(module: nn.Module, adapted: Sequence[str], fresh: Dict[str, Tuple[object, nn.Module]]) -> None:
+    """Module surgery after the C++ layers got their adapters: a plain layer becomes a LoraLinear
+    over its new ranktune Linear; a LoraLinear registers its new adapter tensors."""
+    for name in adapted:
+        if name in fresh:
+            layer, base = fresh[name]
+            _set_submodule(module, name, LoraLinear(base, layer))
+        else:
+            module.get_submodule(name)._sync_adapters()
+
+
+def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
 
 
 def _default_output_head(module: nn.Module) -> str:
@@ -224,12 +314,6 @@ def _default_output_head(module: nn.Module) -> str:
     return "lm_head"
 
 
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
-
 def _configs(module: nn.Module) -> Dict[str, LoraConfig]:
     configs = getattr(module, _CONFIGS_ATTR, None)
     if configs is None:
@@ -238,105 +322,150 @@ def _configs(module: nn.Module) -> Dict[str, LoraConfig]:
     return configs
 
 
-def _mark_trainable(module: nn.Module, config: LoraConfig, output_head: str) -> None:
-    """PEFT's _mark_only_adapters_as_trainable: everything frozen but the active adapters, the
-    biases `bias` names, and modules_to_save."""
-    for p in module.parameters():
-        p.requires_grad_(False)
-    if config.inference_mode:
-        return
-    for name, layer in module.named_modules():
-        if not isinstance(layer, LoraLinear):
+def _as_list(names: Union[str, Sequence[str]]) -> List[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _layers_json(config: LoraConfig) -> str:
+    """The config for the C++ calls that act on layers: modules_to_save are the Python wrappers' job."""
+    values = json.loads(config.to_json_string())
+    values["modules_to_save"] = None
+    return json.dumps(values)
+
+
+def _with_layer_layout(module: nn.Module, config: LoraConfig, head: str) -> LoraConfig:
+    """PEFT's correction of fan_in_fan_out to the layout of the layers the config targets (Conv1D
+    stores [in, out]), with PEFT's warnings; the saved config then says what the layers are."""
+    layers = _adaptable_layers(module)
+    matcher = _core.TargetMatcher(config.to_json_string(), [n for n, _ in layers], head)
+    value = config.fan_in_fan_out
+    for name, layer in layers:
+        if not matcher.is_target(name):
             continue
-        for adapter in layer.lora_A:
-            train = adapter in layer.active_adapters
-            for container in (layer.lora_A, layer.lora_B, layer.lora_magnitude_vector):
-                if adapter in container:
-                    for p in container[adapter].parameters():
-                        p.requires_grad_(train)
-            if train and config.bias == "lora_only" and layer.base_layer.bias is not None:
-                layer.base_layer.bias.requires_grad_(True)
-    if config.bias == "all":
-        for name, p in module.named_parameters():
-            if name == "bias" or name.endswith(".bias"):
-                p.requires_grad_(True)
-    if config.modules_to_save:
-        matcher = _core.TargetMatcher(config.to_json_string(), [], output_head)
-        for name, m in module.named_modules():
-            if name and matcher.is_module_to_save(_peft_name(name)):
-                for p in m.parameters():
-                    p.requires_grad_(True)
+        transposed = layer.fan_in_fan_out if isinstance(layer, LoraLinear) else _is_conv1d(layer)
+        if transposed and not value:
+            warnings.warn("fan_in_fan_out is set to False but the target module is `Conv1D`. "
+                          "Setting fan_in_fan_out to True.")
+            value = True
+        elif value and not transposed:
+            warnings.warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. "
+                          "Setting fan_in_fan_out to False.")
+            value = False
+    return config if value == config.fan_in_fan_out else dataclasses.replace(config, fan_in_fan_out=value)
 
 
-def _peft_name(name: str) -> str:
-    """A parameter or module name as PEFT's checkpoint keys spell it (without ``base_layer.``)."""
-    return name.replace(".base_layer.", ".").replace(".base_layer", "")
+# ---- modules_to_save -----------------------------------------------------------------------------
+
+
+def _modules_to_save(module: nn.Module, config: LoraConfig, head: str) -> List[Tuple[str, nn.Module]]:
+    """(name, module or wrapper) that config.modules_to_save names, outermost only."""
+    if not config.modules_to_save:
+        return []
+    matcher = _core.TargetMatcher(config.to_json_string(), [], head)
+    out: List[Tuple[str, nn.Module]] = []
+    for name, m in module.named_modules():
+        if name and matcher.is_module_to_save(name) and not any(name.startswith(o + ".") for o, _ in out):
+            out.append((name, m))
+    return out
+
+
+def _new_copies(targets: List[Tuple[str, nn.Module]]) -> Dict[str, nn.Module]:
+    """A fresh trained copy for each module to save (of the original when already wrapped)."""
+    return {name: copy.deepcopy(m.original_module if isinstance(m, ModulesToSaveWrapper) else m)
+            for name, m in targets}
+
+
+def _install_copies(module: nn.Module, targets: List[Tuple[str, nn.Module]], copies: Dict[str, nn.Module],
+                    adapter_name: str) -> None:
+    for name, m in targets:
+        if isinstance(m, ModulesToSaveWrapper):
+            m.update(adapter_name, copies[name])
+            m.set_adapter(adapter_name)
+        else:
+            _set_submodule(module, name, ModulesToSaveWrapper(m, adapter_name, copies[name]))
+
+
+def _mark_wrappers_trainable(module: nn.Module, config: LoraConfig, active: Sequence[str]) -> None:
+    """PEFT's rule for modules_to_save (the C++ one covers adapters and biases): the original
+    frozen, the active adapter's copy trained, the other copies frozen."""
+    for m in module.modules():
+        if isinstance(m, ModulesToSaveWrapper):
+            m.original_module.requires_grad_(False)
+            for name, c in m.modules_to_save.items():
+                c.requires_grad_(name == m.active_adapter and name in active and not config.inference_mode)
+
+
+def _active_adapters(module: nn.Module) -> List[str]:
+    names: List[str] = []
+    for m in module.modules():
+        if isinstance(m, LoraLinear):
+            names += [n for n in m.active_adapters if n not in names]
+    return names
+
+
+# ---- the API ---------------------------------------------------------------------------------------
 
 
 def inject(module: nn.Module, config: LoraConfig, adapter_name: str = "default",
            output_head: Optional[str] = None) -> nn.Module:
-    """Adds adapter `adapter_name` to every ``nn.Linear`` of `module` that `config` selects,
-    replacing it in place by a :class:`LoraLinear` (an existing LoraLinear gets another adapter),
-    then sets what trains as PEFT does: everything is frozen except the active adapters, the
-    biases ``config.bias`` names and ``modules_to_save``. The new adapter is active (adapters
-    already attached keep their state). `output_head` is what "all-linear" leaves out (default:
-    the module of ``get_output_embeddings()``, else "lm_head"). Returns `module`.
+    """Adds adapter `adapter_name` to every ``nn.Linear`` and GPT-2 ``Conv1D`` of `module` that
+    `config` selects (PEFT's matching, the C++ matcher ranktune's models use), replacing it in
+    place by a :class:`LoraLinear` (an existing LoraLinear gets another adapter), wraps
+    ``modules_to_save`` as PEFT does (:class:`ModulesToSaveWrapper`), then sets what trains as PEFT
+    does: everything is frozen except the active adapters, the biases ``config.bias`` names and the
+    modules_to_save copies. The new adapter is active (adapters already attached keep their state).
+    `output_head` is what "all-linear" leaves out (default: the module of
+    ``get_output_embeddings()``, else "lm_head"). ``fan_in_fan_out`` is corrected to the layers'
+    layout with PEFT's warning. Returns `module`.
 
-    Raises ValueError (listing the module's linear layers) when nothing matches.
+    Raises ValueError (naming some of the module's linear layers) when nothing matches.
     """
     if not isinstance(config, LoraConfig):
         raise TypeError(f"expected a ranktune.LoraConfig, got {type(config).__name__}")
     configs = _configs(module)
     if adapter_name in configs:
         raise ValueError(f"adapter '{adapter_name}' already exists")
-    if config.target_modules is None:
-        raise ValueError("target_modules is not set: name the modules to adapt (e.g. ['fc1'] or 'all-linear')")
     head = output_head if output_head is not None else _default_output_head(module)
-    layers = _adaptable_layers(module)
-    names = [n for n, _ in layers]
-    matcher = _core.TargetMatcher(config.to_json_string(), names, head)
-    targets = [(n, layer) for n, layer in layers if matcher.is_target(n)]
-    if not targets:
-        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        raise ValueError(f"target_modules {config.target_modules!r} match no linear layer of this module; "
-                         f"its linear layers: [{shown}]")
-    if config.fan_in_fan_out:
-        warnings.warn("fan_in_fan_out is set but the target modules are nn.Linear: setting it to False (as PEFT)")
-    for name, layer in targets:
-        options = matcher.adapter_options_for(name)
-        if not isinstance(layer, LoraLinear):
-            layer = LoraLinear(layer)
-            _set_submodule(module, name, layer)
-        layer.update_layer(adapter_name, options["r"], options["lora_alpha"], options["lora_dropout"],
-                           config.init_lora_weights, options["use_rslora"], options["use_dora"])
+    config = _with_layer_layout(module, config, head)
+    to_save = _modules_to_save(module, config, head)
+    copies = _new_copies(to_save)  # in the tree as plain parameters: never adapted (as PEFT)
+    tree, fresh = _module_tree(module, adapter_name, copies)
+    report = tree.inject(_layers_json(config), adapter_name, head)  # the C++ inject sets what trains
+    _adopt_adapted_layers(module, report["adapted_modules"], fresh)
+    if config.modules_to_save and not to_save:
+        warnings.warn(f"modules_to_save {config.modules_to_save!r} matched no module")
+    _install_copies(module, to_save, copies, adapter_name)
     configs[adapter_name] = config
-    _mark_trainable(module, config, head)
+    _mark_wrappers_trainable(module, config, _active_adapters(module))
     return module
 
 
 def set_adapter(module: nn.Module, adapter_names: Union[str, Sequence[str]]) -> None:
-    """Makes exactly these adapters active (and trainable) in every LoraLinear of `module`."""
-    names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+    """Makes exactly these adapters active (and trainable) in every LoraLinear of `module`; the
+    modules_to_save wrappers run the first one's copy."""
+    names = _as_list(adapter_names)
     configs = _configs(module)
     for n in names:
         if n not in configs:
             raise ValueError(f"no adapter '{n}'; adapters: {sorted(configs)}")
-    for _, layer in module.named_modules():
-        if isinstance(layer, LoraLinear):
-            layer.active_adapters = [n for n in layer.lora_A if n in names]
-    _mark_trainable(module, configs[names[0]], _default_output_head(module))
+    for m in module.modules():
+        if isinstance(m, ModulesToSaveWrapper):
+            m.set_adapter(names[0])
+    tree, _ = _module_tree(module, names[0])
+    tree.set_active_adapters(names)
+    tree.mark_trainable(_layers_json(configs[names[0]]), names, _default_output_head(module))
+    _mark_wrappers_trainable(module, configs[names[0]], names)
 
 
 def adapter_parameters(module: nn.Module, adapter_name: Optional[str] = None) -> Iterator[Tuple[str, nn.Parameter]]:
     """(name, parameter) of the adapters' own weights (A, B, magnitudes), of one adapter or all."""
-    for name, p in module.named_parameters():
-        parts = name.split(".")
-        for kind in ("lora_A", "lora_B", "lora_magnitude_vector"):
-            if kind in parts:
-                i = parts.index(kind)
-                if adapter_name is None or (i + 1 < len(parts) and parts[i + 1] == adapter_name):
-                    yield name, p
-                break
+    for prefix, m in module.named_modules():
+        if not isinstance(m, LoraLinear):
+            continue
+        for slot in _ADAPTER_SLOTS:
+            for name, holder in getattr(m, slot).items():
+                if adapter_name is None or name == adapter_name:
+                    yield _join(prefix, f"{slot}.{name}.weight"), holder.weight
 
 
 # ---- files -------------------------------------------------------------------------------------------
@@ -344,117 +473,36 @@ def adapter_parameters(module: nn.Module, adapter_name: Optional[str] = None) ->
 
 def save_adapter(module: nn.Module, save_directory: Union[str, os.PathLike], adapter_name: str = "default") -> None:
     """Writes `save_directory`/adapter_config.json (inference_mode true, as PEFT writes it) and
-    adapter_model.safetensors with PEFT's keys: ``base_model.model.<module>.lora_A.weight``,
-    ``.lora_B.weight``, ``.lora_magnitude_vector`` (DoRA), and any trained biases /
-    modules_to_save parameters under ``base_model.model.<parameter>``."""
+    adapter_model.safetensors with PEFT's keys, by ranktune's C++ PEFT writer:
+    ``base_model.model.<module>.lora_A.weight``, ``.lora_B.weight``, ``.lora_magnitude_vector``
+    (DoRA), trained biases (``<module>.base_layer.bias`` for adapted layers) and the
+    modules_to_save copies under their module's name."""
     configs = _configs(module)
     if adapter_name not in configs:
         raise ValueError(f"no adapter '{adapter_name}'; adapters: {sorted(configs)}")
-    config = configs[adapter_name]
-    tensors = []
-    adapted = []
-    for name, layer in module.named_modules():
-        if not isinstance(layer, LoraLinear) or adapter_name not in layer.lora_A:
-            continue
-        adapted.append(name)
-        tensors.append((_core.peft_adapter_key(name, "lora_A"), layer.lora_A[adapter_name].weight.detach()))
-        tensors.append((_core.peft_adapter_key(name, "lora_B"), layer.lora_B[adapter_name].weight.detach()))
-        if adapter_name in layer.lora_magnitude_vector:
-            tensors.append((_core.peft_adapter_key(name, "lora_magnitude_vector"),
-                            layer.lora_magnitude_vector[adapter_name].weight.detach()))
-    for name, t in _extra_parameters(module, config, adapted):
-        tensors.append((_core.peft_parameter_key(name), t.detach()))
-    save_directory = os.fspath(save_directory)
-    os.makedirs(save_directory, exist_ok=True)
-    written = json.loads(config.to_json_string())
-    written["inference_mode"] = True
-    _core.save_safetensors(os.path.join(save_directory, "adapter_model.safetensors"), tensors, {"format": "pt"})
-    LoraConfig.from_dict(written).save_pretrained(save_directory)
-
-
-def _extra_parameters(module: nn.Module, config: LoraConfig, adapted: List[str]) -> List[Tuple[str, torch.Tensor]]:
-    """Full parameters saved with an adapter: modules_to_save, and biases per config.bias."""
-    out, seen = [], set()
-    head = _default_output_head(module)
-
-    def add(name: str, t: torch.Tensor) -> None:
-        key = _peft_name(name)
-        if "lora_" not in key and key not in seen:
-            seen.add(key)
-            out.append((key, t))
-
-    if config.modules_to_save:
-        matcher = _core.TargetMatcher(config.to_json_string(), [], head)
-        for name, m in module.named_modules():
-            if name and matcher.is_module_to_save(_peft_name(name)):
-                for pname, p in m.named_parameters():
-                    add(f"{name}.{pname}", p)
-    if config.bias != "none":
-        for name, p in module.named_parameters():
-            if not (name == "bias" or name.endswith(".bias")):
-                continue
-            owner = _peft_name(name)[: -len(".bias")]
-            if config.bias == "all" or owner in adapted:
-                add(name, p)
-    return out
+    tree, _ = _module_tree(module, adapter_name)
+    tree.save_adapter(configs[adapter_name].to_json_string(), adapter_name, os.fspath(save_directory))
 
 
 def load_adapter(module: nn.Module, model_id: Union[str, os.PathLike], adapter_name: str = "default",
                  is_trainable: bool = False) -> nn.Module:
-    """Injects the adapter saved in `model_id` (by PEFT, :func:`save_adapter` or ranktune) into
-    `module` and copies its weights. Every key and shape is checked first; problems are listed
-    in one error. Frozen unless `is_trainable`. Returns `module`."""
-    from .safetensors import load_file
-
+    """Attaches the adapter saved in `model_id` (by PEFT, :func:`save_adapter` or ranktune) to
+    `module`, by ranktune's C++ PEFT reader: every key and shape is checked first, problems are
+    listed in one error, and the module is left unchanged. The adapter is active; it trains only
+    with `is_trainable`. Returns `module`."""
     model_id = os.fspath(model_id)
-    config = LoraConfig.from_pretrained(model_id)
-    weights = load_file(os.path.join(model_id, "adapter_model.safetensors"))
-    # Check against what injection would create, before touching the module.
+    configs = _configs(module)
+    if adapter_name in configs:
+        raise ValueError(f"adapter '{adapter_name}' already exists")
     head = _default_output_head(module)
-    layers = _adaptable_layers(module)
-    matcher = _core.TargetMatcher(config.to_json_string(), [n for n, _ in layers], head)
-    expected = {}
-    adapted = []
-    for name, layer in layers:
-        if not matcher.is_target(name):
-            continue
-        options = matcher.adapter_options_for(name)
-        base = layer.base_layer if isinstance(layer, LoraLinear) else layer
-        shapes = {"lora_A": (options["r"], base.in_features), "lora_B": (base.out_features, options["r"])}
-        if options["use_dora"]:
-            shapes["lora_magnitude_vector"] = (base.out_features,)
-        for kind, shape in shapes.items():
-            expected[_core.peft_adapter_key(name, kind)] = (name, kind, shape)
-        adapted.append(name)
-    missing = [k for k in expected if k not in weights]
-    wrong = [f"{k}: file {list(weights[k].shape)} vs model {list(v[2])}" for k, v in expected.items()
-             if k in weights and tuple(weights[k].shape) != tuple(v[2])]
-    extras = {_core.peft_parameter_key(n): t for n, t in _extra_parameters(module, config, adapted)}
-    missing += [k for k in extras if k not in weights]
-    wrong += [f"{k}: file {list(weights[k].shape)} vs model {list(t.shape)}" for k, t in extras.items()
-              if k in weights and weights[k].shape != t.shape]
-    unused = [k for k in weights if k not in expected and k not in extras]
-    if not adapted or missing or wrong or unused:
-        lines = [f"cannot load the adapter in {model_id}:"]
-        if not adapted:
-            lines.append("  the config's target_modules select no layer of this module (hint: wrong base model?)")
-        if missing:
-            lines.append(f"  missing ({len(missing)}): {', '.join(missing)}")
-        if wrong:
-            lines.append(f"  wrong shape ({len(wrong)}): {', '.join(wrong)}")
-        if unused:
-            lines.append(f"  not used by any layer ({len(unused)}): {', '.join(unused)}")
-        raise ValueError("\n".join(lines))
-    loaded = LoraConfig.from_dict({**json.loads(config.to_json_string()), "inference_mode": not is_trainable})
-    inject(module, loaded, adapter_name, output_head=head)
-    with torch.no_grad():
-        for key, (name, kind, _) in expected.items():
-            layer = module.get_submodule(name)
-            target = {"lora_A": layer.lora_A, "lora_B": layer.lora_B,
-                      "lora_magnitude_vector": layer.lora_magnitude_vector}[kind][adapter_name].weight
-            target.copy_(weights[key])
-        params = dict(module.named_parameters())
-        by_peft_name = {_peft_name(n): p for n, p in params.items()}
-        for key, _ in extras.items():
-            by_peft_name[key[len("base_model.model."):]].copy_(weights[key])
+    config = _with_layer_layout(module, LoraConfig.from_pretrained(model_id), head)
+    to_save = _modules_to_save(module, config, head)
+    copies = _new_copies(to_save)
+    tree, fresh = _module_tree(module, adapter_name, copies)
+    report = tree.load_adapter(model_id, adapter_name, is_trainable, head)  # sets what trains, too
+    _adopt_adapted_layers(module, report["adapted_modules"], fresh)
+    _install_copies(module, to_save, copies, adapter_name)
+    config = dataclasses.replace(config, inference_mode=not is_trainable)
+    configs[adapter_name] = config
+    _mark_wrappers_trainable(module, config, _active_adapters(module))
     return module

@@ -85,6 +85,22 @@ class ModuleTree {
   std::shared_ptr<torch::nn::Module> root_;
 };
 
+// `source`'s adapters (weights copied, state as in `source`) on `target`, which has none of them.
+void copy_adapters(LinearImpl& target, const LinearImpl& source) {
+  RANKTUNE_CHECK(!source.merged(), "cannot copy merged adapters (",
+                 source.merged_adapters().front(), "): unmerge first");
+  for (const std::string& name : source.adapter_names()) {
+    const peft::Adapter& a = source.adapter(name);
+    target.add_adapter_from_weights(name, a.options, a.lora_A, a.lora_B, a.magnitude);
+    const peft::Adapter& copy = target.adapter(name);
+    copy.lora_A.set_requires_grad(a.lora_A.requires_grad());
+    copy.lora_B.set_requires_grad(a.lora_B.requires_grad());
+    if (a.magnitude.defined()) copy.magnitude.set_requires_grad(a.magnitude.requires_grad());
+  }
+  target.set_active_adapters(source.active_adapters());
+  target.set_adapters_enabled(source.adapters_enabled());
+}
+
 py::dict inject_report_to_dict(const peft::InjectReport& r) {
   py::dict d;
   d["adapted_modules"] = r.adapted_modules;
@@ -148,6 +164,8 @@ void bind_linear(py::module_& m) {
           },
           py::arg("adapter_name"), py::arg("lora_A"), py::arg("lora_B"), py::arg("magnitude") = py::none(),
           "Makes these tensors (same shape, dtype, device) the adapter's weights, shared.")
+      .def("copy_adapters_from", &copy_adapters, py::arg("source"),
+           "Adds copies of `source`'s adapters (weights, active set, trainable flags); refused when merged.")
       .def_property_readonly("active_adapters", &LinearImpl::active_adapters)
       .def("set_active_adapters", &LinearImpl::set_active_adapters, py::arg("adapter_names"))
       .def_property_readonly("adapters_enabled", &LinearImpl::adapters_enabled)

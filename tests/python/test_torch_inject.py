@@ -1,5 +1,5 @@
-"""ranktune.torch: LoRA/DoRA on ordinary torch.nn.Modules with ranktune's C++ kernels, checked
-against a pure-PyTorch LoRA/DoRA written here from the formulas (docs/adapters.md):
+"""ranktune.torch: LoRA/DoRA on ordinary torch.nn.Modules run by ranktune's C++ peft::Linear,
+checked against a pure-PyTorch LoRA/DoRA written here from the formulas (docs/adapters.md):
 
     LoRA:  y = W x + b + s · B A drop(x)
     DoRA:  y = m ⊙ (W x + s · B A x) / sg(‖W + s·B A‖_row) + b
@@ -122,11 +122,12 @@ def test_dropout_path_matches_pure_pytorch_with_the_same_masks(use_dora):
     net.train()
     x = torch.randn(3, 12, dtype=torch.float64)
 
-    # Dropout draws from torch's generator: record the masks the layers use, then replay them.
-    masks = {}
-    for name in ("fc1", "fc2"):
-        drop = getattr(net, name).lora_dropout["default"]
-        drop.register_forward_hook(lambda mod, inp, out, name=name: masks.__setitem__(name, (out != 0).double() / 0.7))
+    # The C++ layer draws its dropout masks from torch's generator, one per layer in forward
+    # order (fc1's input [3, 12], then fc2's [3, 10]): replay the same draws for the reference.
+    torch.manual_seed(11)
+    masks = {"fc1": F.dropout(torch.ones(3, 12, dtype=torch.float64), 0.3),
+             "fc2": F.dropout(torch.ones(3, 10, dtype=torch.float64), 0.3)}
+    torch.manual_seed(11)
     y = net(x)
     y.sum().backward()
     y_ref = reference_forward(net, ref, x, dropout_masks=masks)
@@ -144,7 +145,7 @@ def test_dropout_path_matches_pure_pytorch_with_the_same_masks(use_dora):
     assert torch.equal(net(x), net(x))
 
 
-def test_new_adapter_is_initialised_as_peft_does():
+def test_new_adapter_is_initialised_by_the_cpp_layer_as_peft_does():
     torch.manual_seed(3)
     net = Net()
     w = net.fc1.weight.detach().clone()
@@ -152,13 +153,12 @@ def test_new_adapter_is_initialised_as_peft_does():
     ranktune.torch.inject(net, ranktune.LoraConfig(r=4, lora_alpha=8, target_modules=["fc1"], use_dora=True))
     layer = net.fc1
     assert isinstance(layer, LoraLinear) and isinstance(layer.base_layer, nn.Linear)
-    # PEFT's draws: nn.Linear(in, r) and nn.Linear(r, out) initialise, then A is re-drawn with
-    # kaiming-uniform(a=sqrt(5)) and B zeroed.
+    # PEFT's distribution: A kaiming-uniform(a=sqrt(5)), i.e. U(±1/sqrt(in)), B zeros. The C++
+    # layer draws A once from torch's generator (as for ranktune's own models; PEFT draws twice
+    # more before it, so the values differ from PEFT's for the same seed).
     torch.manual_seed(7)
-    a = nn.Linear(12, 4, bias=False)
-    nn.Linear(4, 10, bias=False)
-    nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
-    assert torch.equal(layer.lora_A["default"].weight, a.weight)
+    a = torch.empty(4, 12).uniform_(-1 / math.sqrt(12), 1 / math.sqrt(12))
+    assert torch.equal(layer.lora_A["default"].weight, a)
     assert torch.count_nonzero(layer.lora_B["default"].weight) == 0
     bound = 1 / math.sqrt(12)
     assert layer.lora_A["default"].weight.abs().max() <= bound
@@ -206,7 +206,7 @@ def test_target_matching_follows_peft_rules():
     assert layers[0]["q"].r["default"] == 2 and layers[0]["q"].lora_alpha["default"] == 16
     assert layers[1]["v"].r["default"] == 3 and layers[1]["v"].lora_alpha["default"] == 8
 
-    with pytest.raises(ValueError, match="match no linear layer.*body.layers.0.q"):
+    with pytest.raises(ValueError, match="matched no adaptable linear layer.*body.layers.0.q"):
         ranktune.torch.inject(Deep(), ranktune.LoraConfig(r=2, target_modules=["k_proj"]))
 
 
@@ -243,13 +243,13 @@ def test_save_adapter_writes_peft_files_and_load_adapter_restores_outputs(tmp_pa
     ranktune.torch.save_adapter(net, tmp_path)
 
     tensors = ranktune.safetensors.load_file(tmp_path / "adapter_model.safetensors")
-    assert sorted(tensors) == [
-        "base_model.model.fc1.bias",
+    assert sorted(k for k in tensors if "lora_" in k) == [
         "base_model.model.fc1.lora_A.weight", "base_model.model.fc1.lora_B.weight",
         "base_model.model.fc1.lora_magnitude_vector",
         "base_model.model.fc2.lora_A.weight", "base_model.model.fc2.lora_B.weight",
         "base_model.model.fc2.lora_magnitude_vector",
     ]
+    assert len(tensors) == 7  # and fc1's trained bias (fc2 has none)
     written = json.loads((tmp_path / "adapter_config.json").read_text())
     assert written["peft_type"] == "LORA" and written["inference_mode"] is True and written["use_dora"] is True
     assert written["r"] == 2 and written["lora_alpha"] == 4
@@ -275,9 +275,43 @@ def test_save_adapter_writes_peft_files_and_load_adapter_restores_outputs(tmp_pa
     assert isinstance(other.fc1, nn.Linear) and not isinstance(other.fc1, LoraLinear)
 
 
-def test_unsupported_init_and_bad_config_are_clear_errors():
-    with pytest.raises(NotImplementedError, match="pissa"):
-        ranktune.torch.inject(Net(), ranktune.LoraConfig(r=2, target_modules=["fc1"], init_lora_weights="pissa"))
+# PEFT names an adapted layer's trained bias `<module>.base_layer.bias` (its in-memory name) and
+# any other bias `<module>.bias`. The C++ writer on this branch still writes `fc1.bias` for both;
+# the interop branch's src/peft/adapter_io.cpp writes PEFT's keys. Strict: once that is merged this
+# passes and the marker must go.
+@pytest.mark.xfail(strict=True, reason="needs PEFT's base_layer.bias keys from the C++ writer (interop branch)")
+@pytest.mark.parametrize("bias", ["lora_only", "all"])
+def test_trained_biases_are_saved_under_peft_keys(tmp_path, bias):
+    net = Net()
+    ranktune.torch.inject(net, ranktune.LoraConfig(r=2, target_modules=["fc2"], bias=bias))
+    ranktune.torch.save_adapter(net, tmp_path)
+    keys = sorted(k for k in ranktune.safetensors.load_file(tmp_path / "adapter_model.safetensors") if "lora_" not in k)
+    # fc2 (adapted) has no bias; fc1 and lm_head are not adapted.
+    assert keys == ([] if bias == "lora_only" else ["base_model.model.fc1.bias", "base_model.model.lm_head.bias"])
+    net = Net()
+    ranktune.torch.inject(net, ranktune.LoraConfig(r=2, target_modules=["fc1"], bias=bias))
+    ranktune.torch.save_adapter(net, tmp_path)
+    keys = sorted(k for k in ranktune.safetensors.load_file(tmp_path / "adapter_model.safetensors") if "lora_" not in k)
+    assert keys == (["base_model.model.fc1.base_layer.bias"] if bias == "lora_only" else
+                    ["base_model.model.fc1.base_layer.bias", "base_model.model.lm_head.bias"])
+
+
+def test_pissa_rewrites_the_shared_base_weight_and_starts_at_the_base_output():
+    torch.manual_seed(0)
+    net = Net()
+    x = torch.randn(3, 12)
+    before_out = net(x)
+    before_w = net.fc1.weight.detach().clone()
+    ranktune.torch.inject(net, ranktune.LoraConfig(r=2, lora_alpha=4, target_modules=["fc1"], init_lora_weights="pissa"))
+    layer = net.fc1
+    # The nn.Linear's own weight now holds the residual W - s·B A (the C++ init wrote it in place).
+    residual = before_w - layer.get_delta_weight("default")
+    assert torch.allclose(layer.base_layer.weight, residual, atol=1e-5, rtol=0)
+    assert not torch.allclose(layer.base_layer.weight, before_w, atol=1e-3, rtol=0)
+    assert torch.allclose(net(x), before_out, atol=1e-5, rtol=0)
+
+
+def test_bad_config_is_a_clear_error():
     with pytest.raises(TypeError, match="LoraConfig"):
         ranktune.torch.inject(Net(), {"r": 2})
     with pytest.raises(ValueError, match="target_modules is not set"):
