@@ -12,17 +12,7 @@ from torch.nn import functional as F
 
 import ranktune
 from ranktune.torch import LoraLinear, ModulesToSaveWrapper
-
-
-class Net(nn.Module):
-    def __init__(self, dtype=torch.float32):
-        super().__init__()
-        self.fc1 = nn.Linear(12, 10, dtype=dtype)
-        self.fc2 = nn.Linear(10, 8, bias=False, dtype=dtype)
-        self.lm_head = nn.Linear(8, 5, dtype=dtype)
-
-    def forward(self, x):
-        return self.lm_head(torch.tanh(self.fc2(torch.tanh(self.fc1(x)))))
+from test_torch_inject import Net, randomize_adapters
 
 
 class Conv1D(nn.Module):
@@ -46,14 +36,6 @@ class ConvNet(nn.Module):
 
     def forward(self, x):
         return self.c_proj(torch.tanh(self.c_attn(x)))
-
-
-def randomize_adapters(net, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in ranktune.torch.adapter_parameters(net):
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype) * 0.5
-                    + (1.0 if "magnitude" in name else 0.0))
 
 
 def test_parameters_are_the_cpp_layers_tensors():
