@@ -16,7 +16,8 @@
 namespace ranktune::peft {
 namespace {
 
-using json = nlohmann::json;
+// Values keep their order (a rank_pattern's first matching key wins); to_json sorts the file's keys.
+using json = io::ordered_json;
 using Kind = LoraConfigField::Kind;
 using Written = LoraConfigField::Written;
 
@@ -119,7 +120,7 @@ struct Pattern {
   using Value = Pairs;
   static constexpr Kind kind = K;
   static json write(const Value& pairs) {
-    json j = json::object();  // std::map-backed: keys sorted, as PEFT writes them
+    json j = json::object();
     for (const auto& [k, v] : pairs) j[k] = number_json(static_cast<double>(v));
     return j;
   }
@@ -283,7 +284,7 @@ std::string LoraConfigField::value_json(const LoraConfig& config) const { return
 std::string LoraConfigField::default_json() const { return default_value(row_of(name)).dump(); }
 
 void LoraConfigField::set_from_json(LoraConfig& config, const std::string& json_text) const {
-  io::ordered_json object = io::ordered_json::object();
+  json object = json::object();
   object[name] = io::parse_json(json_text, "");
   io::JsonFields fields(object, "");
   row_of(name).read(fields, config);
@@ -312,7 +313,7 @@ std::string to_string(LoraConfigField::Written written) {
 // ---- adapter_config.json -------------------------------------------------------------------------
 
 std::string LoraConfig::to_json() const {
-  json j;  // std::map-backed: keys come out sorted, as PEFT's json.dumps(sort_keys=True)
+  json j = json::object();
   for (const Row& row : rows()) {
     json value = row.write(*this);
     if (row.field.written == Written::when_set && value == default_value(row)) continue;
@@ -321,11 +322,12 @@ std::string LoraConfig::to_json() const {
   j["peft_type"] = "LORA";
   for (const auto& [k, v] : passthrough_defaults()) j[k] = json::parse(v);
   for (const auto& [k, v] : passthrough_) j[k] = json::parse(v);
-  return j.dump(2);
+  // Keys sorted at every level, as PEFT's json.dumps(sort_keys=True) writes them.
+  return nlohmann::json::parse(j.dump()).dump(2);
 }
 
 LoraConfig LoraConfig::from_json(const std::string& text, const std::string& source) {
-  const io::ordered_json root = io::parse_json(text, source);
+  const json root = io::parse_json(text, source);
   io::JsonFields f(root, source);
   LoraConfig c;
   try {

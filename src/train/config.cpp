@@ -54,7 +54,7 @@ YAML::Node node_of(const T& value) {
 
 // ---- adapter.<field>: LoraConfig's field table as recipe keys ----------------------------------------
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // keeps a pattern's keys in recipe order (the first match wins)
 using LoraField = peft::LoraConfigField;
 
 Kind kind_of(LoraField::Kind kind) {

@@ -98,7 +98,8 @@ TEST(LoraConfigSchemaTest, EveryFieldRoundTripsThroughJson) {
   EXPECT_EQ(back.to_json(), text);
   const json j = json::parse(text);
   for (const auto& f : lora_config_fields()) {
-    EXPECT_EQ(f.value_json(back), f.value_json(every)) << f.name;
+    // (The file's keys are sorted, as PEFT writes them, so a pattern's order may change.)
+    EXPECT_EQ(json::parse(f.value_json(back)), json::parse(f.value_json(every))) << f.name;
     EXPECT_TRUE(j.contains(f.name)) << f.name << " is set, so it is written";
   }
 }

@@ -96,6 +96,19 @@ TEST(RecipeAdapterTest, EveryRecipeFieldRoundTripsThroughYaml) {
   EXPECT_EQ(overridden.to_yaml(), c.to_yaml());
 }
 
+TEST(RecipeAdapterTest, PatternsKeepTheRecipesOrderWhereTheFirstMatchWins) {
+  // "layers.1.v_proj" sorts first, but the recipe puts "v_proj" first: it must win for every v_proj.
+  const auto c = parse("adapter:\n  rank_pattern: {v_proj: 4, layers.1.v_proj: 2}\n  alpha_pattern: {v_proj: 8, k_proj: 2}\n");
+  const peft::RankPattern ranks = {{"v_proj", 4}, {"layers.1.v_proj", 2}};
+  const peft::AlphaPattern alphas = {{"v_proj", 8.0}, {"k_proj", 2.0}};
+  EXPECT_EQ(c.adapter.lora.rank_pattern(), ranks);
+  EXPECT_EQ(c.adapter.lora.alpha_pattern(), alphas);
+  const auto again = train::RunConfig::parse(c.to_yaml(), "config.yaml");
+  EXPECT_EQ(again.adapter.lora.rank_pattern(), ranks);
+  EXPECT_EQ(again.adapter.lora.alpha_pattern(), alphas);
+  EXPECT_EQ(parse("", {"adapter.rank_pattern={v_proj: 4, layers.1.v_proj: 2}"}).adapter.lora.rank_pattern(), ranks);
+}
+
 TEST(RecipeAdapterTest, ValuesAreCheckedAsAdapterConfigJsonChecksThem) {
   EXPECT_THAT(error_of([] { parse("adapter:\n  r: 0\n"); }), HasSubstr("recipe.yaml: 'adapter.r': must be a positive integer"));
   EXPECT_THAT(error_of([] { parse("adapter:\n  bias: some\n"); }), HasSubstr("allowed: none, all, lora_only"));
