@@ -156,15 +156,15 @@ struct Row {
 
 // One row: the field's accessor, its codec (checked against the TORCH_ARG's type), how it is
 // written, why it is not a recipe key ("" when it is one), and its help.
-#define RANKTUNE_LORA_FIELD(NAME, CODEC, WRITTEN, OUTSIDE_RECIPES, HELP)                                        \
-  Row {                                                                                                \
-    LoraConfigField{#NAME, CODEC::kind, Written::WRITTEN, HELP, ChoicesOf<CODEC>::get(), OUTSIDE_RECIPES},      \
-        [](const LoraConfig& c) -> json {                                                              \
-          static_assert(std::is_same_v<std::decay_t<decltype(c.NAME())>, CODEC::Value>,                \
-                        "codec of " #NAME " does not fit its type");                                   \
-          return CODEC::write(c.NAME());                                                               \
-        },                                                                                             \
-        [](io::JsonFields& f, LoraConfig& c) { c.NAME(CODEC::read(f, #NAME)); }                        \
+#define RANKTUNE_LORA_FIELD(NAME, CODEC, WRITTEN, OUTSIDE_RECIPES, HELP)                                   \
+  Row {                                                                                                    \
+    LoraConfigField{#NAME, CODEC::kind, Written::WRITTEN, HELP, ChoicesOf<CODEC>::get(), OUTSIDE_RECIPES}, \
+        [](const LoraConfig& c) -> json {                                                                  \
+          static_assert(std::is_same_v<std::decay_t<decltype(c.NAME())>, CODEC::Value>,                    \
+                        "codec of " #NAME " does not fit its type");                                       \
+          return CODEC::write(c.NAME());                                                                   \
+        },                                                                                                 \
+        [](io::JsonFields& f, LoraConfig& c) { c.NAME(CODEC::read(f, #NAME)); }                            \
   }
 
 const std::vector<Row>& rows() {
