@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -29,63 +30,43 @@ from .modeling import CausalLM, CausalLMOutput
 __all__ = ["LoraConfig", "PeftModel", "get_peft_model"]
 
 
-def _help(text: str) -> Dict[str, str]:
-    return {"help": text}
+# LoraConfig's schema is the C++ field table (src/peft/lora_config_fields.cpp): each field's default,
+# help and JSON form come from it, so the dataclass, adapter_config.json and recipes cannot drift.
+_FIELDS: Dict[str, Dict[str, Any]] = {f["name"]: f for f in _core.lora_config_fields()}
+
+
+def _field(name: str):
+    """The dataclass field `name` with the table's default and help."""
+    spec = _FIELDS[name]
+    default = json.loads(spec["default_json"])
+    metadata = {"help": spec["help"]}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: json.loads(spec["default_json"]), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class LoraConfig:
-    """PEFT's ``LoraConfig``: the same fields, defaults and JSON form (``adapter_config.json``).
-
-    Fields (default):
-      r (8): rank of the update B·A.
-      target_modules (None): module names or dotted suffixes (["q_proj", "v_proj"]), a regex
-        string matching the whole qualified name, or "all-linear" (every linear layer but the
-        output head).
-      exclude_modules (None): modules never adapted (same forms, no "all-linear").
-      lora_alpha (8): scaling numerator: updates are multiplied by lora_alpha / r.
-      lora_dropout (0.0): dropout on the adapter's input (the base path never sees it).
-      fan_in_fan_out (False): the base weight is stored [in, out] (GPT-2's Conv1D; get_peft_model sets
-        it for GPT-2, as PEFT does).
-      bias ("none"): which biases train: "none", "all" or "lora_only".
-      use_rslora (False): rank-stabilised scaling lora_alpha / sqrt(r).
-      modules_to_save (None): modules trained in full and saved with the adapter (e.g. ["lm_head"]).
-      init_lora_weights (True): True (A kaiming-uniform, B zeros), False, "gaussian", "pissa",
-        "pissa_niter_K", "olora".
-      layers_to_transform (None): only layers with these indices (an int or a list).
-      layers_pattern (None): the layer-list name(s) whose index layers_to_transform means.
-      rank_pattern ({}): per-module rank {key: r}; key matches names by (.*\\.)?(key)$.
-      alpha_pattern ({}): per-module lora_alpha, as rank_pattern.
-      use_dora (False): DoRA: a learned magnitude per output row on top of the LoRA direction.
-      task_type (None): e.g. "CAUSAL_LM".
-      inference_mode (False): nothing trains (True in saved configs, as PEFT writes them).
-      base_model_name_or_path (None), revision (None): provenance, written to adapter_config.json.
-
-    Unknown keyword arguments are a TypeError; invalid values raise :class:`ranktune.Error` (a
-    ValueError) naming the field, the value and what is allowed.
-    """
-
-    r: int = field(default=8, metadata=_help("Rank of the update B·A."))
-    target_modules: Optional[Union[List[str], str]] = field(
-        default=None, metadata=_help("Names/suffixes, a regex, or 'all-linear'."))
-    exclude_modules: Optional[Union[List[str], str]] = field(default=None, metadata=_help("Modules never adapted."))
-    lora_alpha: float = field(default=8, metadata=_help("Updates are scaled by lora_alpha / r."))
-    lora_dropout: float = field(default=0.0, metadata=_help("Dropout on the adapter input."))
-    fan_in_fan_out: bool = field(default=False, metadata=_help("Base weight stored [in, out] (Conv1D)."))
-    bias: str = field(default="none", metadata=_help("Which biases train: none, all, lora_only."))
-    use_rslora: bool = field(default=False, metadata=_help("Scaling lora_alpha / sqrt(r)."))
-    modules_to_save: Optional[List[str]] = field(default=None, metadata=_help("Modules trained in full."))
-    init_lora_weights: Union[bool, str] = field(
-        default=True, metadata=_help("True, False, 'gaussian', 'pissa', 'pissa_niter_K', 'olora'."))
-    layers_to_transform: Optional[Union[List[int], int]] = field(default=None, metadata=_help("Layer indices."))
-    layers_pattern: Optional[Union[List[str], str]] = field(default=None, metadata=_help("Layer-list name(s)."))
-    rank_pattern: Dict[str, int] = field(default_factory=dict, metadata=_help("Per-module rank."))
-    alpha_pattern: Dict[str, float] = field(default_factory=dict, metadata=_help("Per-module lora_alpha."))
-    use_dora: bool = field(default=False, metadata=_help("Weight-decomposed LoRA (DoRA)."))
-    task_type: Optional[str] = field(default=None, metadata=_help("e.g. CAUSAL_LM."))
-    inference_mode: bool = field(default=False, metadata=_help("Nothing trains."))
-    base_model_name_or_path: Optional[str] = field(default=None, metadata=_help("The base model."))
-    revision: Optional[str] = field(default=None, metadata=_help("The base model's revision."))
+    r: int = _field("r")
+    target_modules: Optional[Union[List[str], str]] = _field("target_modules")
+    exclude_modules: Optional[Union[List[str], str]] = _field("exclude_modules")
+    lora_alpha: float = _field("lora_alpha")
+    lora_dropout: float = _field("lora_dropout")
+    fan_in_fan_out: bool = _field("fan_in_fan_out")
+    bias: str = _field("bias")
+    use_rslora: bool = _field("use_rslora")
+    modules_to_save: Optional[List[str]] = _field("modules_to_save")
+    init_lora_weights: Union[bool, str] = _field("init_lora_weights")
+    layers_to_transform: Optional[Union[List[int], int]] = _field("layers_to_transform")
+    layers_pattern: Optional[Union[List[str], str]] = _field("layers_pattern")
+    rank_pattern: Dict[str, int] = _field("rank_pattern")
+    alpha_pattern: Dict[str, float] = _field("alpha_pattern")
+    use_dora: bool = _field("use_dora")
+    ensure_weight_tying: bool = _field("ensure_weight_tying")
+    task_type: Optional[str] = _field("task_type")
+    inference_mode: bool = _field("inference_mode")
+    base_model_name_or_path: Optional[str] = _field("base_model_name_or_path")
+    revision: Optional[str] = _field("revision")
 
     peft_type: ClassVar[str] = "LORA"
 
@@ -103,20 +84,18 @@ class LoraConfig:
         task = getattr(self.task_type, "value", self.task_type)  # PEFT's TaskType enum
         self.task_type = None if task is None else str(task)
         # Every value is checked by the C++ config (the same messages as adapter_config.json).
-        _core.lora_config_normalize(self.to_json_string())
+        self.to_json_string()
 
-    # ---- JSON --------------------------------------------------------------------------------------
+    # ---- JSON (written by the C++ codec, as `ranktune train` writes it) --------------------------------
     def to_dict(self) -> Dict[str, Any]:
-        """The fields as PEFT writes them (``peft_type`` included)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["peft_type"] = self.peft_type
-        if d["exclude_modules"] is None:
-            del d["exclude_modules"]  # written only when set (PEFT 0.12 rejects unknown fields)
-        return d
+        """The fields as PEFT writes them (``peft_type`` included; fields of later PEFT versions, such
+        as ``exclude_modules``, only when set)."""
+        return json.loads(self.to_json_string())
 
     def to_json_string(self) -> str:
-        """adapter_config.json text (keys sorted, as PEFT writes it)."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        """adapter_config.json text (keys sorted, two-space indent, as PEFT writes it)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _core.lora_config_normalize(json.dumps(values))
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "LoraConfig":
@@ -146,6 +125,21 @@ class LoraConfig:
         os.makedirs(save_directory, exist_ok=True)
         with open(os.path.join(save_directory, "adapter_config.json"), "w") as f:
             f.write(self.to_json_string() + "\n")
+
+
+def _docstring() -> str:
+    lines = ["PEFT's ``LoraConfig``: the same fields, defaults and JSON form (``adapter_config.json``).", "",
+             "Fields (default): what each means, from ranktune's field table (docs/config.md lists them too)."]
+    for name, spec in _FIELDS.items():
+        entry = f"{name} ({json.loads(spec['default_json'])!r}): {spec['help']}"
+        lines += textwrap.wrap(entry, width=100, initial_indent="  ", subsequent_indent="    ",
+                               break_on_hyphens=False)
+    lines += ["", "Unknown keyword arguments are a TypeError; invalid values raise :class:`ranktune.Error` (a",
+              "ValueError) naming the field, the value and what is allowed."]
+    return "\n".join(lines)
+
+
+LoraConfig.__doc__ = _docstring()
 
 
 # ---- PeftModel ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/model/causal_lm.h"
+#include "ranktune/peft/lora_config_fields.h"
 #include "ranktune/peft/peft_model.h"
 #include "ranktune/peft/targets.h"
 
@@ -68,6 +69,26 @@ void bind_peft(py::module_& m) {
   m.def(
       "lora_config_normalize", [](const std::string& text) { return lora_config_from_json(text).to_json(); }, py::arg("json"),
       "Parses and validates adapter_config.json text (errors name the field) and returns it as PEFT writes it.");
+  m.def(
+      "lora_config_fields",
+      [] {
+        py::list out;
+        for (const auto& f : peft::lora_config_fields()) {
+          py::dict d;
+          d["name"] = f.name;
+          d["kind"] = peft::to_string(f.kind);
+          d["default_json"] = f.default_json();
+          d["help"] = f.help;
+          d["written"] = peft::to_string(f.written);
+          d["choices"] = f.choices;
+          d["recipe_key"] = f.is_recipe_key() ? py::object(py::str("adapter." + f.name)) : py::none();
+          d["outside_recipes"] = f.outside_recipes;
+          out.append(d);
+        }
+        return out;
+      },
+      "LoraConfig's field table (name, kind, default as JSON, help, when adapter_config.json has it, recipe "
+      "key or why it is not one), in PEFT's order: the Python dataclass takes its defaults and help from it.");
   m.def(
       "lora_config_load", [](const std::string& path) { return LoraConfig::load(path).to_json(); }, py::arg("path"),
       "Reads `path` or `path`/adapter_config.json; returns its JSON text as PEFT writes it.");

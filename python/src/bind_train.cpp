@@ -61,15 +61,6 @@ py::object yaml_to_python(const YAML::Node& n) {
   return py::none();
 }
 
-// The adapter the trainer attaches for this recipe (what `ranktune train` does in setup()).
-peft::LoraConfig run_adapter_config(const RunConfig& c) {
-  peft::LoraConfig lora = c.adapter.lora;
-  lora.use_dora(c.adapter.method == "dora");
-  lora.task_type(std::string("CAUSAL_LM"));
-  lora.base_model_name_or_path(c.model.path);
-  return lora;
-}
-
 py::dict train_result_to_dict(const train::TrainResult& r) {
   py::dict d;
   d["status"] = r.status;
@@ -112,8 +103,8 @@ void bind_train(py::module_& m) {
       .def_static("documentation", &RunConfig::documentation)
       .def("to_yaml", &RunConfig::to_yaml)
       .def("to_dict", [](const RunConfig& c) { return yaml_to_python(YAML::Load(c.to_yaml())); })
-      .def("adapter_config_json", [](const RunConfig& c) { return run_adapter_config(c).to_json(); },
-           "The LoraConfig the trainer attaches for adapter.* (JSON), with use_dora from adapter.method.")
+      .def("adapter_config_json", [](const RunConfig& c) { return c.adapter_config().to_json(); },
+           "The LoraConfig the trainer attaches for adapter.* (JSON), as `ranktune train` does.")
       .def_readonly("source", &RunConfig::source);
 
   m.def(

@@ -35,6 +35,14 @@ torch::Dtype default_adapter_dtype(torch::Dtype base) {
 
 // ---- AdapterOptions ------------------------------------------------------------------------------
 
+AdapterOptions::AdapterOptions(const LoraConfig& config)
+    : r_(config.r()),
+      lora_alpha_(config.lora_alpha()),
+      lora_dropout_(config.lora_dropout()),
+      use_rslora_(config.use_rslora()),
+      use_dora_(config.use_dora()),
+      init_lora_weights_(config.init_lora_weights()) {}
+
 double AdapterOptions::scaling() const {
   return use_rslora_ ? lora_alpha_ / std::sqrt(static_cast<double>(r_)) : lora_alpha_ / static_cast<double>(r_);
 }

@@ -2,7 +2,6 @@
 
 #include "io/json_fields.h"
 #include "ranktune/core/error.h"
-#include "ranktune/core/log.h"
 #include "ranktune/core/regex.h"
 #include "ranktune/io/file.h"
 
@@ -12,28 +11,7 @@
 namespace ranktune::peft {
 namespace {
 
-using io::ordered_json;
 using json = nlohmann::json;
-
-const char* const kAllLinear = "all-linear";
-
-// PEFT 0.12 fields that ranktune keeps verbatim but does not interpret, with PEFT's defaults.
-const std::map<std::string, std::string>& passthrough_defaults() {
-  static const std::map<std::string, std::string> defaults = {
-      {"auto_mapping", "null"},      {"layer_replication", "null"}, {"loftq_config", "{}"},
-      {"megatron_config", "null"},   {"megatron_core", "\"megatron.core\""},
-  };
-  return defaults;
-}
-
-// Fields of later PEFT versions that are kept when present (and not written otherwise, so that
-// PEFT 0.12, which rejects unknown fields, still loads our files).
-const std::set<std::string>& later_peft_fields() {
-  static const std::set<std::string> fields = {
-      "lora_bias",       "use_qalora",   "qalora_group_size", "eva_config",
-      "corda_config",    "trainable_token_indices", "target_parameters"};
-  return fields;
-}
 
 Error field_error(const std::string& field, const std::string& message) {
   return Error(message, ErrorContext{"", field, -1});
@@ -41,28 +19,6 @@ Error field_error(const std::string& field, const std::string& message) {
 
 // Python's repr-like spelling of a number for messages: 8 rather than 8.000000.
 std::string number_text(double v) { return json(v).dump(); }
-
-json number_json(double v) {
-  if (std::isfinite(v) && std::floor(v) == v && std::fabs(v) < 9.0e15) return json(static_cast<int64_t>(v));
-  return json(v);
-}
-
-json selector_json(const ModuleSelector& s) {
-  switch (s.kind) {
-    case ModuleSelector::Kind::none: return nullptr;
-    case ModuleSelector::Kind::names: return json(s.names);
-    case ModuleSelector::Kind::regex: return json(s.regex);
-    case ModuleSelector::Kind::all_linear: return json(kAllLinear);
-  }
-  return nullptr;
-}
-
-ModuleSelector selector_from(io::JsonFields& f, const std::string& key) {
-  if (!f.has_value(key)) return {};
-  const auto& v = f.raw(key);
-  if (v.is_string()) return ModuleSelector::from_string(v.get<std::string>());
-  return ModuleSelector(f.get_string_list(key));
-}
 
 }  // namespace
 
@@ -142,10 +98,6 @@ std::string to_string(LoraBias bias) {
 }
 
 // ---- validation --------------------------------------------------------------------------------
-
-double LoraConfig::scaling_for(int64_t rank, double alpha) const {
-  return use_rslora_ ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
-}
 
 void LoraConfig::validate() const {
   if (r_ <= 0) throw field_error("r", "must be a positive integer, got " + std::to_string(r_));
@@ -229,117 +181,7 @@ void LoraConfig::validate() const {
   }
 }
 
-// ---- JSON --------------------------------------------------------------------------------------
-
-std::string LoraConfig::to_json() const {
-  json j;  // std::map-backed: keys come out sorted, as PEFT's json.dumps(sort_keys=True)
-  json alpha = json::object();
-  for (const auto& [k, v] : alpha_pattern_) alpha[k] = number_json(v);
-  json rank = json::object();
-  for (const auto& [k, v] : rank_pattern_) rank[k] = v;
-  j["alpha_pattern"] = alpha;
-  j["base_model_name_or_path"] = base_model_name_or_path_ ? json(*base_model_name_or_path_) : json(nullptr);
-  j["bias"] = to_string(bias_);
-  j["fan_in_fan_out"] = fan_in_fan_out_;
-  j["inference_mode"] = inference_mode_;
-  switch (init_lora_weights_.kind) {
-    case LoraInit::Kind::lora: j["init_lora_weights"] = true; break;
-    case LoraInit::Kind::off: j["init_lora_weights"] = false; break;
-    default: j["init_lora_weights"] = init_lora_weights_.to_string();
-  }
-  j["layers_pattern"] = layers_pattern_ ? json(*layers_pattern_) : json(nullptr);
-  j["layers_to_transform"] = layers_to_transform_ ? json(*layers_to_transform_) : json(nullptr);
-  j["lora_alpha"] = number_json(lora_alpha_);
-  j["lora_dropout"] = lora_dropout_;
-  j["modules_to_save"] = modules_to_save_ ? json(*modules_to_save_) : json(nullptr);
-  j["peft_type"] = "LORA";
-  j["r"] = r_;
-  j["rank_pattern"] = rank;
-  j["revision"] = revision_ ? json(*revision_) : json(nullptr);
-  j["target_modules"] = selector_json(target_modules_);
-  j["task_type"] = task_type_ ? json(*task_type_) : json(nullptr);
-  j["use_dora"] = use_dora_;
-  j["use_rslora"] = use_rslora_;
-  // exclude_modules arrived after PEFT 0.12, which rejects unknown fields: written only when set.
-  if (!exclude_modules_.empty()) j["exclude_modules"] = selector_json(exclude_modules_);
-  for (const auto& [k, v] : passthrough_defaults()) j[k] = json::parse(v);
-  for (const auto& [k, v] : passthrough_) j[k] = json::parse(v);
-  return j.dump(2);
-}
-
-LoraConfig LoraConfig::from_json(const std::string& text, const std::string& source) {
-  const ordered_json root = io::parse_json(text, source);
-  io::JsonFields f(root, source);
-  LoraConfig c;
-  try {
-    if (f.has_value("peft_type")) {
-      const std::string type = f.get_string("peft_type");
-      if (type != "LORA") f.fail("peft_type", "is '" + type + "'; ranktune reads LoRA adapters (\"LORA\") only");
-    }
-    if (f.has("r")) c.r_ = f.get_int("r");
-    if (f.has("lora_alpha")) c.lora_alpha_ = f.get_number("lora_alpha");
-    if (f.has("lora_dropout")) c.lora_dropout_ = f.get_number("lora_dropout");
-    c.target_modules_ = selector_from(f, "target_modules");
-    c.exclude_modules_ = selector_from(f, "exclude_modules");
-    if (f.has("bias")) {
-      const std::string b = f.get_string("bias");
-      if (b == "none") c.bias_ = LoraBias::none;
-      else if (b == "all") c.bias_ = LoraBias::all;
-      else if (b == "lora_only") c.bias_ = LoraBias::lora_only;
-      else f.fail("bias", "unknown value '" + b + "'; allowed: none, all, lora_only");
-    }
-    if (f.has("use_rslora")) c.use_rslora_ = f.get_bool("use_rslora");
-    if (f.has("use_dora")) c.use_dora_ = f.get_bool("use_dora");
-    if (f.has("fan_in_fan_out")) c.fan_in_fan_out_ = f.get_bool("fan_in_fan_out");
-    if (f.has("inference_mode")) c.inference_mode_ = f.get_bool("inference_mode");
-    if (f.has("init_lora_weights")) {
-      const auto& v = f.raw("init_lora_weights");
-      if (v.is_boolean()) c.init_lora_weights_.kind = v.get<bool>() ? LoraInit::Kind::lora : LoraInit::Kind::off;
-      else if (v.is_string()) c.init_lora_weights_ = LoraInit::parse(v.get<std::string>());
-      else f.fail("init_lora_weights", "expected true, false or a method name, got " + io::json_type_name(v));
-    }
-    if (f.has_value("layers_to_transform")) c.layers_to_transform_ = f.get_int_list("layers_to_transform");
-    if (f.has_value("layers_pattern")) c.layers_pattern_ = f.get_string_list("layers_pattern");
-    if (f.has_value("modules_to_save")) c.modules_to_save_ = f.get_string_list("modules_to_save");
-    // {module key: value} objects, in file order (the first matching key wins).
-    auto read_pattern = [&](const char* key, auto get, auto& out) {
-      if (!f.has_value(key)) return;
-      const auto& v = f.raw(key);
-      if (!v.is_object()) f.fail(key, "expected an object of module name -> value");
-      io::JsonFields inner(v, source);
-      for (const auto& item : v.items()) out.emplace_back(item.key(), (inner.*get)(item.key()));
-    };
-    read_pattern("rank_pattern", &io::JsonFields::get_int, c.rank_pattern_);
-    read_pattern("alpha_pattern", &io::JsonFields::get_number, c.alpha_pattern_);
-    auto optional_string = [&f](const char* key) -> std::optional<std::string> {
-      if (f.has_value(key)) return f.get_string(key);
-      return std::nullopt;
-    };
-    c.task_type_ = optional_string("task_type");
-    c.base_model_name_or_path_ = optional_string("base_model_name_or_path");
-    c.revision_ = optional_string("revision");
-    for (const auto& [key, unused] : passthrough_defaults()) {
-      if (f.has(key)) c.passthrough_[key] = f.raw(key).dump();
-    }
-    for (const auto& key : later_peft_fields()) {
-      if (f.has(key)) c.passthrough_[key] = f.raw(key).dump();
-    }
-    if (f.has("lora_bias") && root.at("lora_bias") == true) {
-      f.fail("lora_bias", "is true; a trainable bias on lora_B is not supported by ranktune");
-    }
-    if (!f.is_null("layer_replication")) {
-      f.fail("layer_replication", "is set; layer replication is not supported by ranktune");
-    }
-    for (const auto& key : f.unread()) {
-      log_warning((source.empty() ? std::string("adapter config") : source) + ": ignoring unknown field '" +
-                  key + "' (not a LoraConfig field ranktune knows)");
-    }
-    c.validate();
-  } catch (const Error& e) {
-    throw e.with_context(ErrorContext{source, "", -1});
-  }
-  return c;
-}
+// ---- files (the JSON codec is generated from the field table: lora_config_fields.cpp) ----------
 
 LoraConfig LoraConfig::load(const std::string& path) {
   std::string file = path;

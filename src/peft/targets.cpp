@@ -131,13 +131,7 @@ AdapterOptions TargetMatcher::adapter_options_for(const std::string& name) const
   double alpha = c.lora_alpha();
   if (auto i = first_pattern_match(impl_->rank_patterns, name)) r = c.rank_pattern()[*i].second;
   if (auto i = first_pattern_match(impl_->alpha_patterns, name)) alpha = c.alpha_pattern()[*i].second;
-  return AdapterOptions()
-      .r(r)
-      .lora_alpha(alpha)
-      .lora_dropout(c.lora_dropout())
-      .use_rslora(c.use_rslora())
-      .use_dora(c.use_dora())
-      .init_lora_weights(c.init_lora_weights());
+  return AdapterOptions(c).r(r).lora_alpha(alpha);
 }
 
 }  // namespace ranktune::peft

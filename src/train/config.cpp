@@ -2,28 +2,36 @@
 
 #include "io/yaml_util.h"
 #include "ranktune/core/error.h"
+#include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
+#include "ranktune/peft/lora_config_fields.h"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <sstream>
 
 namespace ranktune::train {
 namespace {
 
+const char* const kCommandLine = "command line";  // where overrides come from, in errors
+
 // ---- the key table ---------------------------------------------------------------------------------
 // Every key of a recipe: where it lives, its default (as YAML), what it means, the values allowed
 // (for strings), and how it moves between YAML and RunConfig. Loading, overrides, defaults,
-// to_yaml() and docs/config.md all come from this one table.
+// to_yaml() and docs/config.md all come from this one table. The adapter.<field> rows come from
+// LoraConfig's field table (peft/lora_config_fields.h): its defaults, help and JSON checks.
 
 enum class Kind { string, integer, number, boolean, strings, integers, selector, init, pattern_ints, pattern_numbers };
 
 struct Key {
-  const char* path;
+  std::string path;
   Kind kind;
-  const char* default_yaml;
-  const char* help;
+  std::string default_yaml;
+  std::string help;
   std::vector<std::string> choices;
   std::function<void(RunConfig&, const YAML::Node&)> set;
   std::function<YAML::Node(const RunConfig&)> get;
@@ -34,36 +42,111 @@ YAML::Node node_of(const T& value) {
   return YAML::Node(value);
 }
 
-YAML::Node selector_node(const peft::ModuleSelector& s) {
-  switch (s.kind) {
-    case peft::ModuleSelector::Kind::none: return YAML::Node(YAML::NodeType::Null);
-    case peft::ModuleSelector::Kind::names: return YAML::Node(s.names);
-    case peft::ModuleSelector::Kind::regex: return YAML::Node(s.regex);
-    case peft::ModuleSelector::Kind::all_linear: return YAML::Node("all-linear");
-  }
-  return YAML::Node();
-}
-
-template <typename Pairs>
-YAML::Node pattern_node(const Pairs& pairs) {
-  YAML::Node n(YAML::NodeType::Map);
-  for (const auto& [k, v] : pairs) n[k] = v;
-  return n;
-}
-
 // Field binding helpers: a member of RunConfig read and written as YAML.
 #define RT_SCALAR(member, type)                                                   \
   [](RunConfig& c, const YAML::Node& n) { c.member = n.as<type>(); },            \
       [](const RunConfig& c) { return node_of(c.member); }
-#define RT_LIST(member, type)                                                     \
-  [](RunConfig& c, const YAML::Node& n) { c.member = n.as<std::vector<type>>(); }, \
+#define RT_LIST(member, type)                                                                       \
+  [](RunConfig& c, const YAML::Node& n) {                                                           \
+    c.member = n.IsSequence() ? n.as<std::vector<type>>() : std::vector<type>{n.as<type>()};        \
+  },                                                                                                \
       [](const RunConfig& c) { return node_of(c.member); }
-#define RT_LORA(field, type)                                                      \
-  [](RunConfig& c, const YAML::Node& n) { c.adapter.lora.field(n.as<type>()); }, \
-      [](const RunConfig& c) { return node_of(c.adapter.lora.field()); }
+
+// ---- adapter.<field>: LoraConfig's field table as recipe keys ----------------------------------------
+
+using json = nlohmann::ordered_json;  // keeps a pattern's keys in recipe order (the first match wins)
+using LoraField = peft::LoraConfigField;
+
+Kind kind_of(LoraField::Kind kind) {
+  switch (kind) {
+    case LoraField::Kind::integer: return Kind::integer;
+    case LoraField::Kind::number: return Kind::number;
+    case LoraField::Kind::boolean: return Kind::boolean;
+    case LoraField::Kind::string: return Kind::string;
+    case LoraField::Kind::strings: return Kind::strings;
+    case LoraField::Kind::integers: return Kind::integers;
+    case LoraField::Kind::selector: return Kind::selector;
+    case LoraField::Kind::init: return Kind::init;
+    case LoraField::Kind::rank_pattern: return Kind::pattern_ints;
+    case LoraField::Kind::alpha_pattern: return Kind::pattern_numbers;
+  }
+  return Kind::string;
+}
+
+// A recipe value as the JSON the field table reads. YAML scalars are untyped, so the key's kind
+// says how to read them (type_problem has checked the form).
+json json_of(const YAML::Node& n, Kind kind) {
+  if (n.IsNull()) return nullptr;
+  auto strings_or_one = [&] { return n.IsSequence() ? json(n.as<std::vector<std::string>>()) : json(n.as<std::string>()); };
+  switch (kind) {
+    case Kind::integer: return n.as<int64_t>();
+    case Kind::number: return n.as<double>();
+    case Kind::boolean: return n.as<bool>();
+    case Kind::string:
+    case Kind::init: return n.as<std::string>();  // init_lora_weights reads "true"/"false" too
+    case Kind::strings:
+    case Kind::selector: return strings_or_one();
+    case Kind::integers: return n.IsSequence() ? json(n.as<std::vector<int64_t>>()) : json(n.as<int64_t>());
+    case Kind::pattern_ints:
+    case Kind::pattern_numbers: {
+      json j = json::object();
+      for (const auto& item : n) {
+        const std::string key = item.first.as<std::string>();
+        j[key] = kind == Kind::pattern_ints ? json(item.second.as<int64_t>()) : json(item.second.as<double>());
+      }
+      return j;
+    }
+  }
+  return nullptr;
+}
+
+YAML::Node yaml_of(const json& j) {
+  switch (j.type()) {
+    case json::value_t::boolean: return YAML::Node(j.get<bool>());
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return YAML::Node(j.get<int64_t>());
+    case json::value_t::number_float: return YAML::Node(j.get<double>());
+    case json::value_t::string: return YAML::Node(j.get<std::string>());
+    case json::value_t::array: {
+      YAML::Node n(YAML::NodeType::Sequence);
+      for (const auto& item : j) n.push_back(yaml_of(item));
+      return n;
+    }
+    case json::value_t::object: {
+      YAML::Node n(YAML::NodeType::Map);
+      for (const auto& [k, v] : j.items()) n[k] = yaml_of(v);
+      return n;
+    }
+    default: return YAML::Node(YAML::NodeType::Null);
+  }
+}
+
+// A JSON default as a recipe would write it: strings bare (none), the rest as JSON flow (null, 0.0, {}).
+std::string yaml_text(const std::string& json_text) {
+  const json j = json::parse(json_text);
+  return j.is_string() ? j.get<std::string>() : json_text;
+}
+
+const char* const kMethodHelp =
+    "`lora`: adapters (LoRA; DoRA with adapter.use_dora); `full`: every weight trains (much more memory; then no "
+    "other adapter.* key may be set, except that `adapter.method=full` on the command line ignores the recipe's "
+    "adapter keys with a warning). `dora` is shorthand for `lora` with adapter.use_dora: true.";
+
+std::vector<Key> adapter_keys() {
+  std::vector<Key> out = {{"adapter.method", Kind::string, "lora", kMethodHelp, {"lora", "dora", "full"}, RT_SCALAR(adapter.method, std::string)}};
+  for (const LoraField& field : peft::lora_config_fields()) {
+    if (!field.is_recipe_key()) continue;
+    const Kind kind = kind_of(field.kind);
+    out.push_back({"adapter." + field.name, kind, yaml_text(field.default_json()), field.help, field.choices,
+                   [&field, kind](RunConfig& c, const YAML::Node& n) { field.set_from_json(c.adapter.lora, json_of(n, kind).dump()); },
+                   [&field](const RunConfig& c) { return yaml_of(json::parse(field.value_json(c.adapter.lora))); }});
+  }
+  return out;
+}
 
 const std::vector<Key>& keys() {
-  static const std::vector<Key> table = {
+  static const std::vector<Key> table = [] {
+    std::vector<Key> t = {
       // model
       {"model.path", Kind::string, "null", "Hugging Face model directory (config.json, safetensors weights, tokenizer files). Without weights the model is initialised randomly from `model.init_seed`.", {}, RT_SCALAR(model.path, std::string)},
       {"model.dtype", Kind::string, "float32", "Compute dtype. bf16 is emulated on CPUs without AVX512-BF16 (2.5-3x slower than fp32 there).", {"float32", "bfloat16"}, RT_SCALAR(model.dtype, std::string)},
@@ -83,70 +166,10 @@ const std::vector<Key>& keys() {
       {"data.group_by_length", Kind::boolean, "true", "Batch examples of similar length together (less padding, faster).", {}, RT_SCALAR(data.group_by_length, bool)},
       // template
       {"template", Kind::string, "gsm8k-cot", "Chain-of-thought template: a name from examples/templates or a path to a YAML file (docs/templates.md).", {}, RT_SCALAR(template_name, std::string)},
-      // adapter
-      {"adapter.method", Kind::string, "lora", "`lora`, `dora` (LoRA + learned magnitudes; almost no extra cost here) or `full` fine-tuning (every weight trains; much more memory).", {"lora", "dora", "full"}, RT_SCALAR(adapter.method, std::string)},
-      {"adapter.r", Kind::integer, "16", "LoRA rank. Trainable parameters and adapter compute grow linearly with it.", {}, RT_LORA(r, int64_t)},
-      {"adapter.lora_alpha", Kind::number, "32", "Scaling numerator: updates are multiplied by lora_alpha / r (or / sqrt(r) with use_rslora).", {}, RT_LORA(lora_alpha, double)},
-      {"adapter.lora_dropout", Kind::number, "0.05", "Dropout on the adapter input. Above 0 DoRA recomputes the base product on the dropped input (PEFT's path), costing one more GEMM per layer.", {}, RT_LORA(lora_dropout, double)},
-      {"adapter.target_modules", Kind::selector, "all-linear", "Modules to adapt: a list of names or dotted suffixes, a regex string, or `all-linear`.", {},
-       [](RunConfig& c, const YAML::Node& n) {
-         c.adapter.lora.target_modules(n.IsSequence() ? peft::ModuleSelector(n.as<std::vector<std::string>>())
-                                                      : peft::ModuleSelector::from_string(n.as<std::string>()));
-       },
-       [](const RunConfig& c) { return selector_node(c.adapter.lora.target_modules()); }},
-      {"adapter.exclude_modules", Kind::selector, "null", "Modules never to adapt (same forms as target_modules, no `all-linear`).", {},
-       [](RunConfig& c, const YAML::Node& n) {
-         c.adapter.lora.exclude_modules(n.IsNull() ? peft::ModuleSelector()
-                                        : n.IsSequence() ? peft::ModuleSelector(n.as<std::vector<std::string>>())
-                                                         : peft::ModuleSelector::from_string(n.as<std::string>()));
-       },
-       [](const RunConfig& c) { return selector_node(c.adapter.lora.exclude_modules()); }},
-      {"adapter.use_rslora", Kind::boolean, "false", "Rank-stabilised scaling lora_alpha / sqrt(r).", {}, RT_LORA(use_rslora, bool)},
-      {"adapter.init_lora_weights", Kind::init, "true", "`true` (A kaiming, B zero), `false`, `gaussian`, `pissa`, `pissa_niter_K`, `olora`. PiSSA/OLoRA start from W's principal directions (an SVD/QR per layer at start-up).", {},
-       [](RunConfig& c, const YAML::Node& n) { c.adapter.lora.init_lora_weights(peft::LoraInit::parse(n.as<std::string>())); },
-       [](const RunConfig& c) {
-         const auto& init = c.adapter.lora.init_lora_weights();
-         if (init.kind == peft::LoraInit::Kind::lora) return YAML::Node(true);
-         if (init.kind == peft::LoraInit::Kind::off) return YAML::Node(false);
-         return YAML::Node(init.to_string());
-       }},
-      {"adapter.bias", Kind::string, "none", "Which biases train: none, all, or those of adapted layers.", {"none", "all", "lora_only"},
-       [](RunConfig& c, const YAML::Node& n) {
-         const std::string b = n.as<std::string>();
-         c.adapter.lora.bias(b == "all" ? peft::LoraBias::all : b == "lora_only" ? peft::LoraBias::lora_only : peft::LoraBias::none);
-       },
-       [](const RunConfig& c) { return YAML::Node(peft::to_string(c.adapter.lora.bias())); }},
-      {"adapter.modules_to_save", Kind::strings, "null", "Modules trained in full and saved with the adapter (e.g. [lm_head]).", {},
-       [](RunConfig& c, const YAML::Node& n) {
-         if (n.IsNull()) c.adapter.lora.modules_to_save(std::nullopt);
-         else c.adapter.lora.modules_to_save(n.as<std::vector<std::string>>());
-       },
-       [](const RunConfig& c) {
-         return c.adapter.lora.modules_to_save() ? YAML::Node(*c.adapter.lora.modules_to_save()) : YAML::Node(YAML::NodeType::Null);
-       }},
-      {"adapter.rank_pattern", Kind::pattern_ints, "{}", "Per-module rank: {module key: r}; a key matches names ending in it (regex `(.*\\.)?(key)$`).", {},
-       [](RunConfig& c, const YAML::Node& n) {
-         peft::RankPattern p;
-         for (const auto& item : n) p.emplace_back(item.first.as<std::string>(), item.second.as<int64_t>());
-         c.adapter.lora.rank_pattern(p);
-       },
-       [](const RunConfig& c) { return pattern_node(c.adapter.lora.rank_pattern()); }},
-      {"adapter.alpha_pattern", Kind::pattern_numbers, "{}", "Per-module lora_alpha, as rank_pattern.", {},
-       [](RunConfig& c, const YAML::Node& n) {
-         peft::AlphaPattern p;
-         for (const auto& item : n) p.emplace_back(item.first.as<std::string>(), item.second.as<double>());
-         c.adapter.lora.alpha_pattern(p);
-       },
-       [](const RunConfig& c) { return pattern_node(c.adapter.lora.alpha_pattern()); }},
-      {"adapter.layers_to_transform", Kind::integers, "null", "Only adapt layers with these indices.", {},
-       [](RunConfig& c, const YAML::Node& n) {
-         if (n.IsNull()) c.adapter.lora.layers_to_transform(std::nullopt);
-         else c.adapter.lora.layers_to_transform(n.as<std::vector<int64_t>>());
-       },
-       [](const RunConfig& c) {
-         return c.adapter.lora.layers_to_transform() ? YAML::Node(*c.adapter.lora.layers_to_transform())
-                                                     : YAML::Node(YAML::NodeType::Null);
-       }},
+    };
+    const std::vector<Key> adapter = adapter_keys();
+    t.insert(t.end(), adapter.begin(), adapter.end());
+    t.insert(t.end(), {
       // train
       {"train.output_dir", Kind::string, "runs/ranktune", "Where the adapter, checkpoints, metrics, curve, predictions and summary go.", {}, RT_SCALAR(train.output_dir, std::string)},
       {"train.seed", Kind::integer, "42", "Seed of adapter initialisation, dropout, data order and the validation split.", {}, RT_SCALAR(train.seed, uint64_t)},
@@ -191,13 +214,14 @@ const std::vector<Key>& keys() {
       {"eval.calculator", Kind::boolean, "false", "When the model writes `<<expr=`, insert the result (the GSM8K paper's calculator).", {}, RT_SCALAR(eval.options.calculator, bool)},
       {"eval.seed", Kind::integer, "0", "Seed of sampling.", {}, RT_SCALAR(eval.options.seed, uint64_t)},
       {"eval.output_dir", Kind::string, "\"\"", "For `ranktune eval`: where predictions.jsonl and eval-summary.json go (default: train.output_dir).", {}, RT_SCALAR(eval.output_dir, std::string)},
-  };
+    });
+    return t;
+  }();
   return table;
 }
 
 #undef RT_SCALAR
 #undef RT_LIST
-#undef RT_LORA
 
 std::vector<std::string> all_paths() {
   std::vector<std::string> out;
@@ -238,11 +262,12 @@ std::string type_problem(const Key& key, const YAML::Node& node) {
       return node.IsScalar() && scalar_as(double{}) ? "" : "expected a number, got " + (node.IsScalar() ? "'" + node.as<std::string>() + "'" : "a " + io::yaml_type_name(node));
     case Kind::boolean:
       return node.IsScalar() && scalar_as(bool{}) ? "" : "expected true or false, got " + (node.IsScalar() ? "'" + node.as<std::string>() + "'" : "a " + io::yaml_type_name(node));
-    case Kind::strings:
-      if (null) return "";
+    case Kind::strings:  // a list, or one string for a one-entry list (as PEFT takes them)
+      if (null || node.IsScalar()) return "";
       return node.IsSequence() && scalar_as(std::vector<std::string>{}) ? "" : "expected a list of strings";
     case Kind::integers:
       if (null) return "";
+      if (node.IsScalar()) return scalar_as(int64_t{}) ? "" : "expected an integer or a list of integers, got '" + node.as<std::string>() + "'";
       return node.IsSequence() && scalar_as(std::vector<int64_t>{}) ? "" : "expected a list of integers";
     case Kind::selector:
       if (null) return "";
@@ -331,6 +356,39 @@ void check_values(const RunConfig& c, const std::string& source) {
   }
 }
 
+// Once read, adapter.method is `lora` or `full`: `dora` becomes lora with use_dora (the one place a
+// recipe's method turns into LoraConfig::use_dora). `given`: the keys the recipe and the overrides
+// set, and where.
+void resolve_method(RunConfig& c, const std::map<std::string, ErrorContext>& given) {
+  const auto method = given.find("adapter.method");
+  if (method == given.end()) return;  // the default, lora
+  const ErrorContext& where = method->second;
+  if (c.adapter.method == "dora") {
+    if (given.count("adapter.use_dora") != 0 && !c.adapter.lora.use_dora()) {
+      throw Error("is dora (LoRA with adapter.use_dora: true) but adapter.use_dora is false: for LoRA use "
+                  "adapter.method: lora, for DoRA drop adapter.use_dora",
+                  where);
+    }
+    c.adapter.method = "lora";
+    c.adapter.lora.use_dora(true);
+  } else if (c.adapter.method == "full") {
+    // Overriding a recipe's method on the command line switches it to full fine-tuning; setting
+    // adapter fields next to `full` in the same place is a contradiction.
+    auto on_command_line = [](const ErrorContext& at) { return at.file == kCommandLine; };
+    std::vector<std::string> contradicting, ignored;
+    for (const auto& [path, at] : given) {
+      if (path.rfind("adapter.", 0) != 0 || path == "adapter.method") continue;
+      (on_command_line(where) && !on_command_line(at) ? ignored : contradicting).push_back(path);
+    }
+    if (!contradicting.empty()) {
+      throw Error("is full (every weight trains), so " + join(contradicting) +
+                      " cannot apply: remove the adapter keys, or use adapter.method: lora",
+                  where);
+    }
+    if (!ignored.empty()) log_warning("adapter.method=full (command line): ignoring the recipe's " + join(ignored));
+  }
+}
+
 // "a.b=value" -> ("a.b", parsed value).
 std::pair<std::string, YAML::Node> parse_override(const std::string& text) {
   const size_t eq = text.find('=');
@@ -348,6 +406,23 @@ std::pair<std::string, YAML::Node> parse_override(const std::string& text) {
   }
 }
 
+// What docs/config.md says under the adapter table.
+std::string adapter_notes() {
+  std::string notes =
+      "\nThe `adapter.<field>` keys are Hugging Face PEFT's `LoraConfig` fields with PEFT's defaults, from the\n"
+      "field table in `src/peft/lora_config_fields.cpp` (which also makes `adapter_config.json` and Python's\n"
+      "`ranktune.LoraConfig`). With adapters, `adapter.target_modules` must be set: PEFT falls back to a list per\n"
+      "model type (Llama: `[q_proj, v_proj]`), ranktune has no such default and says so before loading anything.\n"
+      "The other fields are not recipe keys:";
+  std::string sep = "\n";
+  for (const auto& field : peft::lora_config_fields()) {
+    if (field.is_recipe_key()) continue;
+    notes += sep + "`" + field.name + "` (" + field.outside_recipes + ")";
+    sep = ";\n";
+  }
+  return notes + ".\n";
+}
+
 }  // namespace
 
 // ---- loading -----------------------------------------------------------------------------------------
@@ -356,6 +431,7 @@ RunConfig RunConfig::parse(const std::string& yaml_text, const std::string& sour
   const YAML::Node root = io::parse_yaml(yaml_text, source);
   RunConfig config = defaults();
   config.source = source;
+  std::map<std::string, ErrorContext> given;  // the keys set here, and where
   const std::vector<std::string> sections = {"model", "data", "template", "adapter", "train", "eval"};
   io::YamlFields top(root, source);
   for (const auto& section : sections) {
@@ -372,7 +448,9 @@ RunConfig RunConfig::parse(const std::string& yaml_text, const std::string& sour
       if (path.rfind(section + ".", 0) != 0) continue;
       const std::string name = path.substr(section.size() + 1);
       valid.push_back(name);
-      if (fields.has(name)) apply(config, k, fields.raw(name), fields.context(name));
+      if (!fields.has(name)) continue;
+      given[path] = fields.context(name);
+      apply(config, k, fields.raw(name), given[path]);
     }
     fields.reject_unknown(valid);
   }
@@ -383,10 +461,12 @@ RunConfig RunConfig::parse(const std::string& yaml_text, const std::string& sour
     if (key == nullptr) {
       const std::string hint = nearest(path, all_paths());
       throw Error("unknown key in override '" + text + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"),
-                  ErrorContext{"command line", path, -1});
+                  ErrorContext{kCommandLine, path, -1});
     }
-    apply(config, *key, value, ErrorContext{"command line", path, -1});
+    given[path] = ErrorContext{kCommandLine, path, -1};
+    apply(config, *key, value, given[path]);
   }
+  resolve_method(config, given);
   check_required(config, source);
   check_values(config, source);
   return config;
@@ -396,6 +476,27 @@ RunConfig RunConfig::load(const std::string& path, const std::vector<std::string
   return parse(io::read_file(path), path, overrides);
 }
 
+// ---- the adapter -------------------------------------------------------------------------------------
+
+std::string AdapterSection::training_method() const {
+  if (method == "full") return "full";
+  return lora.use_dora() ? "dora" : "lora";
+}
+
+peft::LoraConfig RunConfig::adapter_config() const {
+  RANKTUNE_CHECK_CTX(adapter.method != "full", (ErrorContext{source, "adapter.method", -1}),
+                     "is full: the run trains every weight and attaches no adapter");
+  RANKTUNE_CHECK_CTX(!adapter.lora.target_modules().empty(), (ErrorContext{source, "adapter.target_modules", -1}),
+                     "is not set: name the modules to adapt, e.g. [q_proj, v_proj] or all-linear (recipes have no "
+                     "per-model default)");
+  peft::LoraConfig lora = adapter.lora;
+  lora.task_type(std::string("CAUSAL_LM"));
+  lora.base_model_name_or_path(model.path);
+  return lora;
+}
+
+// ---- writing -----------------------------------------------------------------------------------------
+
 std::string RunConfig::to_yaml() const {
   YAML::Emitter out;
   out << YAML::BeginMap;
@@ -404,6 +505,7 @@ std::string RunConfig::to_yaml() const {
     const std::string path = k.path;
     const size_t dot = path.find('.');
     const std::string section = dot == std::string::npos ? "" : path.substr(0, dot);
+    if (section == "adapter" && path != "adapter.method" && adapter.method == "full") continue;  // no adapter
     if (section != open_section) {
       if (!open_section.empty()) out << YAML::EndMap;
       if (!section.empty()) out << YAML::Key << section << YAML::Value << YAML::BeginMap;
@@ -433,6 +535,7 @@ std::string RunConfig::documentation() {
     const size_t dot = path.find('.');
     const std::string section = dot == std::string::npos ? path : path.substr(0, dot);
     if (section != open_section) {
+      if (open_section == "adapter") md << adapter_notes();
       md << "\n## `" << section << "`\n\n| key | default | meaning |\n| --- | --- | --- |\n";
       open_section = section;
     }

@@ -134,7 +134,10 @@ void Trainer::setup() {
   const TrainSection& t = config_.train;
   configure_threads(static_cast<int>(t.threads));
 
-  // Everything is read and checked before the output directory is touched.
+  // Everything is read and checked before the output directory is touched; the adapter's config
+  // before anything is loaded.
+  std::optional<peft::LoraConfig> adapter;
+  if (!inputs_.peft_model && config_.adapter.method != "full") adapter = config_.adapter_config();
   s.tokenizer = inputs_.tokenizer ? *inputs_.tokenizer : tokenizer::Tokenizer::from_pretrained(config_.model.path);
   s.prompt_template = std::make_unique<prompt::PromptTemplate>(prompt::PromptTemplate::load(config_.template_name));
   if (inputs_.train_examples) {
@@ -176,11 +179,7 @@ void Trainer::setup() {
   } else if (config_.adapter.method == "full") {
     for (auto& p : s.model->parameters()) p.set_requires_grad(true);
   } else {
-    peft::LoraConfig lora = config_.adapter.lora;
-    lora.use_dora(config_.adapter.method == "dora");
-    lora.task_type(std::string("CAUSAL_LM"));
-    lora.base_model_name_or_path(config_.model.path);
-    s.peft = std::make_shared<peft::PeftModel>(s.model, lora, "default",
+    s.peft = std::make_shared<peft::PeftModel>(s.model, *adapter, "default",
                                                peft::InjectOptions().output_head(s.model->output_head_name()));
   }
   if (config_.train.gradient_checkpointing) s.model->set_gradient_checkpointing(true);
@@ -460,7 +459,7 @@ void Trainer::finish_run(MetricsLog& metrics, const std::function<void(const Met
   }
   emit(row);
   write_training_curve(metrics.rows(), (fs::path(t.output_dir) / "training-curve.svg").string(),
-                       c10::str(config_.adapter.method, " on ", config_.model.path, " with ", config_.template_name));
+                       c10::str(config_.adapter.training_method(), " on ", config_.model.path, " with ", config_.template_name));
 }
 
 void Trainer::write_summary(const TrainResult& result) {
@@ -473,7 +472,7 @@ void Trainer::write_summary(const TrainResult& result) {
   j["last_loss"] = result.last_loss;
   j["loss_drop"] = result.first_loss > 0 ? 1.0 - result.last_loss / result.first_loss : 0.0;
   j["seconds"] = result.seconds;
-  j["method"] = config_.adapter.method;
+  j["method"] = config_.adapter.training_method();
   j["model"] = config_.model.path;
   j["template"] = config_.template_name;
   j["trainable_parameters"] = s.optimizer->parameter_count();

@@ -53,6 +53,22 @@ else
   fail "missing data (rc $rc): $(cat "$WORK/nodata.log")"
 fi
 
+grep -v '^  target_modules:' "$RECIPE" >"$WORK/no-targets.yaml"
+"$RANKTUNE" train "$WORK/no-targets.yaml" train.output_dir="$WORK/no-targets-run" >"$WORK/no-targets.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "no-targets.yaml: 'adapter.target_modules': is not set" "$WORK/no-targets.log" && [ ! -e "$WORK/no-targets-run" ]; then
+  pass "adapters without target_modules: error naming the key; nothing written"
+else
+  fail "no target_modules (rc $rc): $(cat "$WORK/no-targets.log")"
+fi
+"$RANKTUNE" train "$RECIPE" adapter.method=dora adapter.use_dora=false train.output_dir="$WORK/contra-run" >"$WORK/contra.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "'adapter.method': is dora.*adapter.use_dora is false" "$WORK/contra.log" && [ ! -e "$WORK/contra-run" ]; then
+  pass "adapter.method=dora with adapter.use_dora=false: error naming both keys; nothing written"
+else
+  fail "dora/use_dora contradiction (rc $rc): $(cat "$WORK/contra.log")"
+fi
+
 # ---- Ctrl-C saves a checkpoint and exits cleanly -----------------------------------------------------
 "$RANKTUNE" train "$RECIPE" "${QUICK[@]}" train.max_steps=100000 train.save_every=0 eval.max_new_tokens=0 train.output_dir="$WORK/sigint" >"$WORK/sigint.log" 2>&1 &
 pid=$!

@@ -43,8 +43,8 @@ TEST(RecipeTest, DefaultsFillEverythingNotGiven) {
   EXPECT_EQ(c.train.batch_size, 8);
   EXPECT_EQ(c.train.schedule, "cosine");
   EXPECT_EQ(c.adapter.method, "lora");
-  EXPECT_EQ(c.adapter.lora.r(), 16);
-  EXPECT_EQ(c.adapter.lora.target_modules().kind, peft::ModuleSelector::Kind::all_linear);
+  EXPECT_EQ(c.adapter.lora.r(), 8);  // PEFT's LoraConfig defaults (every field: test_config_adapter.cpp)
+  EXPECT_EQ(c.adapter.lora.target_modules().kind, peft::ModuleSelector::Kind::none);
   EXPECT_EQ(c.template_name, "gsm8k-cot");
 }
 
@@ -80,7 +80,8 @@ TEST(RecipeTest, DottedOverridesApplyAndAreChecked) {
                                           "eval.pass_at_k=[1]", "eval.samples=4"});
   EXPECT_EQ(c.train.lr, 5e-5);
   EXPECT_EQ(c.adapter.lora.target_modules().names, (std::vector<std::string>{"q_proj", "v_proj"}));
-  EXPECT_EQ(c.adapter.method, "dora");
+  EXPECT_EQ(c.adapter.method, "lora");  // dora: LoRA with use_dora
+  EXPECT_TRUE(c.adapter.lora.use_dora());
   EXPECT_THAT(error_of([] { train::RunConfig::parse(kMinimalRecipe, "r.yaml", {"train.lrr=1"}); }),
               HasSubstr("did you mean 'train.lr'"));
   EXPECT_THAT(error_of([] { train::RunConfig::parse(kMinimalRecipe, "r.yaml", {"train.lr"}); }), HasSubstr("key.path=value"));
@@ -107,7 +108,7 @@ TEST(RecipeTest, ShippedRecipesAreValid) {
   const std::string dir = std::string(RANKTUNE_SOURCE_DIR) + "/examples/gsm8k/";
   EXPECT_NO_THROW(train::RunConfig::load(dir + "quickstart.yaml"));
   EXPECT_NO_THROW(train::RunConfig::load(dir + "lora.yaml", {"model.path=/models/qwen"}));
-  EXPECT_EQ(train::RunConfig::load(dir + "dora.yaml", {"model.path=/models/qwen"}).adapter.method, "dora");
+  EXPECT_EQ(train::RunConfig::load(dir + "dora.yaml", {"model.path=/models/qwen"}).adapter.training_method(), "dora");
 }
 
 // ---- schedules ---------------------------------------------------------------------------------------

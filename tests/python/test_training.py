@@ -16,6 +16,8 @@ import ranktune
 from conftest import QUICKSTART_DATA, QUICKSTART_MODEL, ROOT, need
 
 SMALL = {"data.max_length": 160, "eval.max_new_tokens": 24, "eval.batch_size": 4}
+# The adapter these runs have always trained (recipes now start from PEFT's LoraConfig defaults).
+ADAPTER = {"adapter.r": 16, "adapter.lora_alpha": 32, "adapter.lora_dropout": 0.05, "adapter.target_modules": "all-linear"}
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +82,8 @@ def test_arguments_from_a_recipe_with_overrides(tmp_path):
 def test_trainer_trains_evaluates_and_writes_the_run(tmp_path, tokenizer, data):
     train, test = data
     rows = []
-    args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=6, batch_size=8, lr=3e-3, log_every=2, r=8,
-                                      lora_alpha=16, **SMALL)
+    args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=6, batch_size=8, lr=3e-3, log_every=2,
+                                      **{**ADAPTER, **SMALL, "adapter.r": 8, "adapter.lora_alpha": 16})
     trainer = ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test,
                                callbacks=[rows.append], progress_bar=False)
     result = trainer.train()
@@ -139,7 +141,7 @@ def test_trainer_needs_data_and_a_model(tokenizer):
 def test_ctrl_c_saves_a_checkpoint_then_raises_keyboard_interrupt(tmp_path, tokenizer, data):
     train, test = data
     args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=40, batch_size=2, log_every=1, save_every=0,
-                                      **{**SMALL, "eval.max_new_tokens": 0})
+                                      **{**ADAPTER, **SMALL, "eval.max_new_tokens": 0})
     started = threading.Event()
 
     def send_sigint():
@@ -172,7 +174,7 @@ def test_ctrl_c_saves_a_checkpoint_then_raises_keyboard_interrupt(tmp_path, toke
 def test_callback_errors_stop_the_run_and_are_raised(tmp_path, tokenizer, data):
     train, test = data
     args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=50, batch_size=2, log_every=1,
-                                      **{**SMALL, "eval.max_new_tokens": 0})
+                                      **{**ADAPTER, **SMALL, "eval.max_new_tokens": 0})
 
     def failing(logs):
         if logs["step"] == 2:
@@ -233,7 +235,7 @@ def test_tqdm_shows_progress_when_installed(tmp_path, monkeypatch, tokenizer, da
 
     train, test = data
     args = ranktune.TrainingArguments(output_dir=tmp_path / "run", max_steps=4, batch_size=4, log_every=2,
-                                      **{**SMALL, "eval.max_new_tokens": 0})
+                                      **{**ADAPTER, **SMALL, "eval.max_new_tokens": 0})
     ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test).train()
     bar = bars[-1]
     assert bar.total == 4 and bar.n == 4 and bar.closed and "loss" in bar.postfix

@@ -39,14 +39,19 @@ struct LinearOptions {
   TORCH_ARG(torch::Dtype, dtype) = torch::kFloat32;
 };
 
-// The settings of one adapter on one layer (a LoraConfig resolved for that layer's name).
+// The settings of one adapter on one layer: LoraConfig's per-layer fields, with its defaults and
+// meaning (lora_config_fields.h), r and lora_alpha resolved for the layer's name, plus a dtype.
 struct AdapterOptions {
-  TORCH_ARG(int64_t, r) = 8;
-  TORCH_ARG(double, lora_alpha) = 8.0;
-  TORCH_ARG(double, lora_dropout) = 0.0;
-  TORCH_ARG(bool, use_rslora) = false;
-  TORCH_ARG(bool, use_dora) = false;
-  TORCH_ARG(LoraInit, init_lora_weights) = {};
+  AdapterOptions() : AdapterOptions(LoraConfig()) {}
+  // `config`'s per-layer fields, r and lora_alpha as given (before rank_pattern and alpha_pattern).
+  explicit AdapterOptions(const LoraConfig& config);
+
+  TORCH_ARG(int64_t, r);
+  TORCH_ARG(double, lora_alpha);
+  TORCH_ARG(double, lora_dropout);
+  TORCH_ARG(bool, use_rslora);
+  TORCH_ARG(bool, use_dora);
+  TORCH_ARG(LoraInit, init_lora_weights);
   // dtype of lora_A, lora_B and the magnitude. Undefined: the base weight's dtype.
   TORCH_ARG(c10::optional<torch::Dtype>, dtype) = c10::nullopt;
 

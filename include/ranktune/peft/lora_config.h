@@ -34,6 +34,7 @@ struct ModuleSelector {
   ModuleSelector(const char* regex_or_all_linear);                // NOLINT
   ModuleSelector(const std::string& regex_or_all_linear);         // NOLINT
   static ModuleSelector from_string(const std::string& regex_or_all_linear);
+  static constexpr const char* kAllLinear = "all-linear";
 
   bool empty() const { return kind == Kind::none; }
 };
@@ -64,31 +65,24 @@ enum class LoraBias { none, all, lora_only };
 using RankPattern = std::vector<std::pair<std::string, int64_t>>;
 using AlphaPattern = std::vector<std::pair<std::string, double>>;
 
+// The fields, their defaults and types. What each means, its JSON form and its recipe key:
+// the field table (lora_config_fields.h; docs/config.md lists it).
 class LoraConfig {
-  // Rank of the update B·A.
   TORCH_ARG(int64_t, r) = 8;
-  // Scaling numerator: the update is multiplied by lora_alpha / r (or / sqrt(r) with use_rslora).
   TORCH_ARG(double, lora_alpha) = 8.0;
-  // Dropout probability on the adapter's input (the base path never sees dropout).
   TORCH_ARG(double, lora_dropout) = 0.0;
   TORCH_ARG(ModuleSelector, target_modules) = {};
   TORCH_ARG(ModuleSelector, exclude_modules) = {};
-  // Which biases train: none, every bias in the model, or those of adapted layers.
   TORCH_ARG(LoraBias, bias) = LoraBias::none;
-  // Rank-stabilised LoRA: scaling alpha / sqrt(r).
   TORCH_ARG(bool, use_rslora) = false;
-  // DoRA: a learned magnitude per output row on top of the LoRA direction.
   TORCH_ARG(bool, use_dora) = false;
+  TORCH_ARG(bool, ensure_weight_tying) = false;
   TORCH_ARG(LoraInit, init_lora_weights) = {};
-  // The base weight is stored as [in, out] (GPT-2's Conv1D) instead of [out, in].
   TORCH_ARG(bool, fan_in_fan_out) = false;
-  // Only adapt layers with these indices (empty: all). The index is found with layers_pattern.
   TORCH_ARG(std::optional<std::vector<int64_t>>, layers_to_transform) = std::nullopt;
   TORCH_ARG(std::optional<std::vector<std::string>>, layers_pattern) = std::nullopt;
-  // Per-module rank and alpha: a key matches a module name by the regex (.*\.)?(key)$, first wins.
   TORCH_ARG(RankPattern, rank_pattern) = {};
   TORCH_ARG(AlphaPattern, alpha_pattern) = {};
-  // Modules (name or dotted suffix) trained in full and saved with the adapter, e.g. "lm_head".
   TORCH_ARG(std::optional<std::vector<std::string>>, modules_to_save) = std::nullopt;
   TORCH_ARG(std::optional<std::string>, task_type) = std::nullopt;
   TORCH_ARG(std::optional<std::string>, base_model_name_or_path) = std::nullopt;
@@ -100,9 +94,6 @@ class LoraConfig {
 
   // Throws ranktune::Error naming the first invalid field, the value and what is allowed.
   void validate() const;
-
-  // alpha / r, or alpha / sqrt(r) with use_rslora, for a given rank and alpha.
-  double scaling_for(int64_t rank, double alpha) const;
 
   // adapter_config.json text: PEFT's fields, keys sorted, two-space indent (as PEFT writes it).
   std::string to_json() const;

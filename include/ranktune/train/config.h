@@ -34,8 +34,11 @@ struct DataSection {
 };
 
 struct AdapterSection {
-  std::string method;  // lora | dora | full
-  peft::LoraConfig lora;  // r, lora_alpha, lora_dropout, target_modules, ... (use_dora from method)
+  std::string method;     // lora | full (a recipe's `dora` is read as lora with lora.use_dora)
+  peft::LoraConfig lora;  // adapter.<field>: r, lora_alpha, target_modules, use_dora, ...
+
+  // "full", "dora" or "lora": what trains, for summaries and plots.
+  std::string training_method() const;
 };
 
 struct TrainSection {
@@ -89,7 +92,12 @@ struct RunConfig {
   static RunConfig load(const std::string& path, const std::vector<std::string>& overrides = {});
   static RunConfig parse(const std::string& yaml_text, const std::string& source,
                          const std::vector<std::string>& overrides = {});
-  // The effective configuration as YAML (all keys, defaults filled in), for run directories.
+  // The adapter a run attaches to a model without one: adapter.* with task_type CAUSAL_LM and
+  // base_model_name_or_path model.path. Throws naming adapter.target_modules when it is not set
+  // (recipes have no per-model default), and for adapter.method full.
+  peft::LoraConfig adapter_config() const;
+  // The effective configuration as YAML (all keys, defaults filled in; with adapter.method full,
+  // no adapter fields), for run directories.
   std::string to_yaml() const;
   // Markdown documenting every key (docs/config.md is this text).
   static std::string documentation();
