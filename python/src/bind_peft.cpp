@@ -24,10 +24,6 @@ std::shared_ptr<torch::nn::Module> as_module(const std::shared_ptr<CausalLMImpl>
   return std::static_pointer_cast<torch::nn::Module>(model);
 }
 
-peft::InjectOptions inject_options(const CausalLMImpl& model) {
-  return peft::InjectOptions().output_head(model.output_head_name());
-}
-
 LoraConfig config_from_json(const std::string& text) {
   LoraConfig c = LoraConfig::from_json(text, "LoraConfig");
   c.validate();
@@ -81,7 +77,7 @@ void bind_peft(py::module_& m) {
                        const std::string& adapter_name) {
              const LoraConfig config = config_from_json(config_json);
              py::gil_scoped_release release;
-             return std::make_shared<PeftModel>(as_module(model), config, adapter_name, inject_options(*model));
+             return std::make_shared<PeftModel>(as_module(model), config, adapter_name);
            }),
            py::arg("model"), py::arg("config_json"), py::arg("adapter_name") = "default")
       .def_static(
@@ -90,7 +86,7 @@ void bind_peft(py::module_& m) {
              bool is_trainable) {
             py::gil_scoped_release release;
             return std::make_shared<PeftModel>(
-                PeftModel::from_pretrained(as_module(model), dir, adapter_name, is_trainable, inject_options(*model)));
+                PeftModel::from_pretrained(as_module(model), dir, adapter_name, is_trainable));
           },
           py::arg("model"), py::arg("dir"), py::arg("adapter_name") = "default", py::arg("is_trainable") = false)
       .def(

@@ -262,6 +262,7 @@ std::string LoraConfig::to_json() const {
   j["use_rslora"] = use_rslora_;
   // exclude_modules arrived after PEFT 0.12, which rejects unknown fields: written only when set.
   if (!exclude_modules_.empty()) j["exclude_modules"] = selector_json(exclude_modules_);
+  if (ensure_weight_tying_) j["ensure_weight_tying"] = true;  // PEFT >= 0.18; likewise only when set
   for (const auto& [k, v] : passthrough_defaults()) j[k] = json::parse(v);
   for (const auto& [k, v] : passthrough_) j[k] = json::parse(v);
   return j.dump(2);
@@ -291,6 +292,7 @@ LoraConfig LoraConfig::from_json(const std::string& text, const std::string& sou
     if (f.has("use_rslora")) c.use_rslora_ = f.get_bool("use_rslora");
     if (f.has("use_dora")) c.use_dora_ = f.get_bool("use_dora");
     if (f.has("fan_in_fan_out")) c.fan_in_fan_out_ = f.get_bool("fan_in_fan_out");
+    if (f.has_value("ensure_weight_tying")) c.ensure_weight_tying_ = f.get_bool("ensure_weight_tying");
     if (f.has("inference_mode")) c.inference_mode_ = f.get_bool("inference_mode");
     if (f.has("init_lora_weights")) {
       const auto& v = f.raw("init_lora_weights");

@@ -90,6 +90,10 @@ class LoraConfig {
   TORCH_ARG(AlphaPattern, alpha_pattern) = {};
   // Modules (name or dotted suffix) trained in full and saved with the adapter, e.g. "lm_head".
   TORCH_ARG(std::optional<std::vector<std::string>>, modules_to_save) = std::nullopt;
+  // PEFT >= 0.18: modules_to_save on one end of a tied pair (input embeddings / output head)
+  // trains one copy that both ends use, so they stay tied. Written to adapter_config.json only
+  // when true (PEFT 0.12 rejects unknown fields).
+  TORCH_ARG(bool, ensure_weight_tying) = false;
   TORCH_ARG(std::optional<std::string>, task_type) = std::nullopt;
   TORCH_ARG(std::optional<std::string>, base_model_name_or_path) = std::nullopt;
   TORCH_ARG(std::optional<std::string>, revision) = std::nullopt;
