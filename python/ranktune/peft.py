@@ -49,7 +49,10 @@ class LoraConfig:
         it for GPT-2, as PEFT does).
       bias ("none"): which biases train: "none", "all" or "lora_only".
       use_rslora (False): rank-stabilised scaling lora_alpha / sqrt(r).
-      modules_to_save (None): modules trained in full and saved with the adapter (e.g. ["lm_head"]).
+      modules_to_save (None): modules trained in full and saved with the adapter (e.g. ["lm_head"]):
+        the adapter trains a copy; the module itself, and a module tied to it, stay as they were.
+      ensure_weight_tying (False): (PEFT >= 0.18) modules_to_save on one end of tied embeddings
+        trains one copy that both ends use, so they stay tied.
       init_lora_weights (True): True (A kaiming-uniform, B zeros), False, "gaussian", "pissa",
         "pissa_niter_K", "olora".
       layers_to_transform (None): only layers with these indices (an int or a list).
@@ -57,9 +60,10 @@ class LoraConfig:
       rank_pattern ({}): per-module rank {key: r}; key matches names by (.*\\.)?(key)$.
       alpha_pattern ({}): per-module lora_alpha, as rank_pattern.
       use_dora (False): DoRA: a learned magnitude per output row on top of the LoRA direction.
-      task_type (None): e.g. "CAUSAL_LM".
+      task_type (None): e.g. "CAUSAL_LM" (get_peft_model records "CAUSAL_LM" when unset).
       inference_mode (False): nothing trains (True in saved configs, as PEFT writes them).
-      base_model_name_or_path (None), revision (None): provenance, written to adapter_config.json.
+      base_model_name_or_path (None), revision (None): provenance, written to adapter_config.json
+        (get_peft_model records the model's path when unset, as PEFT does).
 
     Unknown keyword arguments are a TypeError; invalid values raise :class:`ranktune.Error` (a
     ValueError) naming the field, the value and what is allowed.
@@ -75,6 +79,7 @@ class LoraConfig:
     bias: str = field(default="none", metadata=_help("Which biases train: none, all, lora_only."))
     use_rslora: bool = field(default=False, metadata=_help("Scaling lora_alpha / sqrt(r)."))
     modules_to_save: Optional[List[str]] = field(default=None, metadata=_help("Modules trained in full."))
+    ensure_weight_tying: bool = field(default=False, metadata=_help("One copy for both ends of tied embeddings."))
     init_lora_weights: Union[bool, str] = field(
         default=True, metadata=_help("True, False, 'gaussian', 'pissa', 'pissa_niter_K', 'olora'."))
     layers_to_transform: Optional[Union[List[int], int]] = field(default=None, metadata=_help("Layer indices."))
@@ -112,6 +117,8 @@ class LoraConfig:
         d["peft_type"] = self.peft_type
         if d["exclude_modules"] is None:
             del d["exclude_modules"]  # written only when set (PEFT 0.12 rejects unknown fields)
+        if not d["ensure_weight_tying"]:
+            del d["ensure_weight_tying"]  # likewise (PEFT >= 0.18)
         return d
 
     def to_json_string(self) -> str:
