@@ -116,7 +116,7 @@ const std::vector<Key>& keys() {
          c.adapter.lora.bias(b == "all" ? peft::LoraBias::all : b == "lora_only" ? peft::LoraBias::lora_only : peft::LoraBias::none);
        },
        [](const RunConfig& c) { return YAML::Node(peft::to_string(c.adapter.lora.bias())); }},
-      {"adapter.modules_to_save", Kind::strings, "null", "Modules trained in full and saved with the adapter (e.g. [lm_head]).", {},
+      {"adapter.modules_to_save", Kind::strings, "null", "Modules trained in full and saved with the adapter (e.g. [lm_head]): each adapter trains a copy; the module, and a module tied to it, stay as they were.", {},
        [](RunConfig& c, const YAML::Node& n) {
          if (n.IsNull()) c.adapter.lora.modules_to_save(std::nullopt);
          else c.adapter.lora.modules_to_save(n.as<std::vector<std::string>>());
@@ -124,6 +124,7 @@ const std::vector<Key>& keys() {
        [](const RunConfig& c) {
          return c.adapter.lora.modules_to_save() ? YAML::Node(*c.adapter.lora.modules_to_save()) : YAML::Node(YAML::NodeType::Null);
        }},
+      {"adapter.ensure_weight_tying", Kind::boolean, "false", "With tied embeddings, modules_to_save on either end trains one copy that both ends use (PEFT >= 0.18).", {}, RT_LORA(ensure_weight_tying, bool)},
       {"adapter.rank_pattern", Kind::pattern_ints, "{}", "Per-module rank: {module key: r}; a key matches names ending in it (regex `(.*\\.)?(key)$`).", {},
        [](RunConfig& c, const YAML::Node& n) {
          peft::RankPattern p;
