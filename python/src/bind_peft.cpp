@@ -129,6 +129,7 @@ void bind_peft(py::module_& m) {
       .def(
           "merge_and_unload", [](PeftModel& self, bool safe) { self.merge_and_unload(safe); }, py::arg("safe") = false,
           py::call_guard<py::gil_scoped_release>())
+      .def("unload", [](PeftModel& self) { self.unload(); }, py::call_guard<py::gil_scoped_release>())
       .def(
           "add_weighted_adapter",
           [](PeftModel& self, const std::vector<std::string>& adapters, const std::vector<double>& weights,

@@ -261,10 +261,14 @@ void unmerge_adapters(torch::nn::Module& root) {
   for (auto& [name, linear] : find_linears(root)) linear->unmerge();
 }
 
-void merge_and_unload(torch::nn::Module& root, bool safe) {
-  merge_adapters(root, safe);
+void unload(torch::nn::Module& root) {
   unload_saved_modules(root, saved_modules_adapter(root));
   for (auto& [name, linear] : find_linears(root)) linear->unload();
+}
+
+void merge_and_unload(torch::nn::Module& root, bool safe) {
+  merge_adapters(root, safe);
+  unload(root);
 }
 
 void copy_adapter_weights(torch::nn::Module& root, const std::string& from, const std::string& to) {

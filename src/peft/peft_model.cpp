@@ -1,10 +1,12 @@
 #include "ranktune/peft/peft_model.h"
 
 #include "ranktune/core/error.h"
+#include "ranktune/peft/modules_to_save.h"
 
 #include <algorithm>
 #include <filesystem>
 #include <numeric>
+#include <set>
 
 namespace ranktune::peft {
 namespace {
@@ -160,6 +162,12 @@ std::shared_ptr<torch::nn::Module> PeftModel::merge_and_unload(bool safe) {
   return model_;
 }
 
+std::shared_ptr<torch::nn::Module> PeftModel::unload() {
+  ::ranktune::peft::unload(*model_);
+  configs_.clear();
+  return model_;
+}
+
 void PeftModel::add_weighted_adapter(const std::vector<std::string>& adapters, const std::vector<double>& weights,
                                      const std::string& new_name, const WeightedAdapterOptions& options) {
   RANKTUNE_CHECK(!adapters.empty(), "add_weighted_adapter needs at least one adapter");
@@ -168,6 +176,13 @@ void PeftModel::add_weighted_adapter(const std::vector<std::string>& adapters, c
   RANKTUNE_CHECK(configs_.count(new_name) == 0, "adapter '", new_name, "' already exists");
   std::vector<const LoraConfig*> sources;
   for (const auto& name : adapters) sources.push_back(&config(name));
+  std::set<std::string> copied;  // modules_to_save copies of the sources cannot be combined
+  for (const auto& name : adapters) {
+    for (const auto& [module, t] : saved_module_tensors(*model_, name)) {
+      RANKTUNE_CHECK(copied.insert(module).second, "add_weighted_adapter: more than one of the adapters has a "
+                     "modules_to_save copy of ", module, "; copies cannot be combined (as in PEFT)");
+    }
+  }
   // PEFT: a single adapter is always combined linearly.
   WeightedAdapterOptions resolved = options;
   if (adapters.size() == 1) resolved.combination_type(CombinationType::linear);
@@ -218,6 +233,7 @@ void PeftModel::add_weighted_adapter(const std::vector<std::string>& adapters, c
       }
       done.push_back({name, linear});
     }
+    add_saved_modules(*model_, new_config, new_name);
   } catch (...) {
     for (auto& item : done) item.second->delete_adapter(new_name);
     throw;

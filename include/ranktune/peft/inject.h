@@ -73,8 +73,10 @@ void delete_adapter(torch::nn::Module& root, const std::string& name);
 // exactly what this call merged is unmerged again, on every layer.
 void merge_adapters(torch::nn::Module& root, bool safe = false, const std::vector<std::string>& names = {});
 void unmerge_adapters(torch::nn::Module& root);
-// Merges the active adapters, makes the active adapter's copies the saved modules' own parameters,
-// then removes every adapter: a plain model remains.
+// Removes every adapter without merging (what is merged already stays folded in); as PEFT's
+// unload, the active adapter's modules_to_save copies become the modules' own parameters.
+void unload(torch::nn::Module& root);
+// Merges the active adapters, then unload(): a plain model remains.
 void merge_and_unload(torch::nn::Module& root, bool safe = false);
 // Copies adapter `from`'s weights (A, B, magnitude and copies) into adapter `to`, which has the
 // same shapes on the same layers (e.g. restoring a checkpoint into the adapter being trained).

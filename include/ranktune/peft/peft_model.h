@@ -63,10 +63,14 @@ class PeftModel {
   // Merges the active adapters into the base weights, removes all adapters and returns the model.
   // This PeftModel holds no adapters afterwards.
   std::shared_ptr<torch::nn::Module> merge_and_unload(bool safe = false);
+  // Removes all adapters without merging (the active adapter's modules_to_save copies stay, as
+  // the modules' parameters, as in PEFT) and returns the model.
+  std::shared_ptr<torch::nn::Module> unload();
 
   // Adds `new_name` combined from `adapters` (see weighted_adapter.h). Its config is the first
-  // source's with r = lora_alpha = the new rank and target_modules the union of the sources'.
-  // Not activated.
+  // source's with r = lora_alpha = the new rank and target_modules the union of the sources';
+  // its modules_to_save copies start from the modules' own parameters (as PEFT; two sources with
+  // copies of the same module are refused). Not activated.
   void add_weighted_adapter(const std::vector<std::string>& adapters, const std::vector<double>& weights,
                             const std::string& new_name, const WeightedAdapterOptions& options = {});
 

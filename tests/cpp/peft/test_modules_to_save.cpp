@@ -159,6 +159,31 @@ TEST(ModulesToSaveTest, MergeAndUnloadKeepsTheTrainedCopyAsTheModule) {
   }
 }
 
+TEST(ModulesToSaveTest, UnloadKeepsTheActiveCopyAsTheModuleAsPeftDoes) {
+  auto model = tiny_causal_lm("qwen2", /*tied=*/false);
+  peft::PeftModel peft_model(model, saving({"lm_head"}));
+  train_step(*model);
+  const Tensor copy = parameter(*model, "lm_head.modules_to_save.default.weight").clone();
+  peft_model.unload();
+  EXPECT_TRUE(parameter(*model, "lm_head.weight").equal(copy));
+  for (auto& [name, linear] : peft::find_linears(*model)) EXPECT_TRUE(linear->adapter_names().empty()) << name;
+  EXPECT_TRUE(peft_model.adapter_names().empty());
+}
+
+TEST(ModulesToSaveTest, AWeightedAdapterGetsFreshCopiesAndTwoCopiedSourcesAreRefused) {
+  auto model = tiny_causal_lm("qwen2", /*tied=*/false);
+  const Tensor head = model->lm_head_layer().weight.clone();
+  peft::PeftModel peft_model(model, saving({"lm_head"}), "a");
+  peft_model.add_adapter("b", peft::LoraConfig().r(2).target_modules({"q_proj", "v_proj"}));
+  train_step(*model);
+  peft_model.add_weighted_adapter({"a", "b"}, {0.5, 0.5}, "ab", peft::WeightedAdapterOptions().combination_type(
+                                                                  peft::CombinationType::cat));
+  EXPECT_TRUE(parameter(*model, "lm_head.modules_to_save.ab.weight").equal(head));  // from the original, as PEFT
+  peft_model.add_adapter("c", saving({"lm_head"}));
+  EXPECT_THAT(error_of([&] { peft_model.add_weighted_adapter({"a", "c"}, {1.0, 1.0}, "ac"); }),
+              HasSubstr("more than one of the adapters has a modules_to_save copy of lm_head"));
+}
+
 TEST(ModulesToSaveTest, NormsAndWholeBlocksCanBeSaved) {
   auto model = tiny_causal_lm("qwen2", /*tied=*/false);
   const auto report = peft::inject(*model, saving({"model.norm", "layers.1.mlp"}));
