@@ -55,15 +55,6 @@ bool inside_any(const std::string& name, const std::vector<std::string>& modules
                      [&](const std::string& m) { return name == m || starts_with(name, m + "."); });
 }
 
-// Modules that hold modules_to_save copies of some adapter.
-std::vector<std::string> modules_with_copies(const torch::nn::Module& root) {
-  std::vector<std::string> out;
-  for (const auto& item : root.named_modules("", /*include_self=*/false)) {
-    if (ends_with(item.key(), ".modules_to_save")) out.push_back(item.key().substr(0, item.key().size() - 16));
-  }
-  return out;
-}
-
 // The adapter whose modules_to_save copies the model computes with: the active one that has
 // copies, while adapters are enabled.
 std::optional<std::string> first_with_copies(const torch::nn::Module& root, const std::vector<std::string>& active) {

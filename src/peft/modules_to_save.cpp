@@ -186,6 +186,7 @@ DetailedPlan make_plan(const torch::nn::Module& root, const LoraConfig& config) 
   }
 
   std::set<const c10::TensorImpl*> done;
+  std::vector<std::string> partner_modules;
   for (const std::string& module : d.plan.modules) {
     for (const ModelMember& m : d.members) {
       if (!within(m.module, module)) continue;
@@ -208,10 +209,24 @@ DetailedPlan make_plan(const torch::nn::Module& root, const LoraConfig& config) 
       }
       SavedTensorLayout layout;
       for (const ModelMember* x : g.members) layout.names.push_back(x->name());
+      for (const ModelMember* x : g.members) {  // a tied partner computes with the copy too
+        if (within(x->module, module) ||
+            std::find(partner_modules.begin(), partner_modules.end(), x->module) != partner_modules.end()) {
+          continue;
+        }
+        if (auto* l = dynamic_cast<LinearImpl*>(x->leaf); l != nullptr && !l->adapter_names().empty()) {
+          throw Error(c10::str("modules_to_save: ", x->module, " would share the copy of ", module, " (ensure_weight_tying) "
+                               "but carries LoRA adapters (", join(l->adapter_names()), "); a layer is either adapted or saved"));
+        }
+        partner_modules.push_back(x->module);
+      }
       layout.shape = m.original.sizes().vec();
       d.plan.tensors.push_back(layout);
       d.groups.push_back(std::move(g));
     }
+  }
+  for (const std::string& p : partner_modules) {
+    if (std::find(d.plan.modules.begin(), d.plan.modules.end(), p) == d.plan.modules.end()) d.plan.modules.push_back(p);
   }
   return d;
 }
@@ -389,6 +404,12 @@ void unload_saved_modules(torch::nn::Module& root, const std::optional<std::stri
 }
 
 bool has_saved_modules(const torch::nn::Module& root) { return !find_holders(root).empty(); }
+
+std::vector<std::string> modules_with_copies(const torch::nn::Module& root) {
+  std::vector<std::string> names;
+  for (const Holder& h : find_holders(root)) names.push_back(h.module);
+  return names;
+}
 
 std::vector<std::string> adapters_with_saved_modules(const torch::nn::Module& root) {
   std::set<std::string> names;

@@ -36,10 +36,11 @@ struct SavedTensorLayout {
   std::vector<int64_t> shape;
 };
 
-// The modules `config.modules_to_save` selects in `root` (exact name or dotted suffix), in model
-// order, and the tensors their copies will have — without changing anything. Throws naming the
-// module when one cannot be copied (a module type it cannot substitute, or one that carries LoRA
-// adapters). `adapted` lists modules the same config adapts with LoRA (they are not saved).
+// The modules `config.modules_to_save` selects in `root` (every module whose name ends with an
+// entry, as PEFT's endswith; the module's submodules go with it), in model order, then the tied
+// partners that compute with a shared copy (ensure_weight_tying); and the tensors the copies will
+// have — without changing anything. Throws naming the module when one cannot be copied (a module
+// type it cannot substitute, or a layer that carries LoRA adapters).
 struct SavedModulesPlan {
   std::vector<std::string> modules;
   std::vector<SavedTensorLayout> tensors;
@@ -66,6 +67,8 @@ void delete_saved_modules(torch::nn::Module& root, const std::string& adapter);
 void unload_saved_modules(torch::nn::Module& root, const std::optional<std::string>& adapter);
 
 bool has_saved_modules(const torch::nn::Module& root);
+// Qualified names of the modules that hold copies (of any adapter).
+std::vector<std::string> modules_with_copies(const torch::nn::Module& root);
 // Names of the adapters that have copies.
 std::vector<std::string> adapters_with_saved_modules(const torch::nn::Module& root);
 // True for `<module>.modules_to_save...` names (the copies' own modules).

@@ -49,6 +49,8 @@ void write_peft_adapter(const std::filesystem::path& dir, const std::string& con
   io::save_safetensors((dir / "adapter_model.safetensors").string(), tensors);
 }
 
+torch::Tensor parameter(torch::nn::Module& m, const std::string& name) { return m.named_parameters()[name]; }
+
 torch::Tensor tiny_input_ids() {
   return at::tensor({3, 17, 5, 39, 0, 22, 8, 8, 1, 30, 12, 4}, at::TensorOptions().dtype(torch::kLong)).view({2, 6});
 }

@@ -26,6 +26,9 @@ std::string peft_config_json(const std::string& fields);
 // Writes `dir`/adapter_config.json and `dir`/adapter_model.safetensors.
 void write_peft_adapter(const std::filesystem::path& dir, const std::string& config_fields, const io::NamedTensors& tensors);
 
+// The parameter `name` of `m` (throws if absent).
+torch::Tensor parameter(torch::nn::Module& m, const std::string& name);
+
 // Token ids [2, 6] in [0, 40).
 torch::Tensor tiny_input_ids();
 

@@ -21,11 +21,10 @@ using ::testing::HasSubstr;
 using testing::CapturedWarnings;
 using testing::error_of;
 using testing::max_abs_diff;
+using testing::parameter;
 using testing::tiny_causal_lm;
 using testing::tiny_input_ids;
 using torch::Tensor;
-
-Tensor parameter(torch::nn::Module& m, const std::string& name) { return m.named_parameters()[name]; }
 
 torch::nn::EmbeddingImpl& embeddings(model::CausalLMImpl& m) {
   return *m.named_modules()["model.embed_tokens"]->as<torch::nn::EmbeddingImpl>();
@@ -121,6 +120,15 @@ TEST(ModulesToSaveTest, EnsureWeightTyingTrainsOneCopyThatBothEndsUse) {
     EXPECT_TRUE(model->lm_head_layer().weight.is_same(embeddings(*model).weight)) << named;
     EXPECT_FALSE(model->lm_head_layer().weight.equal(parameter(*model, "model.embed_tokens.weight"))) << named;
   }
+}
+
+TEST(ModulesToSaveTest, EnsureWeightTyingRefusesATiedPartnerThatCarriesLora) {
+  auto model = tiny_causal_lm("qwen2", /*tied=*/true);
+  CapturedWarnings warnings;
+  peft::inject(*model, peft::LoraConfig().r(2).target_modules({"lm_head"}), "a");
+  EXPECT_THAT(error_of([&] { peft::inject(*model, saving({"embed_tokens"}).ensure_weight_tying(true), "b"); }),
+              HasSubstr("lm_head would share the copy of model.embed_tokens (ensure_weight_tying) but carries LoRA"));
+  EXPECT_FALSE(peft::has_saved_modules(*model));
 }
 
 TEST(ModulesToSaveTest, EnsureWeightTyingWithNothingTiedSaysSo) {

@@ -26,6 +26,7 @@ using testing::CapturedWarnings;
 using testing::error_of;
 using testing::fresh_dir;
 using testing::max_abs_diff;
+using testing::parameter;
 using testing::tiny_causal_lm;
 using testing::tiny_input_ids;
 using testing::write_peft_adapter;
@@ -43,8 +44,6 @@ std::map<std::string, Tensor> read_all(const std::filesystem::path& dir) {
 nlohmann::json read_config(const std::filesystem::path& dir) {
   return nlohmann::json::parse(io::read_file((dir / "adapter_config.json").string()));
 }
-
-Tensor parameter(torch::nn::Module& m, const std::string& name) { return m.named_parameters()[name]; }
 
 // LoRA factors for q_proj and v_proj of both layers of the tiny Qwen2, as PEFT names them.
 io::NamedTensors qv_lora(int64_t r = 2) {
