@@ -118,7 +118,7 @@ struct TrainSetup {
       for (auto& p : model->parameters()) p.set_requires_grad(true);
     } else {
       peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).use_dora(method == "dora").target_modules(kTargets),
-                   "default", peft::InjectOptions().output_head(model->output_head_name()));
+                   "default");
     }
     std::vector<at::Tensor> params;
     for (const auto& p : model->parameters()) {
@@ -254,8 +254,7 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
                               int64_t r, double alpha, int profile_top) {
   torch::manual_seed(0);
   auto model = model::create_causal_lm(config_for(shape));
-  peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(kTargets), "default",
-               peft::InjectOptions().output_head(model->output_head_name()));
+  peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(kTargets), "default");
   if (merged) peft::merge_adapters(*model);
   at::Generator gen = at::detail::createCPUGenerator(2);
   const at::Tensor ids = at::randint(0, shape.vocab, {prompt_length}, gen, at::TensorOptions().dtype(at::kLong));

@@ -44,8 +44,7 @@ int main(int argc, char** argv) {
 
   // 2. LoRA on every linear layer but the output head; everything else frozen.
   torch::manual_seed(42);
-  peft::PeftModel peft_model(model, peft::LoraConfig().r(32).lora_alpha(64).target_modules("all-linear"), "default",
-                             peft::InjectOptions().output_head(model->output_head_name()));
+  peft::PeftModel peft_model(model, peft::LoraConfig().r(32).lora_alpha(64).target_modules("all-linear"), "default");
   std::printf("%s\n", peft_model.trainable_parameters().summary().c_str());
 
   // 3. Data: question -> prompt, worked solution -> target; loss only on the target.

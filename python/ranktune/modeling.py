@@ -137,6 +137,8 @@ class CausalLM:
     def __init__(self, core: "_core.CausalLM", name_or_path: str = "", raw_config: Optional[Dict[str, Any]] = None):
         self._core = core
         self.name_or_path = name_or_path
+        if name_or_path:
+            core.name_or_path = name_or_path  # adapter configs record it (base_model_name_or_path)
         values = dict(core.config)
         values.update(raw_config or {})
         values.setdefault("_name_or_path", name_or_path)

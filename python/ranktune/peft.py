@@ -188,7 +188,8 @@ class PeftModel:
     def from_pretrained(cls, model: CausalLM, model_id: Union[str, os.PathLike], adapter_name: str = "default",
                         is_trainable: bool = False, **kwargs) -> "PeftModel":
         """Attaches an adapter saved by PEFT or ranktune (`model_id`: its directory). Every key and
-        shape is checked first; problems are listed in one error and the model is left unchanged.
+        shape is checked first; an adapter that does not fit raises one short error (the first few
+        keys, their counts, whether the base model looks wrong) and the model is left unchanged.
         The adapter is frozen (and the model put in eval mode) unless `is_trainable`."""
         if kwargs:
             raise TypeError(f"from_pretrained() got unexpected keyword arguments: {sorted(kwargs)}")
@@ -318,9 +319,9 @@ class PeftModel:
         return self.base_model
 
     def unload(self) -> CausalLM:
-        """Removes every adapter without merging and returns the base model."""
-        for name in list(self._core.adapter_names):
-            self._core.delete_adapter(name)
+        """Removes every adapter without merging and returns the base model (as PEFT, the active
+        adapter's modules_to_save copies become the modules' parameters)."""
+        self._core.unload()
         return self.base_model
 
     def add_weighted_adapter(self, adapters: Sequence[str], weights: Sequence[float], adapter_name: str,

@@ -252,16 +252,14 @@ def _adaptable_layers(module: nn.Module) -> List[Tuple[str, nn.Module]]:
     return out
 
 
-def _module_tree(module: nn.Module, adapter_name: Optional[str] = None,
-                 pending_copies: Optional[Dict[str, nn.Module]] = None):
+def _module_tree(module: nn.Module, plain: Sequence[str] = ()):
     """``_core.ModuleTree`` standing for `module`, with the same qualified names: each adaptable
     layer as a ranktune Linear (a LoraLinear's own; a new one around a plain layer's tensors) and
-    every other parameter shared. A modules_to_save wrapper stands as its copy for `adapter_name`
-    (as PEFT's files name it), or is left out; `pending_copies` are copies not installed yet.
-    Returns (tree, {name: (new Linear, plain layer)})."""
+    every other parameter shared. A modules_to_save wrapper stands as its original module (the C++
+    side makes its own copies to carry values to and from files: :func:`_saved_copies`). Modules
+    named in `plain` stand as their parameters only (never adapted). Returns (tree, {name: (new Linear, plain layer)})."""
     entries: List[Tuple[str, object]] = []
     fresh: Dict[str, Tuple[object, nn.Module]] = {}
-    pending_copies = pending_copies or {}
 
     def walk(prefix: str, m: nn.Module) -> None:
         for pname, p in m._parameters.items():
@@ -269,11 +267,10 @@ def _module_tree(module: nn.Module, adapter_name: Optional[str] = None,
                 entries.append((_join(prefix, pname), p))
         for child_name, child in m.named_children():
             name = _join(prefix, child_name)
-            if name in pending_copies:
-                walk(name, pending_copies[name])
+            if name in plain:
+                walk(name, child)
             elif isinstance(child, ModulesToSaveWrapper):
-                if adapter_name in child.modules_to_save:
-                    walk(name, child.modules_to_save[adapter_name])
+                walk(name, child.original_module)
             elif isinstance(child, LoraLinear):
                 entries.append((name, child._layer))
             elif _is_adaptable(child):
@@ -285,6 +282,11 @@ def _module_tree(module: nn.Module, adapter_name: Optional[str] = None,
 
     walk("", module)
     return _core.ModuleTree(entries), fresh
+
+
+def _saved_copies(copies: Dict[str, nn.Module]) -> Dict[str, torch.Tensor]:
+    """{qualified parameter name: tensor} of modules_to_save copies ({module name: copy})."""
+    return {_join(name, pname): p for name, c in copies.items() for pname, p in c.named_parameters()}
 
 
 def _adopt_adapted_layers(module: nn.Module, adapted: Sequence[str], fresh: Dict[str, Tuple[object, nn.Module]]) -> None:
@@ -428,8 +430,8 @@ def inject(module: nn.Module, config: LoraConfig, adapter_name: str = "default",
     head = output_head if output_head is not None else _default_output_head(module)
     config = _with_layer_layout(module, config, head)
     to_save = _modules_to_save(module, config, head)
-    copies = _new_copies(to_save)  # in the tree as plain parameters: never adapted (as PEFT)
-    tree, fresh = _module_tree(module, adapter_name, copies)
+    copies = _new_copies(to_save)
+    tree, fresh = _module_tree(module, plain=[name for name, _ in to_save])  # never adapted (as PEFT)
     report = tree.inject(_layers_json(config), adapter_name, head)  # the C++ inject sets what trains
     _adopt_adapted_layers(module, report["adapted_modules"], fresh)
     if config.modules_to_save and not to_save:
@@ -451,9 +453,9 @@ def set_adapter(module: nn.Module, adapter_names: Union[str, Sequence[str]]) -> 
     for m in module.modules():
         if isinstance(m, ModulesToSaveWrapper):
             m.set_adapter(names[0])
-    tree, _ = _module_tree(module, names[0])
+    tree, _ = _module_tree(module)
     tree.set_active_adapters(names)
-    tree.mark_trainable(_layers_json(configs[names[0]]), names, _default_output_head(module))
+    tree.mark_trainable(_layers_json(configs[names[0]]), names)
     _mark_wrappers_trainable(module, configs[names[0]], names)
 
 
@@ -480,8 +482,11 @@ def save_adapter(module: nn.Module, save_directory: Union[str, os.PathLike], ada
     configs = _configs(module)
     if adapter_name not in configs:
         raise ValueError(f"no adapter '{adapter_name}'; adapters: {sorted(configs)}")
-    tree, _ = _module_tree(module, adapter_name)
-    tree.save_adapter(configs[adapter_name].to_json_string(), adapter_name, os.fspath(save_directory))
+    tree, _ = _module_tree(module)
+    copies = {name: m.modules_to_save[adapter_name] for name, m in module.named_modules()
+              if isinstance(m, ModulesToSaveWrapper) and adapter_name in m.modules_to_save}
+    tree.save_adapter(configs[adapter_name].to_json_string(), adapter_name, os.fspath(save_directory),
+                      _saved_copies(copies))
 
 
 def load_adapter(module: nn.Module, model_id: Union[str, os.PathLike], adapter_name: str = "default",
@@ -498,8 +503,12 @@ def load_adapter(module: nn.Module, model_id: Union[str, os.PathLike], adapter_n
     config = _with_layer_layout(module, LoraConfig.from_pretrained(model_id), head)
     to_save = _modules_to_save(module, config, head)
     copies = _new_copies(to_save)
-    tree, fresh = _module_tree(module, adapter_name, copies)
+    tree, fresh = _module_tree(module)
     report = tree.load_adapter(model_id, adapter_name, is_trainable, head)  # sets what trains, too
+    loaded = dict(tree.saved_module_tensors(adapter_name))
+    with torch.no_grad():
+        for name, p in _saved_copies(copies).items():
+            p.copy_(loaded[name])
     _adopt_adapted_layers(module, report["adapted_modules"], fresh)
     _install_copies(module, to_save, copies, adapter_name)
     config = dataclasses.replace(config, inference_mode=not is_trainable)

@@ -13,9 +13,11 @@
 #include "ranktune/peft/inject.h"
 #include "ranktune/peft/linear.h"
 #include "ranktune/peft/lora_config.h"
+#include "ranktune/peft/modules_to_save.h"
 
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <deque>
 #include <sstream>
 
 namespace ranktune::python {
@@ -38,13 +40,32 @@ py::tuple adapter_weights(const LinearImpl& layer, const std::string& name) {
 // A torch::nn::Module tree with a torch module's qualified names: an adaptable layer is a
 // peft::Linear at its name, any other parameter a shared tensor at its name, and the modules in
 // between plain containers. The C++ functions that take a model take this root.
+// A module of the tree that is not an adaptable layer: its parameters are shared tensors, and it
+// lets the C++ modules_to_save code make copies of them (SubstitutableParameters) — the copies of
+// a transient tree carry values between a file and the torch module's own copies.
+class TreeNode : public torch::nn::Module, public peft::SubstitutableParameters {
+ public:
+  TreeNode() : torch::nn::Module("Module") {}
+  void add_parameter(const std::string& name, const at::Tensor& t) {
+    members_.emplace_back(name, register_parameter(name, t, t.requires_grad()));
+  }
+  std::vector<std::pair<std::string, torch::Tensor*>> parameter_members() override {
+    std::vector<std::pair<std::string, torch::Tensor*>> out;
+    for (auto& [name, t] : members_) out.emplace_back(name, &t);
+    return out;
+  }
+
+ private:
+  std::deque<std::pair<std::string, torch::Tensor>> members_;  // stable addresses
+};
+
 class ModuleTree {
  public:
   explicit ModuleTree(const std::vector<std::pair<std::string, py::object>>& entries)
-      : root_(std::make_shared<torch::nn::Module>("ModuleTree")) {
+      : root_(std::make_shared<TreeNode>()) {
     for (const auto& [name, value] : entries) {
       const auto dot = name.rfind('.');
-      torch::nn::Module& parent = container(dot == std::string::npos ? "" : name.substr(0, dot));
+      TreeNode& parent = container(dot == std::string::npos ? "" : name.substr(0, dot));
       const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
       RANKTUNE_CHECK(!leaf.empty(), "module tree: empty name in '", name, "'");
       RANKTUNE_CHECK(!parent.named_children().contains(leaf) && !parent.named_parameters(false).contains(leaf),
@@ -53,7 +74,7 @@ class ModuleTree {
         parent.register_module(leaf, value.cast<std::shared_ptr<LinearImpl>>());
       } else if (THPVariable_Check(value.ptr())) {
         const at::Tensor t = THPVariable_Unpack(value.ptr());
-        parent.register_parameter(leaf, t, t.requires_grad());
+        parent.add_parameter(leaf, t);
       } else {
         throw Error(c10::str("module tree: '", name, "' is neither a ranktune Linear nor a tensor"));
       }
@@ -63,26 +84,25 @@ class ModuleTree {
   torch::nn::Module& root() { return *root_; }
 
  private:
-  torch::nn::Module& container(const std::string& path) {
-    torch::nn::Module* node = root_.get();
+  TreeNode& container(const std::string& path) {
+    TreeNode* node = root_.get();
     size_t start = 0;
     while (start < path.size()) {
       const size_t end = std::min(path.find('.', start), path.size());
       const std::string part = path.substr(start, end - start);
       const auto children = node->named_children();
       if (const auto* found = children.find(part)) {
-        RANKTUNE_CHECK(std::dynamic_pointer_cast<LinearImpl>(*found) == nullptr, "module tree: '", path,
-                       "' is inside an adaptable layer");
-        node = found->get();
+        node = dynamic_cast<TreeNode*>(found->get());
+        RANKTUNE_CHECK(node != nullptr, "module tree: '", path, "' is inside an adaptable layer");
       } else {
-        node = node->register_module(part, std::make_shared<torch::nn::Module>("Module")).get();
+        node = node->register_module(part, std::make_shared<TreeNode>()).get();
       }
       start = end + 1;
     }
     return *node;
   }
 
-  std::shared_ptr<torch::nn::Module> root_;
+  std::shared_ptr<TreeNode> root_;
 };
 
 // `source`'s adapters (weights copied, state as in `source`) on `target`, which has none of them.
@@ -210,24 +230,42 @@ void bind_linear(py::module_& m) {
           py::arg("config_json"), py::arg("adapter_name"), py::arg("output_head"))
       .def(
           "mark_trainable",
-          [](ModuleTree& self, const std::string& config_json, const std::vector<std::string>& active,
-             const std::string& output_head) {
-            peft::mark_trainable(self.root(), lora_config_from_json(config_json), active,
-                                 peft::InjectOptions().output_head(output_head));
+          [](ModuleTree& self, const std::string& config_json, const std::vector<std::string>& active) {
+            peft::mark_trainable(self.root(), lora_config_from_json(config_json), active);
           },
-          py::arg("config_json"), py::arg("active_adapters"), py::arg("output_head"))
+          py::arg("config_json"), py::arg("active_adapters"))
       .def(
           "set_active_adapters",
           [](ModuleTree& self, const std::vector<std::string>& names) { peft::set_active_adapters(self.root(), names); },
           py::arg("adapter_names"))
       .def(
           "save_adapter",
-          [](ModuleTree& self, const std::string& config_json, const std::string& adapter_name, const std::string& dir) {
+          [](ModuleTree& self, const std::string& config_json, const std::string& adapter_name, const std::string& dir,
+             const std::map<std::string, at::Tensor>& saved_copies) {
             const peft::LoraConfig config = lora_config_from_json(config_json);
             py::gil_scoped_release release;
+            if (config.modules_to_save()) {
+              // The tree holds the originals: give it copies, then the torch module's trained values.
+              peft::add_saved_modules(self.root(), config, adapter_name);
+              at::NoGradGuard no_grad;
+              for (auto& [name, copy] : peft::saved_module_tensors(self.root(), adapter_name)) {
+                const auto found = saved_copies.find(name);
+                RANKTUNE_CHECK(found != saved_copies.end(), "modules_to_save: no trained copy of '", name,
+                               "' for adapter '", adapter_name, "'");
+                copy.copy_(found->second);
+              }
+            }
             peft::save_adapter(self.root(), config, adapter_name, dir);
           },
-          py::arg("config_json"), py::arg("adapter_name"), py::arg("dir"))
+          py::arg("config_json"), py::arg("adapter_name"), py::arg("dir"),
+          py::arg("saved_copies") = std::map<std::string, at::Tensor>{},
+          "Writes the adapter; `saved_copies` are the modules_to_save copies' tensors by qualified name.")
+      .def(
+          "saved_module_tensors",
+          [](ModuleTree& self, const std::string& adapter_name) {
+            return peft::saved_module_tensors(self.root(), adapter_name);
+          },
+          py::arg("adapter_name"), "The modules_to_save copies of `adapter_name` (after load_adapter), by name.")
       .def(
           "load_adapter",
           [](ModuleTree& self, const std::string& dir, const std::string& adapter_name, bool is_trainable,

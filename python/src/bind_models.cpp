@@ -204,6 +204,10 @@ void bind_models(py::module_& m) {
       .def_property_readonly("config", [](const CausalLMImpl& self) { return config_to_dict(self.config()); })
       .def_property_readonly("dtype", [](const CausalLMImpl& self) { return dtype_name(self.dtype()); })
       .def_property_readonly("output_head_name", &CausalLMImpl::output_head_name)
+      .def_property("name_or_path", &CausalLMImpl::name_or_path, &CausalLMImpl::set_name_or_path,
+                    "Where the model came from; adapter configs record it as base_model_name_or_path.")
+      .def_property_readonly("word_embeddings_tied", &CausalLMImpl::word_embeddings_tied,
+                             "The output head still uses the input embeddings' weight.")
       .def_property("gradient_checkpointing", &CausalLMImpl::gradient_checkpointing,
                     &CausalLMImpl::set_gradient_checkpointing)
       .def(

@@ -23,10 +23,6 @@ std::shared_ptr<torch::nn::Module> as_module(const std::shared_ptr<CausalLMImpl>
   return std::static_pointer_cast<torch::nn::Module>(model);
 }
 
-peft::InjectOptions inject_options(const CausalLMImpl& model) {
-  return peft::InjectOptions().output_head(model.output_head_name());
-}
-
 py::dict counts_to_dict(const peft::ParameterCounts& c) {
   py::dict d;
   d["trainable"] = c.trainable;
@@ -98,7 +94,7 @@ void bind_peft(py::module_& m) {
                        const std::string& adapter_name) {
              const LoraConfig config = lora_config_from_json(config_json);
              py::gil_scoped_release release;
-             return std::make_shared<PeftModel>(as_module(model), config, adapter_name, inject_options(*model));
+             return std::make_shared<PeftModel>(as_module(model), config, adapter_name);
            }),
            py::arg("model"), py::arg("config_json"), py::arg("adapter_name") = "default")
       .def_static(
@@ -107,7 +103,7 @@ void bind_peft(py::module_& m) {
              bool is_trainable) {
             py::gil_scoped_release release;
             return std::make_shared<PeftModel>(
-                PeftModel::from_pretrained(as_module(model), dir, adapter_name, is_trainable, inject_options(*model)));
+                PeftModel::from_pretrained(as_module(model), dir, adapter_name, is_trainable));
           },
           py::arg("model"), py::arg("dir"), py::arg("adapter_name") = "default", py::arg("is_trainable") = false)
       .def(
@@ -150,6 +146,7 @@ void bind_peft(py::module_& m) {
       .def(
           "merge_and_unload", [](PeftModel& self, bool safe) { self.merge_and_unload(safe); }, py::arg("safe") = false,
           py::call_guard<py::gil_scoped_release>())
+      .def("unload", [](PeftModel& self) { self.unload(); }, py::call_guard<py::gil_scoped_release>())
       .def(
           "add_weighted_adapter",
           [](PeftModel& self, const std::vector<std::string>& adapters, const std::vector<double>& weights,

@@ -10,8 +10,7 @@ LoadedModel load_model(const std::string& model_dir, const std::string& adapter_
   loaded.model = model::load_causal_lm(model_dir);
   if (!adapter_dir.empty()) {
     loaded.adapters = std::make_shared<peft::PeftModel>(peft::PeftModel::from_pretrained(
-        loaded.model, adapter_dir, "default", /*is_trainable=*/false,
-        peft::InjectOptions().output_head(loaded.model->output_head_name())));
+        loaded.model, adapter_dir, "default", /*is_trainable=*/false));
   }
   return loaded;
 }

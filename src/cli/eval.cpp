@@ -41,7 +41,7 @@ void add_eval_command(CLI::App& app) {
     }
     auto model = train::load_run_model(config.model);
     if (!adapter.empty()) {
-      peft::PeftModel::from_pretrained(model, adapter, "default", false, peft::InjectOptions().output_head(model->output_head_name()));
+      peft::PeftModel::from_pretrained(model, adapter, "default", false);
     }
     const std::string out_dir = config.eval.output_dir.empty() ? config.train.output_dir : config.eval.output_dir;
     fs::create_directories(out_dir);

@@ -4,10 +4,12 @@
 #include "cli/commands.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
+#include "ranktune/io/file.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"
 
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <filesystem>
@@ -27,6 +29,18 @@ torch::Dtype storage_dtype(const std::string& torch_dtype) {
   if (torch_dtype == "bfloat16") return torch::kBFloat16;
   if (torch_dtype == "float16") return torch::kFloat16;
   return torch::kFloat32;
+}
+
+// config.json for the merged model. A modules_to_save copy merged into one end of a tied pair
+// (without ensure_weight_tying) leaves the head with a weight of its own: the config must say so,
+// or loading would tie the ends again and lose it.
+std::string merged_config_json(const fs::path& model_dir, model::CausalLMImpl& merged) {
+  const std::string text = io::read_file((model_dir / "config.json").string());
+  if (!merged.config().tie_word_embeddings || merged.word_embeddings_tied()) return text;
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(text);
+  config["tie_word_embeddings"] = false;
+  log_info("the merged model's output head has its own weight now: config.json says tie_word_embeddings: false");
+  return config.dump(2) + "\n";
 }
 
 }  // namespace
@@ -53,9 +67,10 @@ void add_merge_command(CLI::App& app) {
     try {
       model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(),
                                 storage_dtype(loaded.model->config().torch_dtype));
+      io::write_file_atomic((staging / "config.json").string(), merged_config_json(o->model, *loaded.model));
       for (const char* name : kCopiedFiles) {
         const fs::path from = fs::path(o->model) / name;
-        if (fs::exists(from)) fs::copy_file(from, staging / name);
+        if (fs::exists(from) && !fs::exists(staging / name)) fs::copy_file(from, staging / name);
       }
       fs::rename(staging, out);
     } catch (...) {

@@ -7,8 +7,8 @@
 #include "ranktune/model/llama.h"
 #include "model/checkpointing.h"
 #include "ranktune/model/loss.h"
-#include "ranktune/peft/functional.h"
 #include "ranktune/peft/linear.h"
+#include "ranktune/peft/modules_to_save.h"
 
 #include <ATen/ATen.h>
 
@@ -28,21 +28,22 @@ torch::Tensor CausalLMImpl::run_layer(const std::function<torch::Tensor(const to
   return layer(x);
 }
 
-CausalLMOutput CausalLMImpl::output_head(const torch::Tensor& hidden, const torch::Tensor& head,
-                                         const torch::nn::Module* head_layer, const torch::Tensor& labels,
+CausalLMOutput CausalLMImpl::output_head(const torch::Tensor& hidden, peft::LinearImpl& head, const torch::Tensor& labels,
                                          bool need_logits) const {
   CausalLMOutput out;
-  const auto* linear = dynamic_cast<const peft::LinearImpl*>(head_layer);
-  // The chunked loss needs a plain projection: no bias and no active adapter on the head.
-  const bool plain_head = linear == nullptr || (!linear->bias.defined() && (linear->active_adapters().empty() ||
-                                                                           !linear->adapters_enabled() || linear->merged()));
-  if (labels.defined() && !need_logits && plain_head) {
-    out.loss = chunked_causal_lm_loss(hidden, head, labels);
+  // The chunked loss needs a plain projection: no bias and no adapter update on the head.
+  if (labels.defined() && !need_logits && !head.bias.defined() && !head.has_active_update()) {
+    out.loss = chunked_causal_lm_loss(hidden, head.weight_out_in(), labels);
     return out;
   }
-  out.logits = linear != nullptr ? const_cast<peft::LinearImpl*>(linear)->forward(hidden) : peft::functional::linear(hidden, head);
+  out.logits = head.forward(hidden);
   if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
   return out;
+}
+
+peft::Linear make_output_head(const ModelConfig& config, const torch::Tensor& input_embeddings, torch::Dtype dtype) {
+  const auto options = peft::LinearOptions(config.hidden_size, config.vocab_size).bias(false).dtype(dtype);
+  return config.tie_word_embeddings ? peft::Linear(options, input_embeddings) : peft::Linear(options);
 }
 
 KVCache CausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {
@@ -65,11 +66,13 @@ void initialize_like_transformers(torch::nn::Module& model) {
   }
 }
 
-// Base parameters of the model (adapter weights excluded).
+// Base parameters of the model (adapter weights and modules_to_save copies excluded).
 std::vector<std::pair<std::string, torch::Tensor>> base_parameters(torch::nn::Module& model) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& item : model.named_parameters()) {
-    if (item.key().find("lora_") == std::string::npos) out.emplace_back(item.key(), item.value());
+    if (item.key().find("lora_") == std::string::npos && !peft::is_inside_saved_copies(item.key())) {
+      out.emplace_back(item.key(), item.value());
+    }
   }
   return out;
 }
@@ -153,6 +156,7 @@ std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadO
   const ModelConfig config = ModelConfig::load(dir);
   std::shared_ptr<CausalLMImpl> model = instantiate(config, options.dtype());
   load_weights(*model, dir, /*strict=*/true);
+  model->set_name_or_path(dir);
   return model;
 }
 

@@ -72,8 +72,8 @@ GPT2ModelImpl::GPT2ModelImpl(const ModelConfig& c, torch::Dtype dtype) {
 
 GPT2LMHeadModelImpl::GPT2LMHeadModelImpl(const ModelConfig& c, torch::Dtype dtype)
     : CausalLMImpl(c.architecture, c, dtype) {
-  RANKTUNE_CHECK(c.tie_word_embeddings, "GPT2LMHeadModel with tie_word_embeddings=false is not supported");
   transformer = register_module("transformer", GPT2Model(c, dtype));
+  lm_head = register_module("lm_head", make_output_head(c, transformer->wte->weight, dtype));
 }
 
 CausalLMOutput GPT2LMHeadModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
@@ -96,13 +96,14 @@ CausalLMOutput GPT2LMHeadModelImpl::forward(const torch::Tensor& input_ids, cons
     h = run_layer([layer, context, i](const torch::Tensor& x) { return layer->forward(x, context, i); }, h, cache);
   }
   if (cache != nullptr) cache->advance(seq);
-  return output_head(transformer->ln_f(h), transformer->wte->weight, nullptr, labels, need_logits);
+  return output_head(transformer->ln_f(h), *lm_head, labels, need_logits);
 }
 
 bool GPT2LMHeadModelImpl::ignorable_checkpoint_key(const std::string& name) const {
   // transformers saves the causal-mask buffers of older GPT-2 checkpoints, and may save the
   // tied head.
-  return ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias") || name == "lm_head.weight";
+  return ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias") ||
+         (lm_head->weight_is_tied() && name == "lm_head.weight");
 }
 
 }  // namespace ranktune::model

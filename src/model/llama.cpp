@@ -78,7 +78,7 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c, torch::Dtype dtype) {
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, torch::Dtype dtype)
     : CausalLMImpl(c.architecture, c, dtype), rotary_(c) {
   model = register_module("model", LlamaModel(c, dtype));
-  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", projection(c.hidden_size, c.vocab_size, false, dtype));
+  lm_head = register_module("lm_head", make_output_head(c, model->embed_tokens->weight, dtype));
 }
 
 CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
@@ -102,16 +102,12 @@ CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, con
     h = run_layer([decoder, context, i](const torch::Tensor& x) { return decoder->forward(x, context, i); }, h, cache);
   }
   if (cache != nullptr) cache->advance(seq);
-  return output_head(model->norm(h), lm_head ? lm_head->weight : model->embed_tokens->weight,
-                     lm_head ? lm_head.get() : nullptr, labels,
-                     need_logits);
+  return output_head(model->norm(h), *lm_head, labels, need_logits);
 }
-
-std::string LlamaForCausalLMImpl::output_head_name() const { return lm_head ? "lm_head" : ""; }
 
 bool LlamaForCausalLMImpl::ignorable_checkpoint_key(const std::string& name) const {
   if (ends_with(name, "rotary_emb.inv_freq")) return true;
-  return !lm_head && name == "lm_head.weight";
+  return lm_head->weight_is_tied() && name == "lm_head.weight";
 }
 
 }  // namespace ranktune::model

@@ -4,11 +4,14 @@
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/safetensors.h"
+#include "ranktune/peft/modules_to_save.h"
 #include "ranktune/peft/targets.h"
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 
 namespace ranktune::peft {
@@ -18,31 +21,47 @@ namespace fs = std::filesystem;
 
 const char* const kWeightsFile = "adapter_model.safetensors";
 
-// The full parameters (name -> tensor) that the adapter file carries besides A, B and m:
-// modules_to_save entirely, and biases per config.bias.
-std::vector<std::pair<std::string, torch::Tensor>> extra_parameters(torch::nn::Module& model, const LoraConfig& config,
-                                                                    const std::vector<std::string>& adapted,
-                                                                    const InjectOptions& options) {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  std::set<std::string> seen;
-  auto add = [&](const std::string& name, const torch::Tensor& t) {
-    if (t.defined() && name.find("lora_") == std::string::npos && seen.insert(name).second) out.emplace_back(name, t);
-  };
-  if (config.modules_to_save()) {
-    const TargetMatcher matcher(config, {}, options.output_head());
-    for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-      if (!matcher.is_module_to_save(item.key())) continue;
-      for (const auto& p : item.value()->named_parameters()) add(item.key() + "." + p.key(), p.value());
-    }
-  }
+// A trained bias saved with the adapter: its parameter, PEFT's name for it ("<layer>.base_layer.bias"
+// for a layer the adapter wraps, the parameter's own name otherwise) and, for an adapted layer,
+// the name ranktune wrote before it followed PEFT ("<layer>.bias").
+struct SavedBias {
+  std::string name;
+  std::string legacy_name;  // "" when the same
+  torch::Tensor parameter;
+  bool of_adapted_layer;
+};
+
+bool is_bias(const std::string& parameter) { return parameter == "bias" || ends_with(parameter, ".bias"); }
+
+std::vector<SavedBias> saved_biases(const torch::nn::Module& model, const LoraConfig& config,
+                                    const std::vector<std::string>& adapted, const std::vector<std::string>& saved_modules) {
+  std::vector<SavedBias> out;
+  if (config.bias() == LoraBias::none) return out;
   for (const auto& p : model.named_parameters()) {
-    if (!ends_with(p.key(), ".bias") && p.key() != "bias") continue;
-    const std::string owner = p.key().size() > 5 ? p.key().substr(0, p.key().size() - 5) : "";
-    const bool adapted_owner = std::find(adapted.begin(), adapted.end(), owner) != adapted.end();
-    if (config.bias() == LoraBias::all || (config.bias() == LoraBias::lora_only && adapted_owner)) add(p.key(), p.value());
+    const std::string& name = p.key();
+    if (!is_bias(name) || name.find("lora_") != std::string::npos || is_inside_saved_copies(name)) continue;
+    const std::string owner = name == "bias" ? "" : name.substr(0, name.size() - 5);
+    const bool in_saved = std::any_of(saved_modules.begin(), saved_modules.end(), [&](const std::string& m) {
+      return owner == m || starts_with(owner, m + ".");
+    });
+    if (in_saved) continue;  // the copy carries it
+    const bool of_adapted = std::find(adapted.begin(), adapted.end(), owner) != adapted.end();
+    if (config.bias() == LoraBias::lora_only && !of_adapted) continue;
+    if (of_adapted) out.push_back({owner + ".base_layer.bias", name, p.value(), true});
+    else out.push_back({name, "", p.value(), false});
   }
   return out;
 }
+
+// "a, b, c, d, e and 7 more"
+std::string first_few(const std::vector<std::string>& items, size_t limit = 5) {
+  const size_t shown = std::min(items.size(), limit);
+  std::string out = join(std::vector<std::string>(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(shown)));
+  if (items.size() > shown) out += c10::str(" and ", items.size() - shown, " more");
+  return out;
+}
+
+std::vector<int64_t> shape_of(const io::SafetensorsFile& file, const std::string& key) { return file.info(key).shape; }
 
 }  // namespace
 
@@ -53,24 +72,38 @@ std::string peft_adapter_key(const std::string& module, const std::string& kind)
 
 std::string peft_parameter_key(const std::string& parameter) { return "base_model.model." + parameter; }
 
+LoraConfig with_model_provenance(LoraConfig config, const torch::nn::Module& model) {
+  const ModelView view = view_of(model);
+  if (!config.base_model_name_or_path() && !view.name_or_path.empty()) config.base_model_name_or_path(view.name_or_path);
+  if (!config.task_type() && !view.task_type.empty()) config.task_type(view.task_type);
+  return config;
+}
+
 void save_adapter(torch::nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
                   const std::string& dir) {
   io::NamedTensors tensors;
   std::vector<std::string> adapted;
+  bool any_in_out = false;
   for (auto& [name, linear] : find_linears(model)) {
     if (!linear->has_adapter(adapter_name)) continue;
     const Adapter& a = linear->adapter(adapter_name);
     adapted.push_back(name);
+    any_in_out = any_in_out || linear->options.fan_in_fan_out();
     tensors.emplace_back(peft_adapter_key(name, "lora_A"), a.lora_A.detach());
     tensors.emplace_back(peft_adapter_key(name, "lora_B"), a.lora_B.detach());
     if (a.magnitude.defined()) tensors.emplace_back(peft_adapter_key(name, "lora_magnitude_vector"), a.magnitude.detach());
   }
   RANKTUNE_CHECK(!adapted.empty(), "cannot save adapter '", adapter_name, "': no layer of the model has it");
-  for (auto& [name, t] : extra_parameters(model, config, adapted, InjectOptions())) {
-    tensors.emplace_back(peft_parameter_key(name), t.detach());
+  const auto copies = saved_module_tensors(model, adapter_name);
+  std::vector<std::string> saved_modules;
+  if (config.modules_to_save()) saved_modules = plan_saved_modules(model, config).modules;
+  for (const auto& b : saved_biases(model, config, adapted, saved_modules)) {
+    tensors.emplace_back(peft_parameter_key(b.name), b.parameter.detach());
   }
-  LoraConfig written = config;
-  written.inference_mode(true);  // as PEFT's save_pretrained writes it
+  for (const auto& [name, t] : copies) tensors.emplace_back(peft_parameter_key(name), t.detach());
+  LoraConfig written = with_model_provenance(config, model);
+  written.inference_mode(true);          // as PEFT's save_pretrained writes it
+  written.fan_in_fan_out(any_in_out);    // what PEFT would find in the layers (GPT-2's Conv1D)
   fs::create_directories(dir);
   io::save_safetensors((fs::path(dir) / kWeightsFile).string(), tensors);
   written.save(dir);
@@ -96,33 +129,38 @@ AdapterLoadReport load_adapter(torch::nn::Module& model, const std::string& dir,
   }
 
   // ---- plan: check every key and shape before changing anything ----
-  const auto linears = find_linears(model);
-  std::vector<std::string> linear_names;
-  for (const auto& item : linears) linear_names.push_back(item.first);
-  const TargetMatcher matcher(config, linear_names, options.output_head());
+  const ModelView view = view_of(model, options.output_head());
+  const TargetMatcher matcher(config, view.layer_names(), view.output_head);
+  const SavedModulesPlan saved = plan_saved_modules(model, config);
   std::set<std::string> consumed;
   std::vector<std::string> missing, mismatched;
+  size_t expected = 0;
   struct Planned {
     std::shared_ptr<LinearImpl> linear;
     AdapterOptions options;
     torch::Tensor A, B, m;
   };
   std::vector<Planned> plan;
-  auto fetch = [&](const std::string& key, std::vector<int64_t> shape) -> torch::Tensor {
+  auto shape_fits = [&](const std::string& key, const std::vector<int64_t>& shape) {
+    consumed.insert(key);
+    if (shape_of(file, key) == shape) return true;
+    mismatched.push_back(c10::str(key, ": file ", torch::IntArrayRef(shape_of(file, key)), " vs model ",
+                                  torch::IntArrayRef(shape)));
+    return false;
+  };
+  auto fetch = [&](const std::string& key, const std::vector<int64_t>& shape) -> torch::Tensor {
+    ++expected;
     if (!file.contains(key)) {
       missing.push_back(key);
       return {};
     }
-    consumed.insert(key);
-    const torch::Tensor t = file.tensor(key);
-    if (t.sizes() != torch::IntArrayRef(shape)) {
-      mismatched.push_back(c10::str(key, ": file ", t.sizes(), " vs expected ", torch::IntArrayRef(shape)));
-      return {};
-    }
-    return t;
+    return shape_fits(key, shape) ? file.tensor(key) : torch::Tensor();
   };
-  for (const auto& [name, linear] : linears) {
-    if (!matcher.is_target(name)) continue;
+  for (const auto& [name, linear] : view.layers) {
+    const bool saved_instead = std::any_of(saved.modules.begin(), saved.modules.end(), [&](const std::string& m) {
+      return name == m || starts_with(name, m + ".");
+    });
+    if (!matcher.is_target(name) || saved_instead) continue;
     RANKTUNE_CHECK(!linear->has_adapter(adapter_name), "adapter '", adapter_name, "' already exists on ", name);
     Planned p{linear, matcher.adapter_options_for(name), {}, {}, {}};
     const int64_t r = p.options.r(), in = linear->options.in_features(), out = linear->options.out_features();
@@ -132,50 +170,101 @@ AdapterLoadReport load_adapter(torch::nn::Module& model, const std::string& dir,
     report.adapted_modules.push_back(name);
     plan.push_back(std::move(p));
   }
-  const auto extras = extra_parameters(model, config, report.adapted_modules, options);
-  for (const auto& [name, t] : extras) fetch(peft_parameter_key(name), t.sizes().vec());
+  // Biases: PEFT's key, else ranktune's older one (warned), else absent (allowed for lora_only).
+  std::vector<std::pair<torch::Tensor, std::string>> bias_loads;  // parameter, key
+  std::vector<std::string> legacy_keys, absent_lora_only;
+  for (const auto& b : saved_biases(model, config, report.adapted_modules, saved.modules)) {
+    const std::string key = peft_parameter_key(b.name);
+    const std::string legacy = b.legacy_name.empty() ? "" : peft_parameter_key(b.legacy_name);
+    const std::vector<int64_t> shape = b.parameter.sizes().vec();
+    if (!file.contains(key) && !legacy.empty() && file.contains(legacy)) {
+      ++expected;
+      legacy_keys.push_back(legacy);
+      if (shape_fits(legacy, shape)) bias_loads.emplace_back(b.parameter, legacy);
+    } else if (!file.contains(key) && config.bias() == LoraBias::lora_only) {
+      absent_lora_only.push_back(b.name);
+    } else if (fetch(key, shape).defined()) {
+      bias_loads.emplace_back(b.parameter, key);
+    }
+  }
+  // modules_to_save copies: a copy shared by a tied pair may be stored under either name.
+  for (const SavedTensorLayout& t : saved.tensors) {
+    ++expected;
+    bool found = false;
+    for (const auto& name : t.names) {
+      const std::string key = peft_parameter_key(name);
+      if (!file.contains(key)) continue;
+      found = true;
+      shape_fits(key, t.shape);
+    }
+    if (!found) missing.push_back(peft_parameter_key(t.names[0]));
+  }
   std::vector<std::string> unexpected;
   for (const auto& key : file.names()) {
     if (consumed.count(key) == 0) unexpected.push_back(key);
   }
   if (plan.empty() || !missing.empty() || !mismatched.empty() || !unexpected.empty()) {
+    const bool base_looks_wrong = plan.empty() || missing.size() * 2 > expected;
     std::string problems;
-    if (plan.empty()) problems += "\n  the config's target_modules select no layer of this model (hint: wrong base model?)";
-    if (!missing.empty()) problems += "\n  missing (" + std::to_string(missing.size()) + "): " + join(missing);
-    if (!mismatched.empty()) problems += "\n  wrong shape (" + std::to_string(mismatched.size()) + "): " + join(mismatched);
-    if (!unexpected.empty()) {
-      problems += "\n  not used by any layer (" + std::to_string(unexpected.size()) + "): " + join(unexpected) +
-                  " (hint: wrong base model, or target_modules do not match the file?)";
+    if (base_looks_wrong) {
+      problems += c10::str("\n  ", plan.empty() ? "the config's target_modules select no layer of this model"
+                                                : c10::str(missing.size(), " of the ", expected, " tensors this model "
+                                                           "expects are not in the file"),
+                           ": this looks like the wrong base model",
+                           config.base_model_name_or_path() ? " (the adapter was made for " +
+                                                                  *config.base_model_name_or_path() + ")"
+                                                            : std::string());
     }
-    throw Error("the adapter does not fit this model:" + problems, ErrorContext{weights.string(), "", -1});
+    if (!missing.empty()) problems += c10::str("\n  missing (", missing.size(), "): ", first_few(missing));
+    if (!mismatched.empty()) problems += c10::str("\n  wrong shape (", mismatched.size(), "): ", first_few(mismatched));
+    if (!unexpected.empty()) {
+      problems += c10::str("\n  not used by any layer (", unexpected.size(), "): ", first_few(unexpected));
+    }
+    if (!base_looks_wrong) problems += "\n  (hint: do target_modules, rank_pattern and modules_to_save match the file?)";
+    throw Error("the adapter does not fit this model; nothing was loaded:" + problems,
+                ErrorContext{weights.string(), "", -1});
+  }
+  if (!legacy_keys.empty()) {
+    log_warning(c10::str(weights.string(), ": read ", legacy_keys.size(), " bias(es) under ranktune's older name (",
+                         first_few(legacy_keys, 2), "); PEFT names them <layer>.base_layer.bias and ignores these — "
+                         "save the adapter again to rename them"));
+  }
+  if (!absent_lora_only.empty()) {
+    log_warning(c10::str(weights.string(), ": bias=\"lora_only\" but the file has no bias for ", absent_lora_only.size(),
+                         " adapted layer(s) (PEFT 0.12 does not save them); their base biases are kept"));
   }
 
   // ---- apply ----
   size_t done = 0;
+  bool copies_added = false;
   try {
     for (; done < plan.size(); ++done) {
       Planned& p = plan[done];
       p.linear->add_adapter_from_weights(adapter_name, p.options, p.A, p.B, p.m);
     }
+    add_saved_modules(model, config, adapter_name);
+    copies_added = true;
   } catch (...) {
     for (size_t i = 0; i < done; ++i) plan[i].linear->delete_adapter(adapter_name);
+    if (copies_added) delete_saved_modules(model, adapter_name);
     throw;
   }
   {
     at::NoGradGuard no_grad;
-    for (const auto& [name, t] : extras) {
-      torch::Tensor target = t;
-      target.copy_(file.tensor(peft_parameter_key(name)));
+    for (auto& [parameter, key] : bias_loads) {
+      parameter.copy_(file.tensor(key));
+      report.loaded_parameters.push_back(key.substr(std::string("base_model.model.").size()));
+    }
+    for (auto& [name, copy] : saved_module_tensors(model, adapter_name)) {
+      const std::string key = peft_parameter_key(name);
+      if (!file.contains(key)) continue;
+      copy.copy_(file.tensor(key));
       report.loaded_parameters.push_back(name);
     }
   }
-  std::vector<std::string> active;
-  for (const auto& [name, linear] : linears) {
-    for (const auto& a : linear->active_adapters()) {
-      if (std::find(active.begin(), active.end(), a) == active.end()) active.push_back(a);
-    }
-  }
-  mark_trainable(model, config, active, options);
+  const std::vector<std::string> active = active_adapters(model);
+  set_active_adapters(model, active.size() > 1 && has_saved_modules(model) ? std::vector<std::string>{adapter_name} : active);
+  mark_trainable(model, config, active_adapters(model));
   return report;
 }
 

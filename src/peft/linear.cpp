@@ -86,6 +86,15 @@ LinearImpl::LinearImpl(const torch::Tensor& weight_, const torch::Tensor& bias_,
   bias = register_parameter("bias", bias_, bias_.defined() && bias_.requires_grad());
 }
 
+LinearImpl::LinearImpl(const LinearOptions& options_, torch::Tensor tied_weight)
+    : options(options_), tied_weight_(std::move(tied_weight)) {
+  RANKTUNE_CHECK(tied_weight_.defined() && !options.fan_in_fan_out() &&
+                     tied_weight_.sizes() == torch::IntArrayRef({options.out_features(), options.in_features()}),
+                 "a tied Linear needs a weight of shape [", options.out_features(), ", ", options.in_features(),
+                 "] (out_features, in_features) and fan_in_fan_out=false");
+  LinearImpl::reset();
+}
+
 void LinearImpl::reset() {
   RANKTUNE_CHECK(options.in_features() > 0 && options.out_features() > 0,
                  "Linear needs positive in_features and out_features, got ", options.in_features(), " and ",
@@ -99,7 +108,11 @@ void LinearImpl::reset() {
   const auto shape = options.fan_in_fan_out()
                          ? std::vector<int64_t>{options.in_features(), options.out_features()}
                          : std::vector<int64_t>{options.out_features(), options.in_features()};
-  weight = register_parameter("weight", torch::empty(shape, tensor_options), /*requires_grad=*/false);
+  if (tied_weight_.defined()) {
+    weight = tied_weight_;
+  } else {
+    weight = register_parameter("weight", torch::empty(shape, tensor_options), /*requires_grad=*/false);
+  }
   if (options.bias()) {
     bias = register_parameter("bias", torch::empty({options.out_features()}, tensor_options), false);
   } else {
@@ -112,7 +125,7 @@ void LinearImpl::reset_parameters() {
   // torch.nn.Linear's initialisation: kaiming-uniform(a = sqrt(5)) weight, U(±1/sqrt(in)) bias.
   at::NoGradGuard no_grad;
   const double bound = 1.0 / std::sqrt(static_cast<double>(options.in_features()));
-  weight.uniform_(-bound, bound);
+  if (!tied_weight_.defined()) weight.uniform_(-bound, bound);  // another module's parameter
   if (bias.defined()) bias.uniform_(-bound, bound);
 }
 
@@ -130,7 +143,6 @@ std::shared_ptr<torch::nn::Module> LinearImpl::clone(const c10::optional<torch::
                                    a.magnitude);
     Adapter& c = copy->adapter(a.name);
     c.active = a.active;
-    c.merged = a.merged;
     if (a.merged_weight_norm.defined()) c.merged_weight_norm = a.merged_weight_norm.clone();
     c.lora_A.set_requires_grad(a.lora_A.requires_grad());
     c.lora_B.set_requires_grad(a.lora_B.requires_grad());
@@ -148,13 +160,14 @@ void LinearImpl::pretty_print(std::ostream& stream) const {
          << ", out_features=" << options.out_features();
   if (!options.bias()) stream << ", bias=false";
   if (options.fan_in_fan_out()) stream << ", fan_in_fan_out=true";
+  if (tied_weight_.defined()) stream << ", tied_weight=true";
   if (!adapters_.empty()) {
     stream << ", adapters=[";
     for (size_t i = 0; i < adapters_.size(); ++i) {
       const Adapter& a = adapters_[i];
       stream << (i ? ", " : "") << a.name << ": r=" << a.options.r() << " " << a.variant->name();
       if (!a.active) stream << " inactive";
-      if (a.merged) stream << " merged";
+      if (is_merged(a.name)) stream << " merged";
     }
     stream << "]";
   }
@@ -165,6 +178,11 @@ void LinearImpl::pretty_print(std::ostream& stream) const {
 
 torch::Tensor LinearImpl::base_forward(const torch::Tensor& x) const {
   return functional::linear(x, weight_out_in(), bias);
+}
+
+bool LinearImpl::has_active_update() const {
+  return adapters_enabled_ && !merged() &&
+         std::any_of(adapters_.begin(), adapters_.end(), [](const Adapter& a) { return a.active; });
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return run(x, torch::Tensor(), torch::Tensor()); }
@@ -303,7 +321,7 @@ void LinearImpl::share_adapter_weights(const std::string& name, const torch::Ten
 void LinearImpl::delete_adapter(const std::string& name) {
   auto it = std::find_if(adapters_.begin(), adapters_.end(), [&](const Adapter& a) { return a.name == name; });
   RANKTUNE_CHECK(it != adapters_.end(), "adapter '", name, "' does not exist on this layer");
-  if (it->merged) unmerge();
+  if (is_merged(name)) unmerge();
   it = std::find_if(adapters_.begin(), adapters_.end(), [&](const Adapter& a) { return a.name == name; });
   for (const char* slot : {kSlotA, kSlotB, kSlotMagnitude}) {
     auto children = named_children();
@@ -359,42 +377,60 @@ void LinearImpl::set_adapters_enabled(bool enabled) {
 
 void LinearImpl::merge(bool safe, const std::vector<std::string>& names) {
   const std::vector<std::string> targets = names.empty() ? active_adapters() : names;
+  for (const std::string& name : targets) adapter(name);  // unknown names throw before anything changes
   at::NoGradGuard no_grad;
-  for (const std::string& name : targets) {
-    Adapter& a = adapter(name);
-    if (a.merged) continue;
-    if (safe) {
-      torch::Tensor candidate = weight.clone();
-      const torch::Tensor saved_norm = a.merged_weight_norm;
-      a.variant->merge(*this, a, candidate);
-      if (!at::isfinite(candidate).all().item<bool>()) {
-        a.merged_weight_norm = saved_norm;
-        throw Error(c10::str("merging adapter '", name,
-                             "' gives NaN or Inf weights; the layer was left unchanged"));
+  const size_t merged_before = merged_order_.size();
+  try {
+    for (const std::string& name : targets) {
+      if (is_merged(name)) continue;
+      Adapter& a = adapter(name);
+      if (safe) {
+        torch::Tensor candidate = weight.clone();
+        const torch::Tensor saved_norm = a.merged_weight_norm;
+        a.variant->merge(*this, a, candidate);
+        if (!at::isfinite(candidate).all().item<bool>()) {
+          a.merged_weight_norm = saved_norm;
+          throw Error(c10::str("merging adapter '", name, "' gives NaN or Inf weights; the layer was left unchanged"));
+        }
+        weight.copy_(candidate);
+      } else {
+        a.variant->merge(*this, a, weight);
       }
-      weight.copy_(candidate);
-    } else {
-      a.variant->merge(*this, a, weight);
+      merged_order_.push_back(name);
     }
-    a.merged = true;
-    merged_order_.push_back(name);
+  } catch (...) {
+    unmerge_newest(merged_order_.size() - merged_before);  // all of this call's merges or none
+    throw;
   }
 }
 
-void LinearImpl::unmerge() {
+void LinearImpl::unmerge() { unmerge_newest(merged_order_.size()); }
+
+void LinearImpl::unmerge_newest(size_t count) {
+  TORCH_INTERNAL_ASSERT(count <= merged_order_.size());
   at::NoGradGuard no_grad;
-  while (!merged_order_.empty()) {
+  for (size_t i = 0; i < count; ++i) {
     Adapter& a = adapter(merged_order_.back());
     a.variant->unmerge(*this, a, weight);
-    a.merged = false;
     merged_order_.pop_back();
   }
 }
 
+bool LinearImpl::is_merged(const std::string& name) const {
+  return std::find(merged_order_.begin(), merged_order_.end(), name) != merged_order_.end();
+}
+
 void LinearImpl::unload() {
-  merged_order_.clear();
-  for (Adapter& a : adapters_) a.merged = false;
+  merged_order_.clear();  // merged adapters stay folded into the weight
   while (!adapters_.empty()) delete_adapter(adapters_.back().name);
+}
+
+void LinearImpl::untie(const torch::Tensor& own) {
+  RANKTUNE_CHECK(tied_weight_.defined(), "untie: the layer's weight is its own already");
+  RANKTUNE_CHECK(own.sizes() == tied_weight_.sizes(), "untie: weight of shape ", own.sizes(), ", expected ",
+                 tied_weight_.sizes());
+  weight = register_parameter("weight", own, /*requires_grad=*/false);
+  tied_weight_ = torch::Tensor();
 }
 
 torch::Tensor LinearImpl::delta_weight(const std::string& name) const {

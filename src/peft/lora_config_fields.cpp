@@ -189,8 +189,9 @@ const std::vector<Row>& rows() {
                           "Which biases train: none, every bias of the model, or those of adapted layers."),
       RANKTUNE_LORA_FIELD(use_rslora, Boolean, always, "", "Rank-stabilised scaling lora_alpha / sqrt(r)."),
       RANKTUNE_LORA_FIELD(modules_to_save, Strings, always, "",
-                          "Modules (names or dotted suffixes) trained in full and saved with the adapter, e.g. "
-                          "[lm_head]."),
+                          "Modules trained in full and saved with the adapter (e.g. [lm_head]); a name matches "
+                          "the modules whose qualified name ends in it, as in PEFT. Each adapter trains a copy; "
+                          "the module, and a module tied to it, stay as they were."),
       RANKTUNE_LORA_FIELD(init_lora_weights, Init, always, "",
                           "`true` (A kaiming-uniform, B zero: the adapter starts as a no-op), `false`, `gaussian`, "
                           "`pissa`, `pissa_niter_K`, `olora`. PiSSA/OLoRA start from W's principal directions "

@@ -1,10 +1,12 @@
 #include "ranktune/peft/peft_model.h"
 
 #include "ranktune/core/error.h"
+#include "ranktune/peft/modules_to_save.h"
 
 #include <algorithm>
 #include <filesystem>
 #include <numeric>
+#include <set>
 
 namespace ranktune::peft {
 namespace {
@@ -40,11 +42,11 @@ PeftModel::PeftModel(std::shared_ptr<torch::nn::Module> model, const LoraConfig&
                      const std::string& adapter_name, InjectOptions options)
     : model_(std::move(model)), options_(std::move(options)) {
   RANKTUNE_CHECK(model_ != nullptr, "PeftModel needs a model");
-  inject(*model_, config, adapter_name, options_);
-  configs_.emplace(adapter_name, config);
-  active_ = {adapter_name};
-  set_active_adapters(*model_, active_);
-  mark_trainable(*model_, config, active_, options_);
+  const LoraConfig recorded = with_model_provenance(config, *model_);
+  inject(*model_, recorded, adapter_name, options_);
+  configs_.emplace(adapter_name, recorded);
+  set_active_adapters(*model_, {adapter_name});
+  mark_trainable(*model_, recorded, {adapter_name});
 }
 
 PeftModel::PeftModel(std::shared_ptr<torch::nn::Module> model, InjectOptions options)
@@ -57,17 +59,16 @@ PeftModel PeftModel::from_pretrained(std::shared_ptr<torch::nn::Module> model, c
   PeftModel peft(std::move(model), std::move(options));
   AdapterLoadReport report = ::ranktune::peft::load_adapter(*peft.model_, dir, adapter_name, is_trainable, peft.options_);
   peft.configs_.emplace(adapter_name, report.config);
-  peft.active_ = {adapter_name};
-  set_active_adapters(*peft.model_, peft.active_);
+  set_active_adapters(*peft.model_, {adapter_name});
   return peft;
 }
 
 AdapterLoadReport PeftModel::load_adapter(const std::string& dir, const std::string& adapter_name, bool is_trainable) {
   RANKTUNE_CHECK(configs_.count(adapter_name) == 0, "adapter '", adapter_name, "' already exists");
+  const std::vector<std::string> active = active_adapters();
   AdapterLoadReport report = ::ranktune::peft::load_adapter(*model_, dir, adapter_name, is_trainable, options_);
   configs_.emplace(adapter_name, report.config);
-  set_active_adapters(*model_, active_);  // as PEFT: loading does not activate
-  if (!active_.empty()) mark_trainable(*model_, configs_.at(active_[0]), active_, options_);
+  restore_active(active);  // as PEFT: loading does not activate
   return report;
 }
 
@@ -87,10 +88,11 @@ InjectReport PeftModel::add_adapter(const std::string& adapter_name, const LoraC
                                     [](const auto& item) { return item.second.bias() != LoraBias::none; });
   RANKTUNE_CHECK(configs_.empty() || !any_bias,
                  "a config with bias other than \"none\" is only supported with a single adapter (as in PEFT)");
-  InjectReport report = inject(*model_, config, adapter_name, options_);
-  configs_.emplace(adapter_name, config);
-  set_active_adapters(*model_, active_);  // PEFT: adding does not activate
-  mark_trainable(*model_, configs_.at(active_.empty() ? adapter_name : active_[0]), active_, options_);
+  const std::vector<std::string> active = active_adapters();
+  const LoraConfig recorded = with_model_provenance(config, *model_);
+  InjectReport report = inject(*model_, recorded, adapter_name, options_);
+  configs_.emplace(adapter_name, recorded);
+  restore_active(active);  // PEFT: adding does not activate
   report.parameters = count_parameters(*model_);
   return report;
 }
@@ -101,17 +103,30 @@ void PeftModel::set_adapter(const std::vector<std::string>& adapter_names) {
   RANKTUNE_CHECK(!adapter_names.empty(), "set_adapter needs at least one adapter name");
   for (const auto& name : adapter_names) config(name);  // throws for unknown names
   set_active_adapters(*model_, adapter_names);
-  active_ = adapter_names;
-  mark_trainable(*model_, configs_.at(active_[0]), active_, options_);
+  mark_trainable(*model_, configs_.at(adapter_names[0]), adapter_names);
+}
+
+std::vector<std::string> PeftModel::active_adapters() const {
+  std::vector<std::string> active = ::ranktune::peft::active_adapters(*model_);
+  // Only adapters this PeftModel holds (another PeftModel on the same model may hold others).
+  active.erase(std::remove_if(active.begin(), active.end(), [&](const std::string& a) { return configs_.count(a) == 0; }),
+               active.end());
+  return active;
+}
+
+bool PeftModel::adapters_enabled() const { return ::ranktune::peft::adapters_enabled(*model_); }
+
+void PeftModel::restore_active(const std::vector<std::string>& active) {
+  set_active_adapters(*model_, active);
+  if (!active.empty()) mark_trainable(*model_, configs_.at(active[0]), active);
 }
 
 void PeftModel::delete_adapter(const std::string& adapter_name) {
   config(adapter_name);
   ::ranktune::peft::delete_adapter(*model_, adapter_name);
   configs_.erase(adapter_name);
-  active_.erase(std::remove(active_.begin(), active_.end(), adapter_name), active_.end());
   // As PEFT: deleting the active adapter activates the first one left.
-  if (active_.empty() && !configs_.empty()) set_adapter(configs_.begin()->first);
+  if (active_adapters().empty() && !configs_.empty()) set_adapter(configs_.begin()->first);
 }
 
 std::vector<std::string> PeftModel::adapter_names() const {
@@ -130,19 +145,13 @@ const LoraConfig& PeftModel::config(const std::string& adapter_name) const {
   return it->second;
 }
 
-void PeftModel::enable_adapters() {
-  set_adapters_enabled(*model_, true);
-  enabled_ = true;
-}
+void PeftModel::enable_adapters() { set_adapters_enabled(*model_, true); }
 
-void PeftModel::disable_adapters() {
-  set_adapters_enabled(*model_, false);
-  enabled_ = false;
-}
+void PeftModel::disable_adapters() { set_adapters_enabled(*model_, false); }
 
 void PeftModel::merge_adapter(bool safe, const std::vector<std::string>& adapter_names) {
   for (const auto& name : adapter_names) config(name);
-  merge_adapters(*model_, safe, adapter_names.empty() ? active_ : adapter_names);
+  merge_adapters(*model_, safe, adapter_names.empty() ? active_adapters() : adapter_names);
 }
 
 void PeftModel::unmerge_adapter() { unmerge_adapters(*model_); }
@@ -150,7 +159,12 @@ void PeftModel::unmerge_adapter() { unmerge_adapters(*model_); }
 std::shared_ptr<torch::nn::Module> PeftModel::merge_and_unload(bool safe) {
   ::ranktune::peft::merge_and_unload(*model_, safe);
   configs_.clear();
-  active_.clear();
+  return model_;
+}
+
+std::shared_ptr<torch::nn::Module> PeftModel::unload() {
+  ::ranktune::peft::unload(*model_);
+  configs_.clear();
   return model_;
 }
 
@@ -162,6 +176,13 @@ void PeftModel::add_weighted_adapter(const std::vector<std::string>& adapters, c
   RANKTUNE_CHECK(configs_.count(new_name) == 0, "adapter '", new_name, "' already exists");
   std::vector<const LoraConfig*> sources;
   for (const auto& name : adapters) sources.push_back(&config(name));
+  std::set<std::string> copied;  // modules_to_save copies of the sources cannot be combined
+  for (const auto& name : adapters) {
+    for (const auto& [module, t] : saved_module_tensors(*model_, name)) {
+      RANKTUNE_CHECK(copied.insert(module).second, "add_weighted_adapter: more than one of the adapters has a "
+                     "modules_to_save copy of ", module, "; copies cannot be combined (as in PEFT)");
+    }
+  }
   // PEFT: a single adapter is always combined linearly.
   WeightedAdapterOptions resolved = options;
   if (adapters.size() == 1) resolved.combination_type(CombinationType::linear);
@@ -194,6 +215,7 @@ void PeftModel::add_weighted_adapter(const std::vector<std::string>& adapters, c
       break;
   }
 
+  const std::vector<std::string> active = active_adapters();
   LoraConfig new_config = *sources[0];
   new_config.r(new_rank).lora_alpha(static_cast<double>(new_rank)).target_modules(union_of_targets(sources));
   new_config.rank_pattern({}).alpha_pattern({}).use_dora(false).init_lora_weights(LoraInit());
@@ -211,13 +233,13 @@ void PeftModel::add_weighted_adapter(const std::vector<std::string>& adapters, c
       }
       done.push_back({name, linear});
     }
+    add_saved_modules(*model_, new_config, new_name);
   } catch (...) {
     for (auto& item : done) item.second->delete_adapter(new_name);
     throw;
   }
   configs_.emplace(new_name, new_config);
-  set_active_adapters(*model_, active_);
-  mark_trainable(*model_, configs_.at(active_.empty() ? new_name : active_[0]), active_, options_);
+  restore_active(active);
 }
 
 }  // namespace ranktune::peft

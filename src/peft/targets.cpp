@@ -2,6 +2,7 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/core/regex.h"
+#include "ranktune/core/strings.h"
 
 #include <algorithm>
 #include <optional>
@@ -122,7 +123,8 @@ bool TargetMatcher::is_target(const std::string& name) const {
 bool TargetMatcher::is_module_to_save(const std::string& name) const {
   const auto& to_save = impl_->config.modules_to_save();
   if (!to_save) return false;
-  return std::any_of(to_save->begin(), to_save->end(), [&](const std::string& e) { return name_matches_suffix(name, e); });
+  // PEFT's `key.endswith(entry)`: a plain suffix, so "norm" also names "input_layernorm".
+  return std::any_of(to_save->begin(), to_save->end(), [&](const std::string& e) { return ends_with(name, e); });
 }
 
 AdapterOptions TargetMatcher::adapter_options_for(const std::string& name) const {

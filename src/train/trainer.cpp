@@ -78,6 +78,7 @@ std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section)
   if (has_weights(section.path)) return model::load_causal_lm(section.path, model::LoadOptions().dtype(dtype));
   torch::manual_seed(section.init_seed);
   auto model = model::create_causal_lm(model::ModelConfig::load(section.path), dtype);
+  model->set_name_or_path(section.path);
   log_info(section.path + " has no weights: initialised randomly from model.init_seed=" + std::to_string(section.init_seed));
   return model;
 }
@@ -179,8 +180,7 @@ void Trainer::setup() {
   } else if (config_.adapter.method == "full") {
     for (auto& p : s.model->parameters()) p.set_requires_grad(true);
   } else {
-    s.peft = std::make_shared<peft::PeftModel>(s.model, *adapter, "default",
-                                               peft::InjectOptions().output_head(s.model->output_head_name()));
+    s.peft = std::make_shared<peft::PeftModel>(s.model, *adapter, "default");
   }
   if (config_.train.gradient_checkpointing) s.model->set_gradient_checkpointing(true);
 
@@ -220,16 +220,8 @@ void Trainer::setup() {
     if (s.peft) {
       // The adapter's weights and the optimizer state come from the checkpoint.
       peft::PeftModel restored = peft::PeftModel::from_pretrained(
-          s.model, s.resume_dir, "resumed", /*is_trainable=*/false, peft::InjectOptions().output_head(s.model->output_head_name()));
-      at::NoGradGuard no_grad;
-      for (auto& [name, linear] : peft::find_linears(*s.model)) {
-        if (!linear->has_adapter("resumed")) continue;
-        peft::Adapter& from = linear->adapter("resumed");
-        peft::Adapter& to = linear->adapter(s.adapter_name);
-        to.lora_A.copy_(from.lora_A);
-        to.lora_B.copy_(from.lora_B);
-        if (to.magnitude.defined()) to.magnitude.copy_(from.magnitude);
-      }
+          s.model, s.resume_dir, "resumed", /*is_trainable=*/false);
+      peft::copy_adapter_weights(*s.model, "resumed", s.adapter_name);
       restored.delete_adapter("resumed");
       s.peft->set_adapter(s.adapter_name);
     } else {

@@ -55,6 +55,37 @@ base=$("$RANKTUNE" generate --model "$LLAMA" --prompt-ids "1 5 17" --max-new-tok
 [ "$with_adapter" != "$base" ] && pass "the adapter changes generation" || fail "adapter had no effect"
 expect_failure "merge refuses an existing output" "already exists" "$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --out "$WORK/merged"
 
+# merge with a modules_to_save copy of a tied head (qwen2 ties): the merged head has a weight of
+# its own, so config.json must say tie_word_embeddings: false (else loading would tie it again).
+QWEN2="$SHARED/fixtures/hf-tiny/qwen2"
+mkdir -p "$WORK/head_adapter"
+/usr/bin/python3 - "$WORK/head_adapter" <<'PY'
+import json, struct, sys
+import numpy as np
+out = sys.argv[1]
+rng = np.random.default_rng(0)
+tensors = {"base_model.model.lm_head.weight": rng.normal(0, 1, (256, 64)).astype(np.float32)}
+for layer in (0, 1):
+    tensors[f"base_model.model.model.layers.{layer}.self_attn.q_proj.lora_A.weight"] = np.zeros((2, 64), np.float32)
+    tensors[f"base_model.model.model.layers.{layer}.self_attn.q_proj.lora_B.weight"] = np.zeros((64, 2), np.float32)
+header, data = {}, b""
+for name, t in tensors.items():  # safetensors: a JSON header of offsets, then the raw bytes
+    header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [len(data), len(data) + t.nbytes]}
+    data += t.tobytes()
+text = json.dumps(header).encode()
+open(out + "/adapter_model.safetensors", "wb").write(struct.pack("<Q", len(text)) + text + data)
+json.dump({"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": ["q_proj"],
+           "modules_to_save": ["lm_head"], "task_type": "CAUSAL_LM"}, open(out + "/adapter_config.json", "w"))
+PY
+"$RANKTUNE" merge --model "$QWEN2" --adapter "$WORK/head_adapter" --out "$WORK/merged_head" >/dev/null 2>&1 &&
+  grep -q '"tie_word_embeddings": false' "$WORK/merged_head/config.json" &&
+  pass "merging a copy of a tied head unties it in config.json" || fail "merged tied head: $(cat "$WORK/merged_head/config.json" 2>&1 | head -5)"
+with_adapter=$("$RANKTUNE" generate --model "$QWEN2" --adapter "$WORK/head_adapter" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids 2>/dev/null)
+merged=$("$RANKTUNE" generate --model "$WORK/merged_head" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
+base=$("$RANKTUNE" generate --model "$QWEN2" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
+[ -n "$merged" ] && [ "$with_adapter" = "$merged" ] && [ "$merged" != "$base" ] && pass "the merged untied head generates as the adapter" ||
+  fail "merged head: $merged vs $with_adapter (base $base)"
+
 # ---- malformed input ---------------------------------------------------------------------------
 broken() {  # a copy of the llama fixture to damage
   rm -rf "$WORK/$1" && cp -r "$LLAMA" "$WORK/$1" && chmod -R u+w "$WORK/$1"

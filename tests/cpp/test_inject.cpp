@@ -108,11 +108,12 @@ TEST(InjectTest, BiasModesChooseWhichBiasesTrain) {
   }
 }
 
-TEST(InjectTest, ModulesToSaveTrainInFull) {
+TEST(InjectTest, ModulesToSaveTrainACopyInFull) {
   TinyModel model;
   const auto report = inject(*model, LoraConfig().r(2).target_modules({"q_proj"}).modules_to_save(std::vector<std::string>{"lm_head"}));
   EXPECT_THAT(report.modules_to_save, ElementsAre("lm_head"));
-  EXPECT_TRUE(model->lm_head->weight.requires_grad());
+  EXPECT_TRUE(model->named_parameters()["lm_head.modules_to_save.default.weight"].requires_grad());
+  EXPECT_FALSE(model->named_parameters()["lm_head.weight"].requires_grad());  // the original stays (modules_to_save.h)
 }
 
 TEST(InjectTest, InferenceModeFreezesEverything) {

@@ -269,8 +269,7 @@ TEST(ModelTrainingTest, ChunkedLossEqualsTheFullLogitsLossWithTheSameGradients) 
   EXPECT_TRUE(std::isnan(model::chunked_causal_lm_loss(hidden, weight, at::full({3, 11}, -100, labels.options())).item<double>()));
   // Through a model: the loss-only forward gives the same loss and adapter gradients.
   auto lm = model::create_causal_lm(tiny_config("llama"));
-  peft::inject(*lm, peft::LoraConfig().r(2).target_modules("all-linear"), "default",
-               peft::InjectOptions().output_head(lm->output_head_name()));
+  peft::inject(*lm, peft::LoraConfig().r(2).target_modules("all-linear"), "default");
   for (auto& [name, linear] : peft::find_linears(*lm)) {
     if (linear->has_adapter("default")) linear->adapter("default").lora_B.data().normal_(0.0, 0.1);
   }
@@ -323,7 +322,7 @@ TEST(ModelTrainingTest, GradientCheckpointingGivesTheSameGradients) {
     torch::manual_seed(59);
     auto model = model::create_causal_lm(tiny_config(family));
     peft::inject(*model, peft::LoraConfig().r(4).target_modules("all-linear").lora_dropout(0.2).use_dora(true),
-                 "default", peft::InjectOptions().output_head(model->output_head_name()));
+                 "default");
     for (auto& [name, linear] : peft::find_linears(*model)) {
       if (linear->has_adapter("default")) linear->adapter("default").lora_B.data().normal_(0.0, 0.1);
     }
@@ -350,8 +349,7 @@ TEST(ModelTrainingTest, GradientCheckpointingGivesTheSameGradients) {
 TEST(ModelTrainingTest, Bf16AutocastTrainsWithFiniteLoss) {
   torch::manual_seed(60);
   auto model = model::create_causal_lm(tiny_config("llama"));
-  peft::inject(*model, peft::LoraConfig().r(4).target_modules("all-linear").use_dora(true), "default",
-               peft::InjectOptions().output_head(model->output_head_name()));
+  peft::inject(*model, peft::LoraConfig().r(4).target_modules("all-linear").use_dora(true), "default");
   const Tensor ids = at::randint(0, 50, {2, 7}, at::TensorOptions().dtype(torch::kLong));
   at::autocast::set_cpu_enabled(true);
   at::autocast::set_autocast_cpu_dtype(at::kBFloat16);

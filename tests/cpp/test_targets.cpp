@@ -100,11 +100,14 @@ TEST(TargetPatterns, RankAndAlphaPatternsFirstMatchWins) {
   EXPECT_EQ(partial.adapter_options_for("model.layers.0.self_attn.q_proj").r(), 8);
 }
 
-TEST(TargetPatterns, ModulesToSaveMatchNameOrSuffix) {
-  const TargetMatcher m(LoraConfig().target_modules({"q_proj"}).modules_to_save(std::vector<std::string>{"lm_head"}));
+TEST(TargetPatterns, ModulesToSaveMatchByNameSuffixAsPeftDoes) {
+  const TargetMatcher m(LoraConfig().target_modules({"q_proj"}).modules_to_save(std::vector<std::string>{"lm_head", "norm"}));
   EXPECT_TRUE(m.is_module_to_save("lm_head"));
   EXPECT_TRUE(m.is_module_to_save("base.lm_head"));
   EXPECT_FALSE(m.is_module_to_save("lm_head_2"));
+  // PEFT's key.endswith(entry): not only at a dot.
+  EXPECT_TRUE(m.is_module_to_save("model.norm"));
+  EXPECT_TRUE(m.is_module_to_save("model.layers.0.input_layernorm"));
 }
 
 }  // namespace

@@ -279,7 +279,6 @@ def test_save_adapter_writes_peft_files_and_load_adapter_restores_outputs(tmp_pa
 # any other bias `<module>.bias`. The C++ writer on this branch still writes `fc1.bias` for both;
 # the interop branch's src/peft/adapter_io.cpp writes PEFT's keys. Strict: once that is merged this
 # passes and the marker must go.
-@pytest.mark.xfail(strict=True, reason="needs PEFT's base_layer.bias keys from the C++ writer (interop branch)")
 @pytest.mark.parametrize("bias", ["lora_only", "all"])
 def test_trained_biases_are_saved_under_peft_keys(tmp_path, bias):
     net = Net()

@@ -8,6 +8,7 @@
 
 #include "ranktune/model/config.h"
 #include "ranktune/model/kv_cache.h"
+#include "ranktune/peft/adaptable_model.h"
 
 #include <torch/arg.h>
 #include <torch/nn/module.h>
@@ -26,7 +27,9 @@ struct CausalLMOutput {
   torch::Tensor loss;    // scalar fp32, defined when labels were given
 };
 
-class CausalLMImpl : public torch::nn::Module {
+// Every model has an output head module `lm_head` (a peft::Linear); with tie_word_embeddings its
+// weight is the input embeddings' (one tensor, listed once), as in transformers.
+class CausalLMImpl : public torch::nn::Module, public peft::AdaptableModel {
  public:
   CausalLMImpl(std::string name, ModelConfig config, torch::Dtype dtype);
 
@@ -40,8 +43,20 @@ class CausalLMImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
   torch::Dtype dtype() const { return dtype_; }
-  // The output head's qualified name, "" when it is tied to the input embeddings (no module).
-  virtual std::string output_head_name() const = 0;
+
+  // ---- peft::AdaptableModel ----
+  std::string output_head_name() const override { return "lm_head"; }
+  std::vector<peft::NamedLinear> adaptable_layers() const override { return peft::find_linears(*this); }
+  std::string name_or_path() const override { return name_or_path_; }
+  std::string task_type() const override { return "CAUSAL_LM"; }
+
+  // Where the model was loaded from (load_causal_lm sets it), recorded in adapter configs.
+  void set_name_or_path(std::string name_or_path) { name_or_path_ = std::move(name_or_path); }
+  // The output head; its weight is the input embeddings' while they are tied.
+  virtual peft::LinearImpl& lm_head_layer() = 0;
+  // The head still uses the input embeddings' weight (merging a modules_to_save copy into one end
+  // of a tied pair unties it).
+  bool word_embeddings_tied() { return lm_head_layer().weight_is_tied(); }
   // Names of checkpoint tensors that may be present but are not parameters (buffers that
   // transformers saves, or a duplicate of tied embeddings).
   virtual bool ignorable_checkpoint_key(const std::string& name) const = 0;
@@ -55,10 +70,9 @@ class CausalLMImpl : public torch::nn::Module {
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
  protected:
-  // Logits and loss from the final hidden states: the shared tail of every forward. `head` is the
-  // output projection's weight [vocab, hidden]; `head_layer` the peft::Linear when there is one.
-  CausalLMOutput output_head(const torch::Tensor& hidden, const torch::Tensor& head, const torch::nn::Module* head_layer,
-                             const torch::Tensor& labels, bool need_logits) const;
+  // Logits and loss from the final hidden states through `head`: the shared tail of every forward.
+  CausalLMOutput output_head(const torch::Tensor& hidden, peft::LinearImpl& head, const torch::Tensor& labels,
+                             bool need_logits) const;
   // Runs one decoder layer, checkpointed when enabled and gradients are being recorded.
   torch::Tensor run_layer(const std::function<torch::Tensor(const torch::Tensor&)>& layer, const torch::Tensor& x,
                           const KVCache* cache) const;
@@ -66,7 +80,12 @@ class CausalLMImpl : public torch::nn::Module {
   ModelConfig config_;
   torch::Dtype dtype_;
   bool gradient_checkpointing_ = false;
+  std::string name_or_path_;
 };
+
+// The output head `config` describes: hidden -> vocab without bias; its weight is
+// `input_embeddings` (not registered again) when config.tie_word_embeddings.
+peft::Linear make_output_head(const ModelConfig& config, const torch::Tensor& input_embeddings, torch::Dtype dtype);
 
 // Builds the model a config describes, with random weights (as transformers' initialisation:
 // N(0, 0.02) for projections and embeddings, ones for norms).

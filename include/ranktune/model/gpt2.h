@@ -61,10 +61,11 @@ class GPT2LMHeadModelImpl : public CausalLMImpl {
   GPT2LMHeadModelImpl(const ModelConfig& config, torch::Dtype dtype);
   CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                          const torch::Tensor& labels = {}, KVCache* cache = nullptr, bool need_logits = true) override;
-  std::string output_head_name() const override { return ""; }  // tied to wte
   bool ignorable_checkpoint_key(const std::string& name) const override;
+  peft::LinearImpl& lm_head_layer() override { return *lm_head; }
 
   GPT2Model transformer{nullptr};
+  peft::Linear lm_head{nullptr};  // a torch.nn.Linear in transformers (not Conv1D); tied: transformer.wte.weight
 };
 TORCH_MODULE(GPT2LMHeadModel);
 

@@ -5,6 +5,7 @@
 
 #include "ranktune/model/config.h"
 #include "ranktune/model/kv_cache.h"
+#include "ranktune/peft/modules_to_save.h"
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
@@ -17,11 +18,13 @@
 namespace ranktune::model {
 
 // y = w ⊙ x / sqrt(mean(x²) + eps), computed in fp32 and cast back (LlamaRMSNorm).
-class RMSNormImpl : public torch::nn::Cloneable<RMSNormImpl> {
+class RMSNormImpl : public torch::nn::Cloneable<RMSNormImpl>, public peft::SubstitutableParameters {
  public:
   RMSNormImpl(int64_t size, double eps, torch::Dtype dtype = torch::kFloat32);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
+  // modules_to_save can point `weight` at a trained copy.
+  std::vector<std::pair<std::string, torch::Tensor*>> parameter_members() override { return {{"weight", &weight}}; }
   torch::Tensor weight;
 
  private:

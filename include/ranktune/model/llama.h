@@ -66,11 +66,11 @@ class LlamaForCausalLMImpl : public CausalLMImpl {
   LlamaForCausalLMImpl(const ModelConfig& config, torch::Dtype dtype);
   CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                          const torch::Tensor& labels = {}, KVCache* cache = nullptr, bool need_logits = true) override;
-  std::string output_head_name() const override;
   bool ignorable_checkpoint_key(const std::string& name) const override;
+  peft::LinearImpl& lm_head_layer() override { return *lm_head; }
 
   LlamaModel model{nullptr};
-  peft::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  peft::Linear lm_head{nullptr};  // with tie_word_embeddings, its weight is model.embed_tokens.weight
 
  private:
   RotaryEmbedding rotary_;

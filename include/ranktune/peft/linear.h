@@ -75,7 +75,6 @@ struct Adapter {
   torch::Tensor magnitude;  // [out], DoRA only
   torch::Tensor merged_weight_norm;  // DoRA: ‖W + s·B A‖ at merge time, for an exact unmerge
   bool active = true;
-  bool merged = false;
 };
 
 class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
@@ -87,9 +86,12 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   // Python): `weight` [out, in], or [in, out] with fan_in_fan_out (GPT-2's Conv1D), and `bias`
   // [out] or undefined, of the weight's dtype and device. Their requires_grad stays as it is.
   LinearImpl(const torch::Tensor& weight, const torch::Tensor& bias, bool fan_in_fan_out = false);
+  // A layer whose weight is another module's parameter ([out, in]), e.g. an output head tied to
+  // the input embeddings: used, not registered, so the model lists the shared tensor once.
+  LinearImpl(const LinearOptions& options, torch::Tensor tied_weight);
 
-  // Registers the base weight and bias (frozen) and initialises them as torch.nn.Linear does.
-  // Adapters are removed.
+  // Registers the base weight (unless tied) and bias, frozen, and initialises them as
+  // torch.nn.Linear does (a tied weight is left as it is). Adapters are removed.
   void reset() override;
   void reset_parameters();
   std::shared_ptr<torch::nn::Module> clone(
@@ -110,6 +112,8 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
                                   const torch::Tensor& adapter_input_product = {});
   // W x + b, ignoring adapters.
   torch::Tensor base_forward(const torch::Tensor& x) const;
+  // forward(x) adds an adapter update: adapters enabled, one active, none merged.
+  bool has_active_update() const;
 
   // ---- adapters --------------------------------------------------------------------------------
   // Adds and initialises an adapter (active). Throws if the name exists or is not a valid
@@ -145,9 +149,12 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   // computed on a copy and checked for NaN/Inf first; on failure the weight is untouched and the
   // error names the adapter.
   void merge(bool safe = false, const std::vector<std::string>& adapter_names = {});
-  // Reverses merge() exactly (DoRA uses the norm cached at merge time), newest first.
+  // Reverses merge() exactly (DoRA uses the norm cached at merge time), newest first: every
+  // merged adapter, or only the newest `count`. A failed merge() has undone its own merges.
   void unmerge();
+  void unmerge_newest(size_t count);
   bool merged() const { return !merged_order_.empty(); }
+  bool is_merged(const std::string& name) const;
   const std::vector<std::string>& merged_adapters() const { return merged_order_; }
   // Removes every adapter, keeping the base weight as it is (merged adapters stay folded in).
   void unload();
@@ -163,6 +170,13 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   // The base weight as [out, in] (a view when stored transposed).
   torch::Tensor weight_out_in() const { return options.fan_in_fan_out() ? weight.t() : weight; }
 
+  // ---- tied weight -----------------------------------------------------------------------------
+  // The weight is another module's parameter (see the constructor).
+  bool weight_is_tied() const { return tied_weight_.defined(); }
+  const torch::Tensor& tied_weight() const { return tied_weight_; }
+  // Makes `own` ([out, in]) this layer's registered weight; the tie ends.
+  void untie(const torch::Tensor& own);
+
   LinearOptions options;
   torch::Tensor weight;  // [out, in] (or [in, out] with fan_in_fan_out); frozen
   torch::Tensor bias;    // [out] or undefined; frozen
@@ -177,7 +191,8 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
                                    bool requires_grad);
 
   std::vector<Adapter> adapters_;           // insertion order; forward walks it
-  std::vector<std::string> merged_order_;   // merge order, for unmerge
+  std::vector<std::string> merged_order_;   // merge order, for unmerge: the one record of what is merged
+  torch::Tensor tied_weight_;               // defined when the weight belongs to another module
   bool adapters_enabled_ = true;
   // Cache of weight_row_sq_norm(): valid while the weight's storage and version are unchanged.
   mutable torch::Tensor row_sq_norm_;

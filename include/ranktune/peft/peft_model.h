@@ -1,6 +1,7 @@
 #pragma once
-// PeftModel: a model with its adapters and their configs — PEFT's PeftModel/LoraModel. It owns
-// nothing but bookkeeping: the layers themselves are the model's peft::Linear modules.
+// PeftModel: a model with its adapters and their configs — PEFT's PeftModel/LoraModel. It keeps
+// the configs only: which adapters are active, enabled or merged is read from the layers, which
+// hold the adapters (the model's peft::Linear modules and modules_to_save copies).
 //
 //   auto peft = ranktune::peft::PeftModel(model, LoraConfig().r(16).target_modules("all-linear"));
 //   std::cout << peft.trainable_parameters().summary() << "\n";
@@ -22,7 +23,8 @@ namespace ranktune::peft {
 class PeftModel {
  public:
   // Attaches `config` as `adapter_name` and makes it the active, trainable adapter
-  // (PEFT's get_peft_model).
+  // (PEFT's get_peft_model). An unset base_model_name_or_path or task_type is taken from the
+  // model (AdaptableModel), as PEFT records them.
   PeftModel(std::shared_ptr<torch::nn::Module> model, const LoraConfig& config,
             const std::string& adapter_name = "default", InjectOptions options = {});
 
@@ -46,7 +48,7 @@ class PeftModel {
   // Makes one adapter (or several) active and trainable; the others stay attached, unused.
   void set_adapter(const std::string& adapter_name);
   void set_adapter(const std::vector<std::string>& adapter_names);
-  const std::vector<std::string>& active_adapters() const { return active_; }
+  std::vector<std::string> active_adapters() const;
   void delete_adapter(const std::string& adapter_name);
 
   std::vector<std::string> adapter_names() const;
@@ -54,17 +56,21 @@ class PeftModel {
 
   void enable_adapters();
   void disable_adapters();
-  bool adapters_enabled() const { return enabled_; }
+  bool adapters_enabled() const;
 
   void merge_adapter(bool safe = false, const std::vector<std::string>& adapter_names = {});
   void unmerge_adapter();
   // Merges the active adapters into the base weights, removes all adapters and returns the model.
   // This PeftModel holds no adapters afterwards.
   std::shared_ptr<torch::nn::Module> merge_and_unload(bool safe = false);
+  // Removes all adapters without merging (the active adapter's modules_to_save copies stay, as
+  // the modules' parameters, as in PEFT) and returns the model.
+  std::shared_ptr<torch::nn::Module> unload();
 
   // Adds `new_name` combined from `adapters` (see weighted_adapter.h). Its config is the first
-  // source's with r = lora_alpha = the new rank and target_modules the union of the sources'.
-  // Not activated.
+  // source's with r = lora_alpha = the new rank and target_modules the union of the sources';
+  // its modules_to_save copies start from the modules' own parameters (as PEFT; two sources with
+  // copies of the same module are refused). Not activated.
   void add_weighted_adapter(const std::vector<std::string>& adapters, const std::vector<double>& weights,
                             const std::string& new_name, const WeightedAdapterOptions& options = {});
 
@@ -72,12 +78,12 @@ class PeftModel {
 
  private:
   PeftModel(std::shared_ptr<torch::nn::Module> model, InjectOptions options);
+  // Makes `active` the active adapters again (after attaching one) and marks what trains.
+  void restore_active(const std::vector<std::string>& active);
 
   std::shared_ptr<torch::nn::Module> model_;
   InjectOptions options_;
   std::map<std::string, LoraConfig> configs_;
-  std::vector<std::string> active_;
-  bool enabled_ = true;
 };
 
 // RAII: adapters disabled for the guard's lifetime (PEFT's `with model.disable_adapter():`).

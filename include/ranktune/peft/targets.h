@@ -26,7 +26,7 @@ class TargetMatcher {
   bool is_excluded(const std::string& name) const;
   // The module is selected by target_modules (and layers_to_transform) and not excluded.
   bool is_target(const std::string& name) const;
-  // The module is one of modules_to_save (exact name or dotted suffix).
+  // The module is one of modules_to_save: its name ends with an entry (PEFT's plain suffix match).
   bool is_module_to_save(const std::string& name) const;
   // The adapter settings for this module: r and alpha after rank_pattern/alpha_pattern, where a
   // key matches by the regex (.*\.)?(key)$ and the first matching key wins.
