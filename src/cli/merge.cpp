@@ -2,6 +2,7 @@
 // adapter folded into the weights.
 
 #include "cli/commands.h"
+#include "ranktune/core/dtype.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/io/safetensors.h"
@@ -23,10 +24,13 @@ const char* const kCopiedFiles[] = {"config.json",        "generation_config.jso
                                     "tokenizer_config.json", "tokenizer.model",     "special_tokens_map.json",
                                     "vocab.json",          "merges.txt",             "added_tokens.json"};
 
-torch::Dtype storage_dtype(const std::string& torch_dtype) {
-  if (torch_dtype == "bfloat16") return torch::kBFloat16;
-  if (torch_dtype == "float16") return torch::kFloat16;
-  return torch::kFloat32;
+// The merged weights are stored in the base model's dtype (config.json's torch_dtype).
+torch::Dtype storage_dtype(const std::string& model_dir, const std::string& torch_dtype) {
+  try {
+    return parse_dtype(torch_dtype);
+  } catch (const Error& e) {
+    throw e.with_context(ErrorContext{(fs::path(model_dir) / "config.json").string(), "torch_dtype", -1});
+  }
 }
 
 }  // namespace
@@ -52,7 +56,7 @@ void add_merge_command(CLI::App& app) {
     fs::create_directories(staging);
     try {
       model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(),
-                                storage_dtype(loaded.model->config().torch_dtype));
+                                storage_dtype(o->model, loaded.model->config().torch_dtype));
       for (const char* name : kCopiedFiles) {
         const fs::path from = fs::path(o->model) / name;
         if (fs::exists(from)) fs::copy_file(from, staging / name);

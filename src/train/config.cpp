@@ -1,9 +1,9 @@
 #include "ranktune/train/config.h"
 
-#include "io/yaml_util.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/yaml.h"
 
 #include <algorithm>
 #include <functional>

@@ -1,6 +1,6 @@
 #include "ranktune/train/trainer.h"
 
-#include "io/json_fields.h"
+#include "ranktune/core/dtype.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/progress.h"
@@ -9,6 +9,7 @@
 #include "ranktune/data/examples.h"
 #include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"
@@ -54,12 +55,6 @@ bool has_weights(const std::string& dir) {
   return fs::exists(fs::path(dir) / "model.safetensors") || fs::exists(fs::path(dir) / "model.safetensors.index.json");
 }
 
-torch::Dtype parse_dtype(const std::string& name) {
-  if (name == "bfloat16") return torch::kBFloat16;
-  if (name == "float16") return torch::kFloat16;
-  return torch::kFloat32;
-}
-
 std::vector<data::Example> load_examples(const std::string& path, const DataSection& d, int64_t limit) {
   data::LoadOptions o;
   o.gsm8k_answer = d.format == "gsm8k";
@@ -74,7 +69,12 @@ std::vector<data::Example> load_examples(const std::string& path, const DataSect
 }  // namespace
 
 std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section) {
-  const torch::Dtype dtype = parse_dtype(section.dtype);
+  torch::Dtype dtype;
+  try {
+    dtype = parse_dtype(section.dtype);
+  } catch (const Error& e) {
+    throw e.with_context(ErrorContext{"", "model.dtype", -1});
+  }
   if (has_weights(section.path)) return model::load_causal_lm(section.path, model::LoadOptions().dtype(dtype));
   torch::manual_seed(section.init_seed);
   auto model = model::create_causal_lm(model::ModelConfig::load(section.path), dtype);

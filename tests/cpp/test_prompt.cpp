@@ -1,10 +1,10 @@
 // The prompt layer: templates (YAML, rendering, errors), answer extraction and normalisation,
 // rewards, the GSM8K calculator. Suites: Prompt*, Answer*, Reward*, Calculator*.
 
-#include "io/yaml_util.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/yaml.h"
 #include "ranktune/data/examples.h"
 #include "ranktune/prompt/answer.h"
 #include "ranktune/prompt/calculator.h"

@@ -3,6 +3,7 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/core/regex.h"
+#include "ranktune/core/utf8.h"
 #include "ranktune/io/file.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -636,8 +637,8 @@ TEST(TokenizerUnicode, Qwen2NormalizesToNfcBeforeEncoding) {
 }
 
 TEST(TokenizerUnicode, Utf8ValidationAndLossyRepair) {
-  using ranktune::tokenizer::find_invalid_utf8;
-  using ranktune::tokenizer::utf8_lossy;
+  using ranktune::find_invalid_utf8;
+  using ranktune::utf8_lossy;
   EXPECT_EQ(find_invalid_utf8("h\u00e9llo \U0001F999"), std::string::npos);
   EXPECT_EQ(find_invalid_utf8("ab\xC0\xAF"), 2u);          // overlong
   EXPECT_EQ(find_invalid_utf8("\xED\xA0\x80"), 0u);        // surrogate
