@@ -1,7 +1,7 @@
 // ranktune merge --model DIR --adapter DIR --out DIR — a Hugging Face model directory with the
 // adapter folded into the weights.
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "ranktune/core/dtype.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"

@@ -1,4 +1,4 @@
-#include "prompt/pattern.h"
+#include "pattern.h"
 
 #include <map>
 #include <mutex>

@@ -1,6 +1,6 @@
 #include "ranktune/prompt/reward.h"
 
-#include "prompt/pattern.h"
+#include "pattern.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"

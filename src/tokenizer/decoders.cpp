@@ -1,9 +1,9 @@
-#include "tokenizer/decoders.h"
+#include "decoders.h"
 
 #include "ranktune/core/utf8.h"
-#include "tokenizer/byte_level.h"
-#include "tokenizer/pattern.h"
-#include "tokenizer/utf8.h"
+#include "byte_level.h"
+#include "pattern.h"
+#include "utf8.h"
 
 #include <utility>
 

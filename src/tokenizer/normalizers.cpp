@@ -1,8 +1,8 @@
-#include "tokenizer/normalizers.h"
+#include "normalizers.h"
 
-#include "tokenizer/pattern.h"
-#include "tokenizer/unicode_normalization.h"
-#include "tokenizer/utf8.h"
+#include "pattern.h"
+#include "unicode_normalization.h"
+#include "utf8.h"
 
 #include <vector>
 

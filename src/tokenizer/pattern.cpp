@@ -1,4 +1,4 @@
-#include "tokenizer/pattern.h"
+#include "pattern.h"
 
 #include <algorithm>
 

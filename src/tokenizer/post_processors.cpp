@@ -1,4 +1,4 @@
-#include "tokenizer/post_processors.h"
+#include "post_processors.h"
 
 #include <map>
 #include <string>

@@ -1,7 +1,7 @@
-#include "tokenizer/pre_tokenizers.h"
+#include "pre_tokenizers.h"
 
-#include "tokenizer/byte_level.h"
-#include "tokenizer/pattern.h"
+#include "byte_level.h"
+#include "pattern.h"
 
 #include <utility>
 

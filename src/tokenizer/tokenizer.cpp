@@ -4,10 +4,10 @@
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/core/utf8.h"
-#include "tokenizer/backend.h"
-#include "tokenizer/post_processors.h"
-#include "tokenizer/tokenizer_config.h"
-#include "tokenizer/utf8.h"
+#include "backend.h"
+#include "post_processors.h"
+#include "tokenizer_config.h"
+#include "utf8.h"
 
 #include <filesystem>
 

@@ -1,8 +1,8 @@
-#include "tokenizer/tokenizer_config.h"
+#include "tokenizer_config.h"
 
 #include "ranktune/io/file.h"
 #include "ranktune/io/json.h"
-#include "tokenizer/pattern.h"
+#include "pattern.h"
 
 namespace ranktune::tokenizer {
 

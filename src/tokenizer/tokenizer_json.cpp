@@ -6,12 +6,12 @@
 #include "ranktune/core/log.h"
 #include "ranktune/io/file.h"
 #include "ranktune/io/json.h"
-#include "tokenizer/backend.h"
-#include "tokenizer/bpe_model.h"
-#include "tokenizer/decoders.h"
-#include "tokenizer/normalizers.h"
-#include "tokenizer/post_processors.h"
-#include "tokenizer/pre_tokenizers.h"
+#include "backend.h"
+#include "bpe_model.h"
+#include "decoders.h"
+#include "normalizers.h"
+#include "post_processors.h"
+#include "pre_tokenizers.h"
 
 #include <algorithm>
 #include <initializer_list>

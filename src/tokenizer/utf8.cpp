@@ -1,4 +1,4 @@
-#include "tokenizer/utf8.h"
+#include "utf8.h"
 
 namespace ranktune::tokenizer {
 

@@ -1,4 +1,4 @@
-#include "train/checkpoint.h"
+#include "checkpoint.h"
 
 #include "ranktune/core/error.h"
 #include "ranktune/io/file.h"

@@ -16,8 +16,8 @@
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/schedule.h"
-#include "train/checkpoint.h"
-#include "train/optimizer.h"
+#include "checkpoint.h"
+#include "optimizer.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
