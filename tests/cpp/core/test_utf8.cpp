@@ -18,3 +18,16 @@ TEST(TokenizerUnicode, Utf8ValidationAndLossyRepair) {
   EXPECT_EQ(utf8_lossy("\xFF\xFE"), "\uFFFD\uFFFD");
   EXPECT_EQ(utf8_lossy("\xE2\x82"), "\uFFFD");
 }
+
+TEST(Utf8Test, LossyRepairIsPythonsDecodeWithReplace) {
+  using ranktune::utf8_lossy;
+  // Expected values from Python: bytes.decode("utf-8", "replace").
+  EXPECT_EQ(utf8_lossy("h\u00e9llo \U0001F999"), "h\u00e9llo \U0001F999");  // valid text is unchanged
+  EXPECT_EQ(utf8_lossy("The answer is 42 \xE2\x82"), "The answer is 42 \uFFFD");  // a completion cut mid-character
+  EXPECT_EQ(utf8_lossy("\xC0\xAF"), "\uFFFD\uFFFD");                  // overlong: each byte
+  EXPECT_EQ(utf8_lossy("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");        // surrogate: each byte
+  EXPECT_EQ(utf8_lossy("\xF4\x90\x80\x80"), "\uFFFD\uFFFD\uFFFD\uFFFD");  // above U+10FFFF
+  EXPECT_EQ(utf8_lossy("\xE2\x82z\xE2\x82\xAC"), "\uFFFDz\u20AC");
+  EXPECT_EQ(utf8_lossy(""), "");
+  EXPECT_EQ(ranktune::find_invalid_utf8(utf8_lossy("\xFF a \xF0\x9F")), std::string::npos);
+}

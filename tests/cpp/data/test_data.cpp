@@ -126,4 +126,57 @@ TEST(DataTest, BatchPlanIsAPermutationPerEpochAndReproducible) {
   EXPECT_LT(padding(plan.epoch_batches(0)), padding(data::BatchPlan(lengths, 8, 7, false).epoch_batches(0)) / 2);
 }
 
+TEST(DataLoadTest, FieldMappingLimitBlankLinesAndCalculatorStripping) {
+  const fs::path file = fs::temp_directory_path() / "ranktune_traces.jsonl";
+  io::write_file_atomic(file.string(),
+                        "{\"prompt\": \"q1\", \"trace\": \"  2 + 2 = <<2+2=4>>4 \\n\", \"final\": \" 4\\f\"}\n"
+                        "\n"
+                        "   \n"
+                        "{\"prompt\": \"q2\", \"trace\": \"t2\", \"final\": \"5\"}\n"
+                        "{\"prompt\": \"q3\", \"trace\": \"t3\", \"final\": \"6\"}\n");
+  data::LoadOptions o;
+  o.gsm8k_answer = false;
+  o.question_field = "prompt";
+  o.rationale_field = "trace";
+  o.answer_field = "final";
+  o.strip_calculator = true;
+  o.limit = 2;
+  const auto examples = data::load_jsonl(file.string(), o);
+  ASSERT_EQ(examples.size(), 2u);
+  EXPECT_EQ(examples[0].question, "q1");
+  EXPECT_EQ(examples[0].rationale, "2 + 2 = 4");  // trimmed, then the annotation removed
+  EXPECT_EQ(examples[0].answer, "4");
+  EXPECT_EQ(examples[0].line, 1);
+  EXPECT_EQ(examples[1].question, "q2");
+  EXPECT_EQ(examples[1].line, 4);  // blank lines count in the numbering
+  fs::remove(file);
+}
+
+TEST(DataLoadTest, Gsm8kAnswerWithoutTheMarkerAndEmptyFilesAreErrors) {
+  const fs::path file = fs::temp_directory_path() / "ranktune_nomarker.jsonl";
+  io::write_file_atomic(file.string(), "{\"question\": \"q\", \"answer\": \"r\\n#### 1\"}\n{\"question\": \"q\", \"answer\": \"42\"}\n");
+  EXPECT_THAT(error_of([&] { data::load_gsm8k(file.string()); }),
+              HasSubstr(file.string() + ":2: 'answer': has no '####' before the final answer"));
+  io::write_file_atomic(file.string(), "{\"question\": \"q\", \"answer\": 7}\n");
+  EXPECT_THAT(error_of([&] { data::load_gsm8k(file.string()); }), HasSubstr(":1: 'answer': expected a string, got integer 7"));
+  io::write_file_atomic(file.string(), "\n\n");
+  EXPECT_THAT(error_of([&] { data::load_gsm8k(file.string()); }), HasSubstr(file.string() + ": no examples in the file"));
+  fs::remove(file);
+}
+
+TEST(DataLoadTest, CalculatorAnnotationsAndTheAnswerSplit) {
+  EXPECT_EQ(data::strip_calculator_annotations("a <<1+1=2>>2 and <<2*3=6>>6."), "a 2 and 6.");
+  EXPECT_EQ(data::strip_calculator_annotations("unclosed <<1+1=2"), "unclosed <<1+1=2");
+  EXPECT_EQ(data::strip_calculator_annotations(""), "");
+  // The last "####" splits; both parts are trimmed.
+  const auto split = data::split_gsm8k_answer("a #### b\n#### 1,000 \n");
+  ASSERT_TRUE(split);
+  EXPECT_EQ(split->first, "a #### b");
+  EXPECT_EQ(split->second, "1,000");
+  // A split that would hold out everything is refused.
+  EXPECT_THAT(error_of([] { data::split_validation(std::vector<data::Example>(3), 3, 0); }),
+              HasSubstr("validation split of 3 examples leaves none of the 3 to train on"));
+  EXPECT_EQ(data::split_validation(std::vector<data::Example>(10), 0, 0, 0.2).second.size(), 2u);
+}
+
 }  // namespace
