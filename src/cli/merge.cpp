@@ -48,6 +48,7 @@ void add_merge_command(CLI::App& app) {
     RANKTUNE_CHECK_CTX(!fs::exists(o->out), (ErrorContext{o->out, "", -1}),
                        "already exists; choose a new output directory (nothing was written)");
     LoadedModel loaded = load_model(o->model, o->adapter);
+    const torch::Dtype dtype = storage_dtype(o->model, loaded.model->config().torch_dtype);
     loaded.adapters->merge_and_unload(/*safe=*/true);
     // Written beside the target and renamed at the end: a failure leaves no half-written model.
     const fs::path out(o->out);
@@ -55,8 +56,7 @@ void add_merge_command(CLI::App& app) {
     fs::remove_all(staging);
     fs::create_directories(staging);
     try {
-      model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(),
-                                storage_dtype(o->model, loaded.model->config().torch_dtype));
+      model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(), dtype);
       for (const char* name : kCopiedFiles) {
         const fs::path from = fs::path(o->model) / name;
         if (fs::exists(from)) fs::copy_file(from, staging / name);
