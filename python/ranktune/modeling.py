@@ -21,16 +21,11 @@ from . import _core
 
 __all__ = ["AutoModelForCausalLM", "CausalLM", "CausalLMOutput", "GenerateOutput", "ModelConfig"]
 
-_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16", torch.float16: "float16"}
-
-
 def _dtype_name(dtype: Union[torch.dtype, str, None]) -> str:
+    """The dtype as text for the C++ side, which parses it (torch.bfloat16 -> "torch.bfloat16";
+    "bf16" as given) and names the accepted spellings when it cannot; None and "auto" are float32."""
     if dtype is None or dtype == "auto":
         return "float32"
-    if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES:
-            raise ValueError(f"unsupported dtype {dtype}; use torch.float32, torch.float64, torch.bfloat16 or torch.float16")
-        return _DTYPES[dtype]
     return str(dtype)
 
 

@@ -116,28 +116,6 @@ py::list generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& 
 
 }  // namespace
 
-// ---- helpers shared with the other files ----------------------------------------------------------------
-
-at::ScalarType parse_dtype(const std::string& text) {
-  std::string name = text;
-  if (name.rfind("torch.", 0) == 0) name = name.substr(6);
-  if (name == "float32" || name == "float" || name == "fp32") return at::kFloat;
-  if (name == "float64" || name == "double" || name == "fp64") return at::kDouble;
-  if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
-  if (name == "float16" || name == "half" || name == "fp16") return at::kHalf;
-  throw Error("unsupported dtype '" + text + "'; use torch.float32, torch.float64, torch.bfloat16 or torch.float16");
-}
-
-std::string dtype_name(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kFloat: return "float32";
-    case at::kDouble: return "float64";
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    default: return c10::toString(dtype);
-  }
-}
-
 void bind_models(py::module_& m) {
   m.def("configure_threads", &configure_threads, py::arg("n") = 0,
         "Sets LibTorch's intra-op threads: n > 0 uses n; n <= 0 uses $RANKTUNE_NUM_THREADS, else every core. "

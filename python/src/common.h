@@ -6,6 +6,7 @@
 // the GIL: the work is pure C++, and other Python threads keep running.
 
 #include "bindings.h"
+#include "ranktune/core/dtype.h"
 
 #include <torch/csrc/utils/pybind.h>
 #include <pybind11/functional.h>
@@ -21,11 +22,6 @@ struct AdapterOptions;
 namespace ranktune::python {
 
 namespace py = pybind11;
-
-// "float32", "torch.float32", "fp32", "bfloat16", ... -> dtype. Throws ranktune::Error otherwise.
-at::ScalarType parse_dtype(const std::string& name);
-// torch.float32 -> "float32".
-std::string dtype_name(at::ScalarType dtype);
 
 // None -> an undefined tensor (the C++ API's "absent").
 inline at::Tensor or_undefined(const std::optional<at::Tensor>& t) { return t.value_or(at::Tensor()); }

@@ -1,4 +1,4 @@
-#include "cli/commands.h"
+#include "commands.h"
 
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"

@@ -1,6 +1,6 @@
 // ranktune eval CONFIG.yaml [key.path=value ...] — GSM8K accuracy of a model (with its adapter).
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/threads.h"
 #include "ranktune/eval/gsm8k_eval.h"

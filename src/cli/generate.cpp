@@ -1,7 +1,7 @@
 // ranktune generate --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids "1 2 3") --max-new-tokens N
 //                   [--temperature T --top-k K --top-p P --seed S] [--stop STR ...] [--merge] [--print-ids]
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "ranktune/core/error.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/model/generation.h"

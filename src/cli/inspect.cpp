@@ -1,6 +1,6 @@
 // ranktune inspect DIR — what a model directory holds, as JSON.
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"

@@ -1,7 +1,7 @@
 // The `ranktune` command-line tool: parses the top level and dispatches to the subcommands in
 // src/cli/*.cpp. Errors in user input end with "error: ..." on stderr and exit code 1.
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/threads.h"
 #include "ranktune/version.h"

@@ -1,7 +1,8 @@
 // ranktune merge --model DIR --adapter DIR --out DIR — a Hugging Face model directory with the
 // adapter folded into the weights.
 
-#include "cli/commands.h"
+#include "commands.h"
+#include "ranktune/core/dtype.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/io/file.h"
@@ -25,10 +26,13 @@ const char* const kCopiedFiles[] = {"config.json",        "generation_config.jso
                                     "tokenizer_config.json", "tokenizer.model",     "special_tokens_map.json",
                                     "vocab.json",          "merges.txt",             "added_tokens.json"};
 
-torch::Dtype storage_dtype(const std::string& torch_dtype) {
-  if (torch_dtype == "bfloat16") return torch::kBFloat16;
-  if (torch_dtype == "float16") return torch::kFloat16;
-  return torch::kFloat32;
+// The merged weights are stored in the base model's dtype (config.json's torch_dtype).
+torch::Dtype storage_dtype(const std::string& model_dir, const std::string& torch_dtype) {
+  try {
+    return parse_dtype(torch_dtype);
+  } catch (const Error& e) {
+    throw e.with_context(ErrorContext{(fs::path(model_dir) / "config.json").string(), "torch_dtype", -1});
+  }
 }
 
 // config.json for the merged model. A modules_to_save copy merged into one end of a tied pair
@@ -58,6 +62,7 @@ void add_merge_command(CLI::App& app) {
     RANKTUNE_CHECK_CTX(!fs::exists(o->out), (ErrorContext{o->out, "", -1}),
                        "already exists; choose a new output directory (nothing was written)");
     LoadedModel loaded = load_model(o->model, o->adapter);
+    const torch::Dtype dtype = storage_dtype(o->model, loaded.model->config().torch_dtype);
     loaded.adapters->merge_and_unload(/*safe=*/true);
     // Written beside the target and renamed at the end: a failure leaves no half-written model.
     const fs::path out(o->out);
@@ -65,8 +70,7 @@ void add_merge_command(CLI::App& app) {
     fs::remove_all(staging);
     fs::create_directories(staging);
     try {
-      model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(),
-                                storage_dtype(loaded.model->config().torch_dtype));
+      model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(), dtype);
       io::write_file_atomic((staging / "config.json").string(), merged_config_json(o->model, *loaded.model));
       for (const char* name : kCopiedFiles) {
         const fs::path from = fs::path(o->model) / name;

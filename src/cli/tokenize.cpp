@@ -1,6 +1,6 @@
 // ranktune tokenize --tokenizer DIR --file TEXT_FILE [--add-special-tokens]
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "ranktune/io/file.h"
 #include "ranktune/tokenizer/tokenizer.h"
 

@@ -1,6 +1,6 @@
 // ranktune train CONFIG.yaml [key.path=value ...] — fine-tune as a recipe says.
 
-#include "cli/commands.h"
+#include "commands.h"
 #include "ranktune/train/trainer.h"
 
 #include <iostream>

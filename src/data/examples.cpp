@@ -1,8 +1,9 @@
 #include "ranktune/data/examples.h"
 
-#include "io/json_fields.h"
 #include "ranktune/core/error.h"
+#include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 
 #include <algorithm>
 #include <numeric>
@@ -10,16 +11,6 @@
 #include <sstream>
 
 namespace ranktune::data {
-namespace {
-
-std::string trim(const std::string& s) {
-  const auto begin = s.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  const auto end = s.find_last_not_of(" \t\r\n");
-  return s.substr(begin, end - begin + 1);
-}
-
-}  // namespace
 
 std::string strip_calculator_annotations(const std::string& text) {
   std::string out;

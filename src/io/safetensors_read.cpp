@@ -4,9 +4,9 @@
 
 #include "ranktune/io/safetensors.h"
 
-#include "io/json_fields.h"
 #include "ranktune/core/error.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

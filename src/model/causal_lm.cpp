@@ -5,7 +5,7 @@
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/gpt2.h"
 #include "ranktune/model/llama.h"
-#include "model/checkpointing.h"
+#include "checkpointing.h"
 #include "ranktune/model/loss.h"
 #include "ranktune/peft/linear.h"
 #include "ranktune/peft/modules_to_save.h"

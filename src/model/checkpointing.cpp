@@ -1,4 +1,4 @@
-#include "model/checkpointing.h"
+#include "checkpointing.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

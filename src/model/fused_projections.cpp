@@ -1,4 +1,4 @@
-#include "model/fused_projections.h"
+#include "fused_projections.h"
 
 #include "ranktune/peft/functional.h"
 

@@ -1,6 +1,6 @@
 #include "ranktune/model/llama.h"
 
-#include "model/fused_projections.h"
+#include "fused_projections.h"
 #include "ranktune/core/strings.h"
 
 #include <ATen/ATen.h>

@@ -1,4 +1,4 @@
-#include "peft/adapter_init.h"
+#include "adapter_init.h"
 
 #include "ranktune/core/error.h"
 

@@ -1,6 +1,6 @@
 #include "ranktune/peft/inject.h"
 
-#include "peft/variant.h"
+#include "variant.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"

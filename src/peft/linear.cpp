@@ -1,7 +1,7 @@
 #include "ranktune/peft/linear.h"
 
-#include "peft/adapter_init.h"
-#include "peft/variant.h"
+#include "adapter_init.h"
+#include "variant.h"
 #include "ranktune/core/error.h"
 #include "ranktune/peft/functional.h"
 

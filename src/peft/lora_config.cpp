@@ -1,9 +1,9 @@
 #include "ranktune/peft/lora_config.h"
 
-#include "io/json_fields.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/regex.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 
 #include <cmath>
 #include <filesystem>

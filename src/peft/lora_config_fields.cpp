@@ -3,7 +3,7 @@
 
 #include "ranktune/peft/lora_config_fields.h"
 
-#include "io/json_fields.h"
+#include "ranktune/io/json.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
@@ -43,7 +43,9 @@ struct Scalar {
   static Value read(io::JsonFields& f, const std::string& key) { return (f.*Read)(key); }
 };
 using Integer = Scalar<int64_t, Kind::integer, &io::JsonFields::get_int>;
-using Boolean = Scalar<bool, Kind::boolean, &io::JsonFields::get_bool>;
+// get_bool has a with-default overload too: name the one-argument form.
+using Boolean = Scalar<bool, Kind::boolean,
+                       static_cast<bool (io::JsonFields::*)(const std::string&)>(&io::JsonFields::get_bool)>;
 // A float in PEFT (lora_dropout): written as 0.0, not 0.
 using Float = Scalar<double, Kind::number, &io::JsonFields::get_number>;
 // An int in PEFT that ranktune also takes fractional (lora_alpha): written as 8, or 24.5.

@@ -1,4 +1,4 @@
-#include "peft/variant.h"
+#include "variant.h"
 
 #include "ranktune/peft/functional.h"
 

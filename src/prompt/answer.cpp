@@ -1,8 +1,10 @@
 #include "ranktune/prompt/answer.h"
 
-#include "prompt/pattern.h"
+#include "pattern.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
+#include "ranktune/core/strings.h"
+#include "ranktune/core/utf8.h"
 #include "ranktune/prompt/template.h"
 
 #include <algorithm>
@@ -20,13 +22,6 @@ namespace {
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-
-std::string trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && is_space(s[b])) ++b;
-  while (e > b && is_space(s[e - 1])) --e;
-  return std::string(s.substr(b, e - b));
-}
 
 void replace_all(std::string& s, std::string_view from, std::string_view to) {
   size_t pos = 0;
@@ -352,7 +347,7 @@ Extraction extract(const std::string& completion, const std::string& answer_patt
   const auto pattern = detail::cached_pattern(answer_pattern);
   RANKTUNE_CHECK(pattern->capture_count() == 1, "answer pattern '", answer_pattern,
                  "' must have exactly one capture group, found ", pattern->capture_count());
-  const std::string text = detail::sanitize_utf8(completion);
+  const std::string text = utf8_lossy(completion);
   Extraction out;
   if (auto c = last_answer(*pattern, text)) out.strict = c->answer;
   out.flexible = flexible_answer(text);
@@ -364,7 +359,7 @@ Extraction extract(const std::string& completion, const PromptTemplate& tmpl) {
 }
 
 std::optional<std::string> extract_answer(const std::string& text) {
-  return flexible_answer(detail::sanitize_utf8(text));
+  return flexible_answer(utf8_lossy(text));
 }
 
 std::string cut_at_stop(const std::string& text, const std::vector<std::string>& stop) {

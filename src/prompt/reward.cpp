@@ -1,24 +1,16 @@
 #include "ranktune/prompt/reward.h"
 
-#include "prompt/pattern.h"
+#include "pattern.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
+#include "ranktune/core/strings.h"
+#include "ranktune/core/utf8.h"
 #include "ranktune/prompt/answer.h"
 #include "ranktune/prompt/template.h"
 
 #include <mutex>
 
 namespace ranktune::prompt {
-namespace {
-
-std::string trim(const std::string& s) {
-  const char* space = " \t\n\r\f\v";
-  const size_t b = s.find_first_not_of(space);
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(space) + 1 - b);
-}
-
-}  // namespace
 
 double accuracy_reward(const std::string& completion, const std::string& gold, const PromptTemplate& tmpl,
                        AnswerMode mode) {
@@ -29,7 +21,7 @@ double accuracy_reward(const std::string& completion, const std::string& gold, c
 
 double format_reward(const std::string& completion, const PromptTemplate& tmpl) {
   if (tmpl.format_pattern().empty()) return extract(completion, tmpl).strict ? 1.0 : 0.0;
-  const std::string text = trim(detail::sanitize_utf8(cut_at_stop(completion, tmpl.stop())));
+  const std::string text = trim(utf8_lossy(cut_at_stop(completion, tmpl.stop())));
   try {
     return detail::cached_pattern(tmpl.format_pattern())->full_match(text) ? 1.0 : 0.0;
   } catch (const Error& e) {  // PCRE2 gave up on this text (match or stack limits): not the format

@@ -1,11 +1,11 @@
 #include "ranktune/prompt/template.h"
 
-#include "io/yaml_util.h"
-#include "prompt/pattern.h"
+#include "pattern.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/yaml.h"
 
 #include <dlfcn.h>
 

@@ -1,8 +1,8 @@
-#include "tokenizer/added_tokens.h"
+#include "added_tokens.h"
 
 #include "ranktune/core/regex.h"
-#include "tokenizer/normalizers.h"
-#include "tokenizer/utf8.h"
+#include "normalizers.h"
+#include "utf8.h"
 
 namespace ranktune::tokenizer {
 

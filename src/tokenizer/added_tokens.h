@@ -8,7 +8,7 @@
 // rejects a match touching a word character; lstrip/rstrip take the whitespace on that side
 // into the token.
 
-#include "tokenizer/pre_tokenizers.h"
+#include "pre_tokenizers.h"
 
 #include <cstdint>
 #include <optional>

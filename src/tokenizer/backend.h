@@ -2,7 +2,7 @@
 // What the Tokenizer facade needs from a loaded file. Two implementations: tokenizer.json
 // (tokenizer_json.cpp) and SentencePiece's tokenizer.model (sentencepiece_model.cpp).
 
-#include "tokenizer/added_tokens.h"
+#include "added_tokens.h"
 
 #include <cstdint>
 #include <memory>

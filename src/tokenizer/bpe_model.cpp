@@ -1,7 +1,7 @@
-#include "tokenizer/bpe_model.h"
+#include "bpe_model.h"
 
 #include "ranktune/core/error.h"
-#include "tokenizer/utf8.h"
+#include "utf8.h"
 
 #include <algorithm>
 #include <cstdio>

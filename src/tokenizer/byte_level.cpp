@@ -1,6 +1,6 @@
-#include "tokenizer/byte_level.h"
+#include "byte_level.h"
 
-#include "tokenizer/utf8.h"
+#include "utf8.h"
 
 #include <array>
 

@@ -1,8 +1,9 @@
-#include "tokenizer/decoders.h"
+#include "decoders.h"
 
-#include "tokenizer/byte_level.h"
-#include "tokenizer/pattern.h"
-#include "tokenizer/utf8.h"
+#include "ranktune/core/utf8.h"
+#include "byte_level.h"
+#include "pattern.h"
+#include "utf8.h"
 
 #include <utility>
 
@@ -159,7 +160,7 @@ class MetaspaceDecoder : public Decoder {
   bool drop_in_first_;
 };
 
-char32_t single_character(const std::string& text, const JsonPath& at) {
+char32_t single_character(const std::string& text, const io::JsonPath& at) {
   size_t pos = 0;
   const char32_t cp = text.empty() ? 0 : next_code_point(text, pos);
   if (text.empty() || pos != text.size()) at.fail("expected a single character, got '" + text + "'");
@@ -168,37 +169,37 @@ char32_t single_character(const std::string& text, const JsonPath& at) {
 
 }  // namespace
 
-std::unique_ptr<Decoder> make_decoder(const json& spec, const JsonPath& at) {
-  if (spec.is_null()) return nullptr;
-  const std::string type = required_string(spec, "type", at);
+std::unique_ptr<Decoder> make_decoder(const io::json& node, const io::JsonPath& at) {
+  if (node.is_null()) return nullptr;
+  io::SortedJsonFields spec(node, at);
+  const std::string type = spec.get_string("type");
   if (type == "Sequence") {
-    const json& list = required_field(spec, "decoders", at);
-    if (!list.is_array()) (at / "decoders").fail("expected a list, got " + json_kind(list));
+    const io::json& list = spec.get_list("decoders");
     std::vector<std::unique_ptr<Decoder>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      auto step = make_decoder(list[i], (at / "decoders")[i]);
+      auto step = make_decoder(list[i], spec.at("decoders")[i]);
       if (step != nullptr) steps.push_back(std::move(step));
     }
     return std::make_unique<SequenceDecoder>(std::move(steps));
   }
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Replace") {
-    return std::make_unique<ReplaceDecoder>(read_pattern(spec, "pattern", at), required_string(spec, "content", at));
+    return std::make_unique<ReplaceDecoder>(read_pattern(spec, "pattern"), spec.get_string("content"));
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Strip") {
-    return std::make_unique<StripDecoder>(single_character(required_string(spec, "content", at), at / "content"),
-                                          static_cast<size_t>(optional_index(spec, "start", 0, at)),
-                                          static_cast<size_t>(optional_index(spec, "stop", 0, at)));
+    return std::make_unique<StripDecoder>(single_character(spec.get_string("content"), spec.at("content")),
+                                          static_cast<size_t>(spec.get_index("start", 0)),
+                                          static_cast<size_t>(spec.get_index("stop", 0)));
   }
   if (type == "Metaspace") {
-    bool prepends = optional_bool(spec, "add_prefix_space", true, at);
-    if (const auto scheme = optional_string(spec, "prepend_scheme", at)) prepends = *scheme != "never";
-    return std::make_unique<MetaspaceDecoder>(required_string(spec, "replacement", at), prepends);
+    bool prepends = spec.get_bool("add_prefix_space", true);
+    if (const auto scheme = spec.get_optional_string("prepend_scheme")) prepends = *scheme != "never";
+    return std::make_unique<MetaspaceDecoder>(spec.get_string("replacement"), prepends);
   }
-  (at / "type").fail("unsupported decoder type '" + type +
-                     "' (supported: Sequence, ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace)");
+  spec.fail("type", "unsupported decoder type '" + type +
+                        "' (supported: Sequence, ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace)");
 }
 
 }  // namespace ranktune::tokenizer

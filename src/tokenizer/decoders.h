@@ -2,7 +2,7 @@
 // tokenizer.json decoders: turn token strings back into text. Supported types: Sequence,
 // ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace.
 
-#include "tokenizer/json_access.h"
+#include "ranktune/io/json.h"
 
 #include <memory>
 #include <string>
@@ -19,6 +19,6 @@ class Decoder {
 
 // Builds the decoder described by `spec` (nullptr for JSON null). Unknown types are errors
 // naming the file, the JSON path and the supported types.
-std::unique_ptr<Decoder> make_decoder(const json& spec, const JsonPath& at);
+std::unique_ptr<Decoder> make_decoder(const io::json& spec, const io::JsonPath& at);
 
 }  // namespace ranktune::tokenizer

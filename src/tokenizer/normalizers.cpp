@@ -1,7 +1,8 @@
-#include "tokenizer/normalizers.h"
+#include "normalizers.h"
 
-#include "tokenizer/unicode_normalization.h"
-#include "tokenizer/utf8.h"
+#include "pattern.h"
+#include "unicode_normalization.h"
+#include "utf8.h"
 
 #include <vector>
 
@@ -81,32 +82,31 @@ class StripNormalizer : public Normalizer {
 
 }  // namespace
 
-std::unique_ptr<Normalizer> make_normalizer(const json& spec, const JsonPath& at) {
-  if (spec.is_null()) return nullptr;
-  const std::string type = required_string(spec, "type", at);
+std::unique_ptr<Normalizer> make_normalizer(const io::json& node, const io::JsonPath& at) {
+  if (node.is_null()) return nullptr;
+  io::SortedJsonFields spec(node, at);
+  const std::string type = spec.get_string("type");
   if (type == "Sequence") {
-    const json& list = required_field(spec, "normalizers", at);
-    if (!list.is_array()) (at / "normalizers").fail("expected a list, got " + json_kind(list));
+    const io::json& list = spec.get_list("normalizers");
     std::vector<std::unique_ptr<Normalizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      auto step = make_normalizer(list[i], (at / "normalizers")[i]);
+      auto step = make_normalizer(list[i], spec.at("normalizers")[i]);
       if (step != nullptr) steps.push_back(std::move(step));
     }
     return std::make_unique<SequenceNormalizer>(std::move(steps));
   }
   if (type == "NFC") return std::make_unique<NfcNormalizer>();
   if (type == "NFD") return std::make_unique<NfdNormalizer>();
-  if (type == "Prepend") return std::make_unique<PrependNormalizer>(required_string(spec, "prepend", at));
+  if (type == "Prepend") return std::make_unique<PrependNormalizer>(spec.get_string("prepend"));
   if (type == "Replace") {
-    return std::make_unique<ReplaceNormalizer>(read_pattern(spec, "pattern", at),
-                                               required_string(spec, "content", at));
+    return std::make_unique<ReplaceNormalizer>(read_pattern(spec, "pattern"), spec.get_string("content"));
   }
   if (type == "Strip") {
-    return std::make_unique<StripNormalizer>(optional_bool(spec, "strip_left", true, at),
-                                             optional_bool(spec, "strip_right", true, at));
+    return std::make_unique<StripNormalizer>(spec.get_bool("strip_left", true),
+                                             spec.get_bool("strip_right", true));
   }
-  (at / "type").fail("unsupported normalizer type '" + type +
-                     "' (supported: Sequence, NFC, NFD, Prepend, Replace, Strip)");
+  spec.fail("type", "unsupported normalizer type '" + type +
+                        "' (supported: Sequence, NFC, NFD, Prepend, Replace, Strip)");
 }
 
 }  // namespace ranktune::tokenizer

@@ -2,7 +2,7 @@
 // tokenizer.json normalizers: rewrite the text before pre-tokenization. Supported types:
 // Sequence, NFC, NFD, Prepend, Replace, Strip.
 
-#include "tokenizer/json_access.h"
+#include "ranktune/io/json.h"
 
 #include <memory>
 #include <string>
@@ -17,6 +17,6 @@ class Normalizer {
 
 // Builds the normalizer described by `spec` (nullptr for JSON null). Unknown types are errors
 // that name the file, the JSON path and the supported types.
-std::unique_ptr<Normalizer> make_normalizer(const json& spec, const JsonPath& at);
+std::unique_ptr<Normalizer> make_normalizer(const io::json& spec, const io::JsonPath& at);
 
 }  // namespace ranktune::tokenizer

@@ -1,4 +1,4 @@
-#include "tokenizer/pattern.h"
+#include "pattern.h"
 
 #include <algorithm>
 
@@ -14,6 +14,24 @@ Pattern Pattern::regex(const std::string& pattern) {
   Pattern p;
   p.regex_ = std::make_shared<const Regex>(pattern);
   return p;
+}
+
+Pattern read_pattern(io::SortedJsonFields& spec, const std::string& key) {
+  const io::json& value = spec.raw(key);
+  const io::JsonPath here = spec.at(key);
+  if (value.is_object() && value.size() == 1) {
+    io::SortedJsonFields fields(value, here);
+    if (fields.has("String")) return Pattern::literal(fields.get_string("String"));
+    if (fields.has("Regex")) {
+      const std::string regex = fields.get_string("Regex");
+      try {
+        return Pattern::regex(regex);
+      } catch (const Error& e) {
+        throw e.with_context(here.context());
+      }
+    }
+  }
+  here.fail("expected {\"String\": ...} or {\"Regex\": ...}, got " + value.dump());
 }
 
 std::vector<ByteRange> Pattern::find_all(std::string_view text) const {

@@ -3,6 +3,7 @@
 // string ({"String": ...}) or a regular expression ({"Regex": ...}, PCRE2 with Unicode).
 
 #include "ranktune/core/regex.h"
+#include "ranktune/io/json.h"
 
 #include <cstddef>
 #include <memory>
@@ -28,6 +29,10 @@ class Pattern {
   std::string literal_;
   std::shared_ptr<const Regex> regex_;
 };
+
+// Field `key` of `spec` as a {"String": "..."} or {"Regex": "..."} pattern (Split, Replace); a
+// regex that does not compile is an error naming the field.
+Pattern read_pattern(io::SortedJsonFields& spec, const std::string& key);
 
 // How Split keeps the matches of its pattern (Hugging Face's SplitDelimiterBehavior).
 enum class SplitBehavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };

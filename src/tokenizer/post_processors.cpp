@@ -1,4 +1,4 @@
-#include "tokenizer/post_processors.h"
+#include "post_processors.h"
 
 #include <map>
 #include <string>
@@ -25,29 +25,20 @@ class SequenceProcessor : public PostProcessor {
 
 // TemplateProcessing's "single" template: a list of {"SpecialToken": {"id": name}} and one
 // {"Sequence": {"id": "A"}}; names resolve through "special_tokens" to their ids.
-std::unique_ptr<PostProcessor> make_template(const json& spec, const JsonPath& at) {
+std::unique_ptr<PostProcessor> make_template(io::SortedJsonFields& spec) {
   std::map<std::string, std::vector<int64_t>> special_ids;
-  if (spec.contains("special_tokens") && !spec.at("special_tokens").is_null()) {
-    const json& specials = spec.at("special_tokens");
-    const JsonPath specials_at = at / "special_tokens";
-    expect_object(specials, specials_at);
-    for (const auto& [name, entry] : specials.items()) {
-      const json& ids = required_field(entry, "ids", specials_at / name);
-      if (!ids.is_array()) (specials_at / name / "ids").fail("expected a list of ids, got " + json_kind(ids));
-      std::vector<int64_t>& out = special_ids[name];
-      for (const auto& id : ids) {
-        if (!id.is_number_integer()) (specials_at / name / "ids").fail("expected integer ids, got " + id.dump());
-        out.push_back(id.get<int64_t>());
-      }
+  if (spec.has_value("special_tokens")) {
+    io::SortedJsonFields specials = spec.get_object("special_tokens");
+    for (const auto& item : specials.object().items()) {
+      special_ids[item.key()] = specials.get_object(item.key()).get_int_list("ids");
     }
   }
-  const json& single = required_field(spec, "single", at);
-  const JsonPath single_at = at / "single";
-  if (!single.is_array()) single_at.fail("expected a list, got " + json_kind(single));
+  const io::json& single = spec.get_list("single");
+  const io::JsonPath single_at = spec.at("single");
   std::vector<int64_t> prefix, suffix;
   bool seen_sequence = false;
   for (size_t i = 0; i < single.size(); ++i) {
-    const json& item = single[i];
+    const io::json& item = single[i];
     if (item.is_object() && item.contains("Sequence")) {
       if (seen_sequence) single_at[i].fail("a single-sequence template may name the sequence only once");
       seen_sequence = true;
@@ -56,7 +47,7 @@ std::unique_ptr<PostProcessor> make_template(const json& spec, const JsonPath& a
     if (!item.is_object() || !item.contains("SpecialToken")) {
       single_at[i].fail("expected {\"SpecialToken\": ...} or {\"Sequence\": ...}, got " + item.dump());
     }
-    const std::string name = required_string(item.at("SpecialToken"), "id", single_at[i] / "SpecialToken");
+    const std::string name = io::SortedJsonFields(item.at("SpecialToken"), single_at[i] / "SpecialToken").get_string("id");
     const auto it = special_ids.find(name);
     if (it == special_ids.end()) single_at[i].fail("special token '" + name + "' is not in special_tokens");
     auto& target = seen_sequence ? suffix : prefix;
@@ -66,11 +57,11 @@ std::unique_ptr<PostProcessor> make_template(const json& spec, const JsonPath& a
 }
 
 // BertProcessing / RobertaProcessing: [cls] A [sep], with "cls"/"sep" given as [token, id].
-std::unique_ptr<PostProcessor> make_cls_sep(const json& spec, const JsonPath& at) {
+std::unique_ptr<PostProcessor> make_cls_sep(io::SortedJsonFields& spec) {
   const auto read = [&](const char* key) {
-    const json& pair = required_field(spec, key, at);
+    const io::json& pair = spec.raw(key);
     if (!pair.is_array() || pair.size() != 2 || !pair[1].is_number_integer()) {
-      (at / key).fail("expected [token, id], got " + pair.dump());
+      spec.fail(key, "expected [token, id], got " + pair.dump());
     }
     return pair[1].get<int64_t>();
   };
@@ -79,24 +70,24 @@ std::unique_ptr<PostProcessor> make_cls_sep(const json& spec, const JsonPath& at
 
 }  // namespace
 
-std::unique_ptr<PostProcessor> make_post_processor(const json& spec, const JsonPath& at) {
-  if (spec.is_null()) return nullptr;
-  const std::string type = required_string(spec, "type", at);
-  if (type == "TemplateProcessing") return make_template(spec, at);
-  if (type == "BertProcessing" || type == "RobertaProcessing") return make_cls_sep(spec, at);
+std::unique_ptr<PostProcessor> make_post_processor(const io::json& node, const io::JsonPath& at) {
+  if (node.is_null()) return nullptr;
+  io::SortedJsonFields spec(node, at);
+  const std::string type = spec.get_string("type");
+  if (type == "TemplateProcessing") return make_template(spec);
+  if (type == "BertProcessing" || type == "RobertaProcessing") return make_cls_sep(spec);
   if (type == "ByteLevel") return nullptr;  // adjusts offsets only
   if (type == "Sequence") {
-    const json& list = required_field(spec, "processors", at);
-    if (!list.is_array()) (at / "processors").fail("expected a list, got " + json_kind(list));
+    const io::json& list = spec.get_list("processors");
     std::vector<std::unique_ptr<PostProcessor>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      auto step = make_post_processor(list[i], (at / "processors")[i]);
+      auto step = make_post_processor(list[i], spec.at("processors")[i]);
       if (step != nullptr) steps.push_back(std::move(step));
     }
     return std::make_unique<SequenceProcessor>(std::move(steps));
   }
-  (at / "type").fail("unsupported post-processor type '" + type +
-                     "' (supported: TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence)");
+  spec.fail("type", "unsupported post-processor type '" + type +
+                        "' (supported: TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence)");
 }
 
 }  // namespace ranktune::tokenizer

@@ -3,7 +3,7 @@
 // Supported types: TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel (no ids),
 // Sequence.
 
-#include "tokenizer/json_access.h"
+#include "ranktune/io/json.h"
 
 #include <cstdint>
 #include <memory>
@@ -19,7 +19,7 @@ class PostProcessor {
 };
 
 // Builds the post-processor described by `spec` (nullptr for JSON null).
-std::unique_ptr<PostProcessor> make_post_processor(const json& spec, const JsonPath& at);
+std::unique_ptr<PostProcessor> make_post_processor(const io::json& spec, const io::JsonPath& at);
 
 // Wraps a sequence in fixed prefix and suffix ids (also used for tokenizer_config.json's
 // add_bos_token/add_eos_token).

@@ -1,7 +1,7 @@
-#include "tokenizer/pre_tokenizers.h"
+#include "pre_tokenizers.h"
 
-#include "tokenizer/byte_level.h"
-#include "tokenizer/pattern.h"
+#include "byte_level.h"
+#include "pattern.h"
 
 #include <utility>
 
@@ -110,44 +110,44 @@ class MetaspacePreTokenizer : public PreTokenizer {
   Pattern space_, marker_;
 };
 
-SplitBehavior parse_behavior(const json& spec, const JsonPath& at) {
-  const std::string name = required_string(spec, "behavior", at);
+SplitBehavior parse_behavior(io::SortedJsonFields& spec) {
+  const std::string name = spec.get_string("behavior");
   if (name == "Removed") return SplitBehavior::removed;
   if (name == "Isolated") return SplitBehavior::isolated;
   if (name == "MergedWithPrevious") return SplitBehavior::merged_with_previous;
   if (name == "MergedWithNext") return SplitBehavior::merged_with_next;
   if (name == "Contiguous") return SplitBehavior::contiguous;
-  (at / "behavior").fail("unknown split behavior '" + name +
-                         "' (expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous)");
+  spec.fail("behavior", "unknown split behavior '" + name +
+                            "' (expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous)");
 }
 
 }  // namespace
 
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const JsonPath& at) {
-  if (spec.is_null()) return nullptr;
-  const std::string type = required_string(spec, "type", at);
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const io::json& node, const io::JsonPath& at) {
+  if (node.is_null()) return nullptr;
+  io::SortedJsonFields spec(node, at);
+  const std::string type = spec.get_string("type");
   if (type == "Sequence") {
-    const json& list = required_field(spec, "pretokenizers", at);
-    if (!list.is_array()) (at / "pretokenizers").fail("expected a list, got " + json_kind(list));
+    const io::json& list = spec.get_list("pretokenizers");
     std::vector<std::unique_ptr<PreTokenizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      auto step = make_pre_tokenizer(list[i], (at / "pretokenizers")[i]);
+      auto step = make_pre_tokenizer(list[i], spec.at("pretokenizers")[i]);
       if (step != nullptr) steps.push_back(std::move(step));
     }
     return std::make_unique<SequencePreTokenizer>(std::move(steps));
   }
   if (type == "ByteLevel") {
-    return std::make_unique<ByteLevelPreTokenizer>(optional_bool(spec, "add_prefix_space", true, at),
-                                                   optional_bool(spec, "use_regex", true, at));
+    return std::make_unique<ByteLevelPreTokenizer>(spec.get_bool("add_prefix_space", true),
+                                                   spec.get_bool("use_regex", true));
   }
   if (type == "Split") {
-    return std::make_unique<SplitPreTokenizer>(read_pattern(spec, "pattern", at), parse_behavior(spec, at),
-                                               optional_bool(spec, "invert", false, at));
+    return std::make_unique<SplitPreTokenizer>(read_pattern(spec, "pattern"), parse_behavior(spec),
+                                               spec.get_bool("invert", false));
   }
   if (type == "Metaspace") {
-    std::string replacement = required_string(spec, "replacement", at);
+    std::string replacement = spec.get_string("replacement");
     auto prepend = MetaspacePreTokenizer::Prepend::always;
-    if (const auto scheme = optional_string(spec, "prepend_scheme", at)) {
+    if (const auto scheme = spec.get_optional_string("prepend_scheme")) {
       if (*scheme == "always") {
         prepend = MetaspacePreTokenizer::Prepend::always;
       } else if (*scheme == "first") {
@@ -155,22 +155,22 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const JsonPat
       } else if (*scheme == "never") {
         prepend = MetaspacePreTokenizer::Prepend::never;
       } else {
-        (at / "prepend_scheme").fail("unknown prepend_scheme '" + *scheme + "' (expected always, first or never)");
+        spec.fail("prepend_scheme", "unknown prepend_scheme '" + *scheme + "' (expected always, first or never)");
       }
-    } else if (!optional_bool(spec, "add_prefix_space", true, at)) {
+    } else if (!spec.get_bool("add_prefix_space", true)) {
       prepend = MetaspacePreTokenizer::Prepend::never;  // the older spelling
     }
     return std::make_unique<MetaspacePreTokenizer>(std::move(replacement), prepend,
-                                                   optional_bool(spec, "split", true, at));
+                                                   spec.get_bool("split", true));
   }
   if (type == "Digits") {
-    const bool individual = optional_bool(spec, "individual_digits", false, at);
+    const bool individual = spec.get_bool("individual_digits", false);
     return std::make_unique<SplitPreTokenizer>(Pattern::regex(R"(\p{N})"),
                                                individual ? SplitBehavior::isolated : SplitBehavior::contiguous,
                                                /*invert=*/false);
   }
-  (at / "type").fail("unsupported pre-tokenizer type '" + type +
-                     "' (supported: Sequence, ByteLevel, Split, Metaspace, Digits)");
+  spec.fail("type", "unsupported pre-tokenizer type '" + type +
+                        "' (supported: Sequence, ByteLevel, Split, Metaspace, Digits)");
 }
 
 }  // namespace ranktune::tokenizer

@@ -2,7 +2,7 @@
 // tokenizer.json pre-tokenizers: cut normalized text into the words the model encodes one by
 // one. Supported types: Sequence, ByteLevel, Split, Metaspace, Digits.
 
-#include "tokenizer/json_access.h"
+#include "ranktune/io/json.h"
 
 #include <memory>
 #include <string>
@@ -26,6 +26,6 @@ class PreTokenizer {
 
 // Builds the pre-tokenizer described by `spec` (nullptr for JSON null). Unknown types are
 // errors naming the file, the JSON path and the supported types.
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& spec, const JsonPath& at);
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const io::json& spec, const io::JsonPath& at);
 
 }  // namespace ranktune::tokenizer

@@ -1,4 +1,4 @@
-#include "tokenizer/sentencepiece_library.h"
+#include "sentencepiece_library.h"
 
 #include "ranktune/core/error.h"
 

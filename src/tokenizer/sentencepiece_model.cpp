@@ -4,8 +4,8 @@
 // as Hugging Face's LlamaTokenizer does with its special tokens.
 
 #include "ranktune/core/error.h"
-#include "tokenizer/backend.h"
-#include "tokenizer/sentencepiece_library.h"
+#include "backend.h"
+#include "sentencepiece_library.h"
 
 #include <filesystem>
 

@@ -2,10 +2,12 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
-#include "tokenizer/backend.h"
-#include "tokenizer/post_processors.h"
-#include "tokenizer/tokenizer_config.h"
-#include "tokenizer/utf8.h"
+#include "ranktune/core/strings.h"
+#include "ranktune/core/utf8.h"
+#include "backend.h"
+#include "post_processors.h"
+#include "tokenizer_config.h"
+#include "utf8.h"
 
 #include <filesystem>
 
@@ -22,10 +24,6 @@ struct Tokenizer::Impl {
 };
 
 namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // The id of a role: the config's token when the config names the role, else the model's own.
 std::optional<int64_t> resolve_role(const Backend& backend, const ConfigSpecialToken& configured, SpecialRole role,

@@ -1,7 +1,8 @@
-#include "tokenizer/tokenizer_config.h"
+#include "tokenizer_config.h"
 
-#include "tokenizer/json_access.h"
-#include "tokenizer/pattern.h"
+#include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
+#include "pattern.h"
 
 namespace ranktune::tokenizer {
 
@@ -9,7 +10,7 @@ namespace {
 
 // A token given as "text" or as {"content": "text", "lstrip": ..., ...} (transformers'
 // serialized AddedToken). Special tokens are not normalized unless the object says so.
-AddedToken read_token(const json& value, const JsonPath& at) {
+AddedToken read_token(const io::json& value, const io::JsonPath& at) {
   AddedToken token;
   token.special = true;
   token.normalized = false;
@@ -17,58 +18,54 @@ AddedToken read_token(const json& value, const JsonPath& at) {
     token.content = value.get<std::string>();
     return token;
   }
-  if (!value.is_object()) at.fail("expected a string or an object with \"content\", got " + json_kind(value));
-  token.content = required_string(value, "content", at);
-  token.single_word = optional_bool(value, "single_word", false, at);
-  token.lstrip = optional_bool(value, "lstrip", false, at);
-  token.rstrip = optional_bool(value, "rstrip", false, at);
-  token.normalized = optional_bool(value, "normalized", false, at);
-  token.special = optional_bool(value, "special", true, at);
+  if (!value.is_object()) at.fail("expected a string or an object with \"content\", got " + io::json_type_name(value));
+  io::SortedJsonFields fields(value, at);
+  token.content = fields.get_string("content");
+  token.single_word = fields.get_bool("single_word", false);
+  token.lstrip = fields.get_bool("lstrip", false);
+  token.rstrip = fields.get_bool("rstrip", false);
+  token.normalized = fields.get_bool("normalized", false);
+  token.special = fields.get_bool("special", true);
   return token;
 }
 
-ConfigSpecialToken read_role(const json& root, const char* key, const JsonPath& at) {
+ConfigSpecialToken read_role(io::SortedJsonFields& root, const char* key) {
   ConfigSpecialToken out;
-  const auto it = root.find(key);
-  if (it == root.end()) return out;
+  if (!root.has(key)) return out;
   out.specified = true;
-  if (!it->is_null()) out.token = read_token(*it, at / key);
+  if (root.has_value(key)) out.token = read_token(root.raw(key), root.at(key));
   return out;
 }
 
-std::optional<bool> read_optional_bool(const json& root, const char* key, const JsonPath& at) {
-  if (!root.contains(key) || root.at(key).is_null()) return std::nullopt;
-  return optional_bool(root, key, false, at);
+std::optional<bool> read_optional_bool(io::SortedJsonFields& root, const char* key) {
+  if (!root.has_value(key)) return std::nullopt;
+  return root.get_bool(key);
 }
 
 }  // namespace
 
 TokenizerConfig read_tokenizer_config(const std::string& path) {
-  const json root = read_json_file(path);
-  const JsonPath at(path);
-  expect_object(root, at);
+  const io::json document = io::parse_json<io::json>(io::read_file(path), path);
+  io::SortedJsonFields root(document, path);
   TokenizerConfig config;
   config.source = path;
-  config.bos = read_role(root, "bos_token", at);
-  config.eos = read_role(root, "eos_token", at);
-  config.unk = read_role(root, "unk_token", at);
-  config.pad = read_role(root, "pad_token", at);
-  config.add_bos_token = read_optional_bool(root, "add_bos_token", at);
-  config.add_eos_token = read_optional_bool(root, "add_eos_token", at);
-  config.clean_up_tokenization_spaces = optional_bool(root, "clean_up_tokenization_spaces", false, at);
+  config.bos = read_role(root, "bos_token");
+  config.eos = read_role(root, "eos_token");
+  config.unk = read_role(root, "unk_token");
+  config.pad = read_role(root, "pad_token");
+  config.add_bos_token = read_optional_bool(root, "add_bos_token");
+  config.add_eos_token = read_optional_bool(root, "add_eos_token");
+  config.clean_up_tokenization_spaces = root.get_bool("clean_up_tokenization_spaces", false);
 
-  if (root.contains("additional_special_tokens") && !root.at("additional_special_tokens").is_null()) {
-    const json& list = root.at("additional_special_tokens");
-    const JsonPath list_at = at / "additional_special_tokens";
-    if (!list.is_array()) list_at.fail("expected a list, got " + json_kind(list));
+  if (root.has_value("additional_special_tokens")) {
+    const io::json& list = root.get_list("additional_special_tokens");
+    const io::JsonPath list_at = root.at("additional_special_tokens");
     for (size_t i = 0; i < list.size(); ++i) config.additional_special_tokens.push_back(read_token(list[i], list_at[i]));
   }
-  if (root.contains("added_tokens_decoder") && !root.at("added_tokens_decoder").is_null()) {
-    const json& map = root.at("added_tokens_decoder");
-    const JsonPath map_at = at / "added_tokens_decoder";
-    expect_object(map, map_at);
-    for (const auto& [id, value] : map.items()) {
-      AddedToken token = read_token(value, map_at / id);
+  if (root.has_value("added_tokens_decoder")) {
+    const io::SortedJsonFields map = root.get_object("added_tokens_decoder");
+    for (const auto& [id, value] : map.object().items()) {
+      AddedToken token = read_token(value, map.at(id));
       if (token.special) config.additional_special_tokens.push_back(std::move(token));
     }
   }

@@ -3,7 +3,7 @@
 // (bos/eos/unk/pad, additional_special_tokens, added_tokens_decoder), add_bos_token /
 // add_eos_token, and clean_up_tokenization_spaces. Other keys are ignored.
 
-#include "tokenizer/added_tokens.h"
+#include "added_tokens.h"
 
 #include <optional>
 #include <string>

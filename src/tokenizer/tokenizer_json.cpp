@@ -4,13 +4,14 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
-#include "tokenizer/backend.h"
-#include "tokenizer/bpe_model.h"
-#include "tokenizer/decoders.h"
-#include "tokenizer/json_access.h"
-#include "tokenizer/normalizers.h"
-#include "tokenizer/post_processors.h"
-#include "tokenizer/pre_tokenizers.h"
+#include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
+#include "backend.h"
+#include "bpe_model.h"
+#include "decoders.h"
+#include "normalizers.h"
+#include "post_processors.h"
+#include "pre_tokenizers.h"
 
 #include <algorithm>
 #include <initializer_list>
@@ -138,10 +139,10 @@ class JsonTokenizer : public Backend {
 
 // ---- loading ---------------------------------------------------------------------------------
 
-BpeModel::Vocab read_vocab(const json& model, const JsonPath& at) {
-  const json& vocab = required_field(model, "vocab", at);
-  const JsonPath vocab_at = at / "vocab";
-  if (!vocab.is_object()) vocab_at.fail("expected an object of token -> id, got " + json_kind(vocab));
+BpeModel::Vocab read_vocab(io::SortedJsonFields& model) {
+  const io::json& vocab = model.raw("vocab");
+  const io::JsonPath vocab_at = model.at("vocab");
+  if (!vocab.is_object()) vocab_at.fail("expected an object of token -> id, got " + io::json_type_name(vocab));
   BpeModel::Vocab out;
   out.reserve(vocab.size());
   for (const auto& [token, id] : vocab.items()) {
@@ -154,15 +155,14 @@ BpeModel::Vocab read_vocab(const json& model, const JsonPath& at) {
 }
 
 // Merges as "left right" strings (one space) or as ["left", "right"] pairs.
-BpeModel::Merges read_merges(const json& model, const JsonPath& at) {
+BpeModel::Merges read_merges(io::SortedJsonFields& model) {
   BpeModel::Merges out;
-  if (!model.contains("merges") || model.at("merges").is_null()) return out;
-  const json& merges = model.at("merges");
-  const JsonPath merges_at = at / "merges";
-  if (!merges.is_array()) merges_at.fail("expected a list, got " + json_kind(merges));
+  if (!model.has_value("merges")) return out;
+  const io::json& merges = model.get_list("merges");
+  const io::JsonPath merges_at = model.at("merges");
   out.reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
-    const json& m = merges[i];
+    const io::json& m = merges[i];
     if (m.is_string()) {
       const std::string& line = m.get_ref<const std::string&>();
       if (line.rfind("#version", 0) == 0) continue;
@@ -180,65 +180,67 @@ BpeModel::Merges read_merges(const json& model, const JsonPath& at) {
   return out;
 }
 
-std::unique_ptr<BpeModel> read_bpe_model(const json& model, const JsonPath& at) {
+std::unique_ptr<BpeModel> read_bpe_model(io::SortedJsonFields& model) {
   BpeOptions options;
-  options.unk_token = optional_string(model, "unk_token", at);
-  options.fuse_unk = optional_bool(model, "fuse_unk", false, at);
-  options.byte_fallback = optional_bool(model, "byte_fallback", false, at);
-  options.ignore_merges = optional_bool(model, "ignore_merges", false, at);
-  options.continuing_subword_prefix = optional_string(model, "continuing_subword_prefix", at).value_or("");
-  options.end_of_word_suffix = optional_string(model, "end_of_word_suffix", at).value_or("");
-  if (model.contains("dropout") && model.at("dropout").is_number() && model.at("dropout").get<double>() > 0) {
-    log_warning(c10::str(at.file(), ": model.dropout ", model.at("dropout").get<double>(),
+  options.unk_token = model.get_optional_string("unk_token");
+  options.fuse_unk = model.get_bool("fuse_unk", false);
+  options.byte_fallback = model.get_bool("byte_fallback", false);
+  options.ignore_merges = model.get_bool("ignore_merges", false);
+  options.continuing_subword_prefix = model.get_optional_string("continuing_subword_prefix").value_or("");
+  options.end_of_word_suffix = model.get_optional_string("end_of_word_suffix").value_or("");
+  const io::json& raw = model.object();
+  if (raw.contains("dropout") && raw.at("dropout").is_number() && raw.at("dropout").get<double>() > 0) {
+    log_warning(c10::str(model.source(), ": model.dropout ", raw.at("dropout").get<double>(),
                          " is ignored: encoding is deterministic"));
   }
   try {
-    return std::make_unique<BpeModel>(read_vocab(model, at), read_merges(model, at), std::move(options));
+    return std::make_unique<BpeModel>(read_vocab(model), read_merges(model), std::move(options));
   } catch (const Error& e) {
-    throw e.with_context(ErrorContext{at.file(), "", -1});
+    throw e.with_context(ErrorContext{model.source(), "", -1});
   }
 }
 
-std::vector<AddedToken> read_added_tokens(const json& root, const JsonPath& at) {
+std::vector<AddedToken> read_added_tokens(io::SortedJsonFields& root) {
   std::vector<AddedToken> out;
-  if (!root.contains("added_tokens") || root.at("added_tokens").is_null()) return out;
-  const json& list = root.at("added_tokens");
-  const JsonPath list_at = at / "added_tokens";
-  if (!list.is_array()) list_at.fail("expected a list, got " + json_kind(list));
+  if (!root.has_value("added_tokens")) return out;
+  const io::json& list = root.get_list("added_tokens");
   for (size_t i = 0; i < list.size(); ++i) {
-    const json& item = list[i];
-    const JsonPath item_at = list_at[i];
+    io::SortedJsonFields item(list[i], root.at("added_tokens")[i]);
     AddedToken token;
-    token.id = optional_index(item, "id", -1, item_at);
-    if (token.id < 0) (item_at / "id").fail("missing field");
-    token.content = required_string(item, "content", item_at);
-    token.special = optional_bool(item, "special", false, item_at);
-    token.single_word = optional_bool(item, "single_word", false, item_at);
-    token.lstrip = optional_bool(item, "lstrip", false, item_at);
-    token.rstrip = optional_bool(item, "rstrip", false, item_at);
-    token.normalized = optional_bool(item, "normalized", !token.special, item_at);
+    token.id = item.get_index("id", -1);
+    if (token.id < 0) item.fail("id", "missing field");
+    token.content = item.get_string("content");
+    token.special = item.get_bool("special", false);
+    token.single_word = item.get_bool("single_word", false);
+    token.lstrip = item.get_bool("lstrip", false);
+    token.rstrip = item.get_bool("rstrip", false);
+    token.normalized = item.get_bool("normalized", !token.special);
     out.push_back(std::move(token));
   }
   return out;
 }
 
+// A pipeline component of tokenizer.json ("normalizer", "decoder", ...); null when absent.
+const io::json& component(const io::json& root, const char* key) {
+  static const io::json null_value;
+  return root.contains(key) ? root.at(key) : null_value;
+}
+
 // Does the component tree contain an object with "type": `type`?
-bool uses_type(const json& node, const std::string& type) {
+bool uses_type(const io::json& node, const std::string& type) {
   if (node.is_object()) {
     const auto it = node.find("type");
     if (it != node.end() && it->is_string() && it->get_ref<const std::string&>() == type) return true;
-    return std::any_of(node.begin(), node.end(), [&](const json& child) { return uses_type(child, type); });
+    return std::any_of(node.begin(), node.end(), [&](const io::json& child) { return uses_type(child, type); });
   }
-  if (node.is_array()) return std::any_of(node.begin(), node.end(), [&](const json& child) { return uses_type(child, type); });
+  if (node.is_array()) return std::any_of(node.begin(), node.end(), [&](const io::json& child) { return uses_type(child, type); });
   return false;
 }
 
-std::string classify(const json& root, const BpeModel& model) {
-  const json null_value;
-  const auto part = [&](const char* key) -> const json& { return root.contains(key) ? root.at(key) : null_value; };
-  if (uses_type(part("pre_tokenizer"), "ByteLevel") || uses_type(part("decoder"), "ByteLevel")) return "bpe-byte-level";
-  if (model.options().byte_fallback || uses_type(part("pre_tokenizer"), "Metaspace") ||
-      uses_type(part("normalizer"), "Prepend") || uses_type(part("decoder"), "ByteFallback")) {
+std::string classify(const io::json& root, const BpeModel& model) {
+  if (uses_type(component(root, "pre_tokenizer"), "ByteLevel") || uses_type(component(root, "decoder"), "ByteLevel")) return "bpe-byte-level";
+  if (model.options().byte_fallback || uses_type(component(root, "pre_tokenizer"), "Metaspace") ||
+      uses_type(component(root, "normalizer"), "Prepend") || uses_type(component(root, "decoder"), "ByteFallback")) {
     return "bpe-sentencepiece";
   }
   return "bpe";
@@ -247,33 +249,29 @@ std::string classify(const json& root, const BpeModel& model) {
 }  // namespace
 
 std::unique_ptr<Backend> load_tokenizer_json(const std::string& path) {
-  const json root = read_json_file(path);
-  const JsonPath at(path);
-  expect_object(root, at);
-  const json& model = required_field(root, "model", at);
-  const JsonPath model_at = at / "model";
-  expect_object(model, model_at);
+  const io::json root = io::parse_json<io::json>(io::read_file(path), path);
+  const io::JsonPath at(path);
+  io::SortedJsonFields fields(root, at);
+  io::SortedJsonFields model = fields.get_object("model");
   std::string type;
-  if (model.contains("type")) {
-    type = required_string(model, "type", model_at);
-  } else if (model.contains("merges")) {
+  if (model.has("type")) {
+    type = model.get_string("type");
+  } else if (model.has("merges")) {
     type = "BPE";  // older files leave the type out
   } else {
-    (model_at / "type").fail("missing field (only BPE models are supported)");
+    model.fail("type", "missing field (only BPE models are supported)");
   }
-  if (type != "BPE") (model_at / "type").fail("unsupported model type '" + type + "' (supported: BPE)");
+  if (type != "BPE") model.fail("type", "unsupported model type '" + type + "' (supported: BPE)");
 
-  const json null_value;
-  const auto part = [&](const char* key) -> const json& { return root.contains(key) ? root.at(key) : null_value; };
   auto tokenizer = std::make_unique<JsonTokenizer>();
-  tokenizer->model_ = read_bpe_model(model, model_at);
-  tokenizer->normalizer_ = make_normalizer(part("normalizer"), at / "normalizer");
-  tokenizer->pre_tokenizer_ = make_pre_tokenizer(part("pre_tokenizer"), at / "pre_tokenizer");
-  tokenizer->post_processor_ = make_post_processor(part("post_processor"), at / "post_processor");
-  tokenizer->decoder_ = make_decoder(part("decoder"), at / "decoder");
+  tokenizer->model_ = read_bpe_model(model);
+  tokenizer->normalizer_ = make_normalizer(component(root, "normalizer"), at / "normalizer");
+  tokenizer->pre_tokenizer_ = make_pre_tokenizer(component(root, "pre_tokenizer"), at / "pre_tokenizer");
+  tokenizer->post_processor_ = make_post_processor(component(root, "post_processor"), at / "post_processor");
+  tokenizer->decoder_ = make_decoder(component(root, "decoder"), at / "decoder");
   tokenizer->kind_ = classify(root, *tokenizer->model_);
 
-  for (AddedToken token : read_added_tokens(root, at)) {
+  for (AddedToken token : read_added_tokens(fields)) {
     // tokenizers gives an added token that is in the model's vocabulary the model's id.
     const auto model_id = tokenizer->model_->token_to_id(token.content);
     if (model_id && *model_id != token.id) {

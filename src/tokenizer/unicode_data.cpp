@@ -3,7 +3,7 @@
 //   sed -n "s|^// py: \{0,1\}||p" src/tokenizer/unicode_data.cpp > /tmp/gen.py
 //   python3 /tmp/gen.py > src/tokenizer/unicode_data.cpp
 
-#include "tokenizer/unicode_data.h"
+#include "unicode_data.h"
 
 namespace ranktune::tokenizer::unicode_data {
 
@@ -832,7 +832,7 @@ const size_t kDecompositionCount = sizeof(kDecompositions) / sizeof(kDecompositi
 // py: out.write('// Regenerate with the generator kept in the comment at the end of this file:\n')
 // py: out.write('//   sed -n "s|^// py: \\{0,1\\}||p" src/tokenizer/unicode_data.cpp > /tmp/gen.py\n')
 // py: out.write('//   python3 /tmp/gen.py > src/tokenizer/unicode_data.cpp\n\n')
-// py: out.write('#include "tokenizer/unicode_data.h"\n\nnamespace ranktune::tokenizer::unicode_data {\n\n')
+// py: out.write('#include "unicode_data.h"\n\nnamespace ranktune::tokenizer::unicode_data {\n\n')
 // py: out.write('const CombiningClassRange kCombiningClasses[] = {\n')
 // py: for i in range(0, len(ccc_ranges), 4):
 // py:     out.write('    ' + ' '.join('{0x%04X, 0x%04X, %d},' % tuple(r) for r in ccc_ranges[i:i + 4]) + '\n')

@@ -1,7 +1,7 @@
-#include "tokenizer/unicode_normalization.h"
+#include "unicode_normalization.h"
 
-#include "tokenizer/unicode_data.h"
-#include "tokenizer/utf8.h"
+#include "unicode_data.h"
+#include "utf8.h"
 
 #include <algorithm>
 #include <cstdint>

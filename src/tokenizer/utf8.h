@@ -1,6 +1,7 @@
 #pragma once
-// UTF-8 helpers for the tokenizer: decoding, validation, lossy repair, and the Unicode
-// White_Space property. Strings are UTF-8 byte strings throughout the tokenizer.
+// Code points in UTF-8 for the tokenizer: decoding, encoding and the Unicode White_Space property.
+// Strings are UTF-8 byte strings throughout the tokenizer; validity and lossy repair are in
+// ranktune/core/utf8.h.
 
 #include <cstddef>
 #include <string>
@@ -24,13 +25,6 @@ char32_t next_code_point(std::string_view text, size_t& pos);
 char32_t previous_code_point(std::string_view text, size_t end, size_t* begin);
 
 void append_utf8(std::string& out, char32_t code_point);
-
-// Offset of the first byte that is not part of valid UTF-8 (overlongs, surrogates and code
-// points above U+10FFFF are invalid), or std::string::npos.
-size_t find_invalid_utf8(std::string_view text);
-
-// Like Rust's String::from_utf8_lossy: every maximal invalid subsequence becomes U+FFFD.
-std::string utf8_lossy(std::string_view bytes);
 
 // The Unicode White_Space property (what Rust's char::is_whitespace tests).
 bool is_unicode_whitespace(char32_t code_point);

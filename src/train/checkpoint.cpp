@@ -1,8 +1,8 @@
-#include "train/checkpoint.h"
+#include "checkpoint.h"
 
-#include "io/json_fields.h"
 #include "ranktune/core/error.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 #include "ranktune/io/safetensors.h"
 
 #include <ATen/CPUGeneratorImpl.h>

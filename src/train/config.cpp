@@ -1,10 +1,10 @@
 #include "ranktune/train/config.h"
 
-#include "io/yaml_util.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/yaml.h"
 #include "ranktune/peft/lora_config_fields.h"
 
 #include <nlohmann/json.hpp>
@@ -176,7 +176,7 @@ const std::vector<Key>& keys() {
       {"train.epochs", Kind::integer, "1", "Passes over the training data (ignored when max_steps > 0).", {}, RT_SCALAR(train.epochs, int64_t)},
       {"train.max_steps", Kind::integer, "0", "Optimizer steps to run; 0: epochs × batches / gradient_accumulation_steps.", {}, RT_SCALAR(train.max_steps, int64_t)},
       {"train.batch_size", Kind::integer, "8", "Examples per micro-batch. Activation memory grows linearly with it.", {}, RT_SCALAR(train.batch_size, int64_t)},
-      {"train.gradient_accumulation_steps", Kind::integer, "1", "Micro-batches per optimizer step (effective batch = batch_size × this; memory stays at one micro-batch).", {}, RT_SCALAR(train.gradient_accumulation_steps, int64_t)},
+      {"train.gradient_accumulation_steps", Kind::integer, "1", "Micro-batches per optimizer step, each weighted by its share of the step's loss tokens: the gradient of one batch of batch_size × this examples, at the memory of one micro-batch.", {}, RT_SCALAR(train.gradient_accumulation_steps, int64_t)},
       {"train.lr", Kind::number, "2e-4", "Peak learning rate (AdamW).", {}, RT_SCALAR(train.lr, double)},
       {"train.lora_plus_ratio", Kind::number, "0", "LoRA+: learning rate of B and of 1-D adapter parameters = lr × this (0: off; the paper suggests 16).", {}, RT_SCALAR(train.lora_plus_ratio, double)},
       {"train.weight_decay", Kind::number, "0.0", "AdamW weight decay (never on biases, norms or DoRA magnitudes).", {}, RT_SCALAR(train.weight_decay, double)},

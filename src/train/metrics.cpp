@@ -1,8 +1,8 @@
 #include "ranktune/train/metrics.h"
 
-#include "io/json_fields.h"
 #include "ranktune/core/error.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 
 #include <algorithm>
 #include <cmath>

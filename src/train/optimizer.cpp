@@ -1,4 +1,4 @@
-#include "train/optimizer.h"
+#include "optimizer.h"
 
 #include "ranktune/core/error.h"
 #include "ranktune/io/file.h"

@@ -29,6 +29,8 @@ class TrainingOptimizer {
   void step() { adamw_->step(); }
   void zero_grad() { adamw_->zero_grad(); }
   const std::vector<torch::Tensor>& parameters() const { return parameters_; }
+  // The AdamW behind it: its parameter groups and state, for inspection.
+  const torch::optim::AdamW& adamw() const { return *adamw_; }
   int64_t parameter_count() const;
 
   // Optimizer state (moments, step counts), for exact resumption. Atomic.

@@ -1,6 +1,6 @@
 #include "ranktune/train/trainer.h"
 
-#include "io/json_fields.h"
+#include "ranktune/core/dtype.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/progress.h"
@@ -9,24 +9,23 @@
 #include "ranktune/data/examples.h"
 #include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
-#include "ranktune/train/schedule.h"
-#include "train/checkpoint.h"
-#include "train/optimizer.h"
+#include "checkpoint.h"
+#include "optimizer.h"
+#include "step.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
-#include <torch/nn/utils/clip_grad.h>
 
 #include <chrono>
 #include <csignal>
 #include <cmath>
 #include <filesystem>
-#include <limits>
 
 namespace ranktune::train {
 namespace {
@@ -54,12 +53,6 @@ bool has_weights(const std::string& dir) {
   return fs::exists(fs::path(dir) / "model.safetensors") || fs::exists(fs::path(dir) / "model.safetensors.index.json");
 }
 
-torch::Dtype parse_dtype(const std::string& name) {
-  if (name == "bfloat16") return torch::kBFloat16;
-  if (name == "float16") return torch::kFloat16;
-  return torch::kFloat32;
-}
-
 std::vector<data::Example> load_examples(const std::string& path, const DataSection& d, int64_t limit) {
   data::LoadOptions o;
   o.gsm8k_answer = d.format == "gsm8k";
@@ -74,7 +67,12 @@ std::vector<data::Example> load_examples(const std::string& path, const DataSect
 }  // namespace
 
 std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section) {
-  const torch::Dtype dtype = parse_dtype(section.dtype);
+  torch::Dtype dtype;
+  try {
+    dtype = parse_dtype(section.dtype);
+  } catch (const Error& e) {
+    throw e.with_context(ErrorContext{"", "model.dtype", -1});
+  }
   if (has_weights(section.path)) return model::load_causal_lm(section.path, model::LoadOptions().dtype(dtype));
   torch::manual_seed(section.init_seed);
   auto model = model::create_causal_lm(model::ModelConfig::load(section.path), dtype);
@@ -274,9 +272,15 @@ TrainResult Trainer::train() {
   bool first_interval = true;
 
   const bool bf16 = t.precision == "bf16";
+  const MicroBatchLoss loss_of = [&](const data::Batch& batch) {
+    at::autocast::set_cpu_enabled(bf16);
+    if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    torch::Tensor loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss;
+    at::autocast::set_cpu_enabled(false);
+    return loss;
+  };
   while (s.progress.step < s.progress.total_steps) {
-    double step_loss = 0;
-    bool finite = true;
+    std::vector<data::Batch> micro_batches;
     for (int64_t micro = 0; micro < t.gradient_accumulation_steps; ++micro) {
       const int64_t position = s.progress.micro_step++;
       const int64_t epoch = position / batches_per_epoch;
@@ -288,36 +292,14 @@ TrainResult Trainer::train() {
       for (int64_t index : epoch_batches[static_cast<size_t>(position % batches_per_epoch)]) {
         members.push_back(&s.train_tokens[static_cast<size_t>(index)]);
       }
-      const data::Batch batch = data::collate(members, s.pad_token_id);
-      at::autocast::set_cpu_enabled(bf16);
-      if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      torch::Tensor loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss;
-      at::autocast::set_cpu_enabled(false);
-      const double value = loss.item<double>();
-      interval_tokens += batch.tokens;
-      if (!std::isfinite(value)) {
-        finite = false;
-        continue;
-      }
-      (loss / static_cast<double>(t.gradient_accumulation_steps)).backward();
-      step_loss += value / static_cast<double>(t.gradient_accumulation_steps);
+      micro_batches.push_back(data::collate(members, s.pad_token_id));
+      interval_tokens += micro_batches.back().tokens;
     }
-    const double max_norm = t.max_grad_norm > 0 ? t.max_grad_norm : std::numeric_limits<double>::infinity();
-    const double grad_norm = finite ? torch::nn::utils::clip_grad_norm_(s.optimizer->parameters(), max_norm) : NAN;
-    const double multiplier = lr_multiplier(parse_schedule(t.schedule), s.progress.step, s.warmup_steps, s.progress.total_steps);
-    if (finite && std::isfinite(grad_norm)) {
-      s.optimizer->set_lr_multiplier(multiplier);
-      s.optimizer->step();
-      s.progress.nan_streak = 0;
-      interval_loss += step_loss;
+    const StepResult step = optimizer_step(*s.optimizer, micro_batches, loss_of, t, s.warmup_steps, s.progress);
+    if (step.applied) {
+      interval_loss += step.loss;
       ++interval_steps;
-    } else {
-      ++s.progress.nan_streak;
-      log_warning(c10::str("step ", s.progress.step + 1, ": non-finite loss or gradient; step skipped (",
-                           s.progress.nan_streak, " in a row, the run stops at ", t.max_nan_steps, ")"));
     }
-    s.optimizer->zero_grad();
-    ++s.progress.step;
 
     if (s.progress.nan_streak >= t.max_nan_steps) {
       result.status = c10::str("stopped: ", s.progress.nan_streak, " non-finite steps in a row");
@@ -330,7 +312,7 @@ TrainResult Trainer::train() {
       row.step = s.progress.step;
       row.values["loss"] = interval_loss / static_cast<double>(interval_steps);
       row.values["lr"] = s.optimizer->lr();
-      row.values["grad_norm"] = grad_norm;
+      row.values["grad_norm"] = step.grad_norm;
       row.values["tokens_per_second"] = static_cast<double>(interval_tokens) / std::max(seconds, 1e-9);
       row.values["epoch"] = static_cast<double>(s.progress.micro_step) / static_cast<double>(batches_per_epoch);
       emit(row);

@@ -54,6 +54,12 @@ base=$("$RANKTUNE" generate --model "$LLAMA" --prompt-ids "1 5 17" --max-new-tok
 [ "$with_adapter" = "$merged" ] && pass "merged model generates as the adapter" || fail "merged: $merged vs $with_adapter"
 [ "$with_adapter" != "$base" ] && pass "the adapter changes generation" || fail "adapter had no effect"
 expect_failure "merge refuses an existing output" "already exists" "$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --out "$WORK/merged"
+# An unknown torch_dtype is an error naming config.json's key (it used to be stored as float32).
+cp -r "$LLAMA" "$WORK/odd_dtype"
+/usr/bin/python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['torch_dtype']='float8'; json.dump(c, open(p, 'w'))" "$WORK/odd_dtype/config.json"
+expect_failure "merge names an unknown torch_dtype" "config.json: 'torch_dtype': unknown dtype 'float8'" \
+  "$RANKTUNE" merge --model "$WORK/odd_dtype" --adapter "$DORA" --out "$WORK/odd_merged"
+[ ! -e "$WORK/odd_merged" ] && pass "nothing written for an unknown torch_dtype" || fail "odd_merged exists"
 
 # merge with a modules_to_save copy of a tied head (qwen2 ties): the merged head has a weight of
 # its own, so config.json must say tie_word_embeddings: false (else loading would tie it again).

@@ -42,6 +42,18 @@ std::string error_of(F&& f) {
   return "";
 }
 
+// The ranktune::Error that `f` throws, to check its context(); fails the test when none is thrown.
+template <typename F>
+ranktune::Error thrown_error(F&& f) {
+  try {
+    f();
+  } catch (const ranktune::Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected a ranktune::Error";
+  return ranktune::Error("no error");
+}
+
 // Largest |a - b| (0 for two undefined tensors).
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 

@@ -24,7 +24,7 @@ def test_logits_match_transformers_golden(family):
     assert out.logits.shape == golden["logits"].shape
     assert torch.allclose(out.logits, golden["logits"], atol=1e-4, rtol=0), (out.logits - golden["logits"]).abs().max()
     recorded = json.loads((path / "golden.json").read_text())["loss_with_labels=input_ids"]
-    # golden.json's loss agrees with its logits for every fixture but gpt2 (see tests/cpp/test_model.cpp).
+    # golden.json's loss agrees with its logits for every fixture but gpt2 (see tests/cpp/model/test_model.cpp).
     if family != "gpt2":
         assert abs(float(out.loss) - recorded) < 1e-5
     assert out["logits"] is out.logits and out[0] is out.loss
@@ -174,6 +174,16 @@ def test_loading_errors_are_clear(tmp_path, hf_tiny):
         ranktune.AutoModelForCausalLM.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"\[batch, seq\]"):
         ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama")(torch.tensor([1, 2, 3]))
+
+
+def test_dtype_spellings_and_unknown_dtype(hf_tiny):
+    # One parser (C++ core/dtype.h) for every spelling; an unknown dtype names itself and the choices.
+    assert ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama", dtype="bf16").dtype == torch.bfloat16
+    assert ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama", dtype=torch.float64).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"unknown dtype 'torch.int64'; use float32 \(fp32, float\)"):
+        ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama", dtype=torch.int64)
+    with pytest.raises(ranktune.Error, match="unknown dtype 'float8'"):
+        ranktune.AutoModelForCausalLM.from_config(hf_tiny / "llama" / "config.json", dtype="float8")
 
 
 def test_train_eval_modes_and_bfloat16(hf_tiny):

@@ -16,6 +16,9 @@ inline bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// `s` without the ASCII whitespace (space, \t, \n, \r, \f, \v: C's isspace) at either end.
+std::string trim(std::string_view s);
+
 // "a, b, c"
 std::string join(const std::vector<std::string>& parts, std::string_view separator = ", ");
 

@@ -1,11 +1,10 @@
 // The prompt layer: templates (YAML, rendering, errors), answer extraction and normalisation,
 // rewards, the GSM8K calculator. Suites: Prompt*, Answer*, Reward*, Calculator*.
 
-#include "io/yaml_util.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
-#include "ranktune/io/file.h"
 #include "ranktune/data/examples.h"
+#include "ranktune/io/file.h"
 #include "ranktune/prompt/answer.h"
 #include "ranktune/prompt/calculator.h"
 #include "ranktune/prompt/reward.h"
@@ -38,22 +37,11 @@ using ranktune::prompt::format_reward;
 using ranktune::prompt::normalize_number;
 using ranktune::prompt::PromptTemplate;
 using ::testing::HasSubstr;
+using ranktune::testing::thrown_error;
 
 namespace {
 
 const std::string kTemplateDir = std::string(RANKTUNE_SOURCE_DIR) + "/examples/templates";
-
-// The ranktune::Error thrown by `f` (fails the test when none is thrown).
-template <typename F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a ranktune::Error";
-  return Error("no error");
-}
 
 PromptTemplate shipped(const std::string& name) { return PromptTemplate::load(kTemplateDir + "/" + name + ".yaml"); }
 
@@ -95,74 +83,6 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path, size_t limit) {
 
 }  // namespace
 
-// ---- nearest / YAML helper -------------------------------------------------------------------
-
-TEST(PromptNearestTest, SuggestsTheClosestKeyOrNothing) {
-  const std::vector<std::string> keys = {"name", "prompt", "response", "few_shot", "answer_pattern", "stop"};
-  EXPECT_EQ(ranktune::nearest("promt", keys), "prompt");
-  EXPECT_EQ(ranktune::nearest("fewshot", keys), "few_shot");
-  EXPECT_EQ(ranktune::nearest("answer_patern", keys), "answer_pattern");
-  EXPECT_EQ(ranktune::nearest("stpo", keys), "stop");  // an adjacent swap costs 1
-  EXPECT_EQ(ranktune::nearest("Prompt", keys), "prompt");
-  EXPECT_EQ(ranktune::nearest("temperature", keys), "");
-  EXPECT_EQ(ranktune::edit_distance("kitten", "sitting"), 3u);
-  EXPECT_EQ(ranktune::edit_distance("", "abc"), 3u);
-}
-
-TEST(PromptYamlFieldsTest, ReadsTypedValuesAndNamesLinesInErrors) {
-  const std::string text =
-      "name: run\n"
-      "train:\n"
-      "  lr: 1e-4\n"
-      "  steps: 100\n"
-      "  shuffle: yes\n"
-      "  tags: [a, b]\n"
-      "items:\n"
-      "  - x: 1\n"
-      "  - y: 2\n";
-  const YAML::Node root = ranktune::io::parse_yaml(text, "run.yaml");
-  ranktune::io::YamlFields fields(root, "run.yaml");
-  EXPECT_EQ(fields.get_string("name"), "run");
-  ranktune::io::YamlFields train = fields.get_map("train");
-  EXPECT_DOUBLE_EQ(train.get_number("lr"), 1e-4);
-  EXPECT_EQ(train.get_int("steps"), 100);
-  EXPECT_TRUE(train.get_bool("shuffle"));
-  EXPECT_EQ(train.get_string_list("tags"), (std::vector<std::string>{"a", "b"}));
-  EXPECT_EQ(train.line("steps"), 4);
-  EXPECT_EQ(train.qualified("steps"), "train.steps");
-
-  const Error bad_int = error_of([&] { train.get_int("lr"); });
-  EXPECT_EQ(bad_int.context().file, "run.yaml");
-  EXPECT_EQ(bad_int.context().key, "train.lr");
-  EXPECT_EQ(bad_int.context().line, 3);
-  EXPECT_THAT(bad_int.what(), HasSubstr("run.yaml:3: 'train.lr': expected an integer"));
-
-  auto items = fields.get_map_list("items");
-  ASSERT_EQ(items.size(), 2u);
-  const Error unknown = error_of([&] { items[1].reject_unknown({"x"}); });
-  EXPECT_EQ(unknown.context().key, "items[1].y");
-  EXPECT_EQ(unknown.context().line, 9);
-  EXPECT_THAT(unknown.what(), HasSubstr("did you mean 'x'?"));
-
-  const Error missing = error_of([&] { fields.get_string("model"); });
-  EXPECT_THAT(missing.what(), HasSubstr("'model': missing required key"));
-  EXPECT_FALSE(fields.has("model"));
-  EXPECT_FALSE(fields.raw("model").IsDefined());
-  EXPECT_TRUE(fields.unread().empty());
-}
-
-TEST(PromptYamlFieldsTest, SyntaxErrorsAndDuplicateKeysHaveLines) {
-  const Error syntax = error_of([] { ranktune::io::parse_yaml("a: 1\nb: [1, 2\n", "bad.yaml"); });
-  EXPECT_EQ(syntax.context().file, "bad.yaml");
-  EXPECT_GT(syntax.context().line, 0);
-  EXPECT_THAT(syntax.what(), HasSubstr("invalid YAML"));
-
-  const YAML::Node dup = ranktune::io::parse_yaml("a: 1\nb: 2\na: 3\n", "dup.yaml");
-  const Error duplicate = error_of([&] { ranktune::io::YamlFields f(dup, "dup.yaml"); });
-  EXPECT_EQ(duplicate.context().line, 3);
-  EXPECT_THAT(duplicate.what(), HasSubstr("duplicate key (first given on line 1)"));
-}
-
 // ---- templates: loading ----------------------------------------------------------------------
 
 TEST(PromptTemplateTest, EveryShippedTemplateLoadsAndIsNamedAfterItsFile) {
@@ -198,7 +118,7 @@ TEST(PromptTemplateTest, LoadsByNameFromTheTemplatePath) {
 
 TEST(PromptTemplateTest, UnknownNameSuggestsAndListsTheAvailableOnes) {
   EnvGuard env("RANKTUNE_TEMPLATE_PATH", kTemplateDir);
-  const Error e = error_of([] { PromptTemplate::load("gsm8k-cto"); });
+  const Error e = thrown_error([] { PromptTemplate::load("gsm8k-cto"); });
   EXPECT_EQ(e.context().key, "gsm8k-cto");
   EXPECT_THAT(e.what(), HasSubstr("unknown template (did you mean 'gsm8k-cot'?)"));
   EXPECT_THAT(e.what(), HasSubstr("available: "));
@@ -207,7 +127,7 @@ TEST(PromptTemplateTest, UnknownNameSuggestsAndListsTheAvailableOnes) {
 }
 
 TEST(PromptTemplateTest, MissingFileIsNamed) {
-  const Error e = error_of([] { PromptTemplate::load("/no/such/template.yaml"); });
+  const Error e = thrown_error([] { PromptTemplate::load("/no/such/template.yaml"); });
   EXPECT_EQ(e.context().file, "/no/such/template.yaml");
   EXPECT_THAT(e.what(), HasSubstr("file not found"));
 }
@@ -348,7 +268,7 @@ TEST(PromptTemplateTest, SubstitutionIsOnePassAndDoubledBracesAreLiteral) {
 // ---- templates: errors -----------------------------------------------------------------------
 
 TEST(PromptTemplateErrorTest, MisspeltKeyNamesFileLineAndNearestKey) {
-  const Error e = error_of([] {
+  const Error e = thrown_error([] {
     PromptTemplate::parse("name: t\npromt: 'Q: {question}'\nresponse: '{rationale} {answer}'\nanswer_pattern: '(\\d+)'\n",
                           "bad.yaml");
   });
@@ -359,7 +279,7 @@ TEST(PromptTemplateErrorTest, MisspeltKeyNamesFileLineAndNearestKey) {
 }
 
 TEST(PromptTemplateErrorTest, PromptWithoutQuestionPlaceholder) {
-  const Error e = error_of([] {
+  const Error e = thrown_error([] {
     PromptTemplate::parse("name: t\nprompt: 'Q: ?'\nresponse: '{rationale} {answer}'\nanswer_pattern: '(\\d+)'\n",
                           "bad.yaml");
   });
@@ -369,25 +289,25 @@ TEST(PromptTemplateErrorTest, PromptWithoutQuestionPlaceholder) {
 }
 
 TEST(PromptTemplateErrorTest, ResponseWithoutRationaleOrAnswer) {
-  const Error no_rationale = error_of([] {
+  const Error no_rationale = thrown_error([] {
     PromptTemplate::parse("prompt: '{question}'\nresponse: '#### {answer}'\nanswer_pattern: '(\\d+)'\n", "r.yaml");
   });
   EXPECT_EQ(no_rationale.context().key, "response");
   EXPECT_EQ(no_rationale.context().line, 2);
   EXPECT_THAT(no_rationale.what(), HasSubstr("{rationale}"));
-  const Error no_answer = error_of([] {
+  const Error no_answer = thrown_error([] {
     PromptTemplate::parse("prompt: '{question}'\nresponse: '{rationale}'\nanswer_pattern: '(\\d+)'\n", "r.yaml");
   });
   EXPECT_THAT(no_answer.what(), HasSubstr("must contain the placeholder {answer}"));
 }
 
 TEST(PromptTemplateErrorTest, PlaceholderNearMissesAndWrongFieldsAreNamed) {
-  const Error typo = error_of([] {
+  const Error typo = thrown_error([] {
     PromptTemplate::parse("prompt: 'Q: {questoin}'\nresponse: '{rationale} {answer}'\nanswer_pattern: '(\\d+)'\n",
                           "p.yaml");
   });
   EXPECT_THAT(typo.what(), HasSubstr("unknown placeholder {questoin} (did you mean {question}?)"));
-  const Error wrong = error_of([] {
+  const Error wrong = thrown_error([] {
     PromptTemplate::parse("prompt: '{question} {answer}'\nresponse: '{rationale} {answer}'\nanswer_pattern: '(\\d+)'\n",
                           "p.yaml");
   });
@@ -397,23 +317,23 @@ TEST(PromptTemplateErrorTest, PlaceholderNearMissesAndWrongFieldsAreNamed) {
 
 TEST(PromptTemplateErrorTest, AnswerPatternMustCompileAndHaveOneGroup) {
   const std::string head = "name: t\nprompt: '{question}'\nresponse: '{rationale} {answer}'\n";
-  const Error bad = error_of([&] { PromptTemplate::parse(head + "answer_pattern: '#### (\\d+'\n", "p.yaml"); });
+  const Error bad = thrown_error([&] { PromptTemplate::parse(head + "answer_pattern: '#### (\\d+'\n", "p.yaml"); });
   EXPECT_EQ(bad.context().key, "answer_pattern");
   EXPECT_EQ(bad.context().line, 4);
   EXPECT_THAT(bad.what(), HasSubstr("invalid regular expression"));
-  const Error none = error_of([&] { PromptTemplate::parse(head + "answer_pattern: '#### \\d+'\n", "p.yaml"); });
+  const Error none = thrown_error([&] { PromptTemplate::parse(head + "answer_pattern: '#### \\d+'\n", "p.yaml"); });
   EXPECT_THAT(none.what(), HasSubstr("exactly one capture group (the answer), found 0"));
-  const Error two = error_of([&] { PromptTemplate::parse(head + "answer_pattern: '(#+) (\\d+)'\n", "p.yaml"); });
+  const Error two = thrown_error([&] { PromptTemplate::parse(head + "answer_pattern: '(#+) (\\d+)'\n", "p.yaml"); });
   EXPECT_THAT(two.what(), HasSubstr("found 2"));
-  const Error missing = error_of([&] { PromptTemplate::parse(head, "p.yaml"); });
+  const Error missing = thrown_error([&] { PromptTemplate::parse(head, "p.yaml"); });
   EXPECT_THAT(missing.what(), HasSubstr("'answer_pattern': missing required key"));
 }
 
 TEST(PromptTemplateErrorTest, UnknownFormatAndFewShotKeysSuggest) {
-  const Error format = error_of([] { PromptTemplate::parse(std::string(kMinimal) + "format: chatlm\n", "f.yaml"); });
+  const Error format = thrown_error([] { PromptTemplate::parse(std::string(kMinimal) + "format: chatlm\n", "f.yaml"); });
   EXPECT_EQ(format.context().line, 5);
   EXPECT_THAT(format.what(), HasSubstr("unknown format 'chatlm' (did you mean 'chatml'?)"));
-  const Error item = error_of([] {
+  const Error item = thrown_error([] {
     PromptTemplate::parse(std::string(kMinimal) +
                               "few_shot:\n  - question: q\n    rational: r\n    answer: 1\n",
                           "f.yaml");
@@ -421,7 +341,7 @@ TEST(PromptTemplateErrorTest, UnknownFormatAndFewShotKeysSuggest) {
   EXPECT_EQ(item.context().key, "few_shot[0].rational");
   EXPECT_EQ(item.context().line, 7);
   EXPECT_THAT(item.what(), HasSubstr("did you mean 'rationale'?"));
-  const Error syntax = error_of([] { PromptTemplate::parse("name: t\nprompt: [1, 2\n", "s.yaml"); });
+  const Error syntax = thrown_error([] { PromptTemplate::parse("name: t\nprompt: [1, 2\n", "s.yaml"); });
   EXPECT_EQ(syntax.context().file, "s.yaml");
   EXPECT_THAT(syntax.what(), HasSubstr("invalid YAML"));
 }
@@ -560,8 +480,8 @@ TEST(AnswerExtractTest, ContinuationAfterTheAnswerIsCutAtTheStopStrings) {
 }
 
 TEST(AnswerExtractTest, PatternWithoutOneGroupIsAnError) {
-  EXPECT_THAT(error_of([] { extract("#### 5", "#### \\d+"); }).what(), HasSubstr("exactly one capture group"));
-  EXPECT_THAT(error_of([] { extract("#### 5", "#### (\\d+"); }).what(), HasSubstr("invalid regular expression"));
+  EXPECT_THAT(thrown_error([] { extract("#### 5", "#### \\d+"); }).what(), HasSubstr("exactly one capture group"));
+  EXPECT_THAT(thrown_error([] { extract("#### 5", "#### (\\d+"); }).what(), HasSubstr("invalid regular expression"));
 }
 
 // ---- rewards ---------------------------------------------------------------------------------

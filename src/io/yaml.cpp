@@ -1,7 +1,6 @@
-#include "io/yaml_util.h"
+#include "ranktune/io/yaml.h"
 
 #include "ranktune/core/strings.h"
-#include "ranktune/io/file.h"
 
 #include <cmath>
 
@@ -18,13 +17,16 @@ YAML::Node parse_yaml(const std::string& text, const std::string& source) {
   }
 }
 
-YAML::Node load_yaml_file(const std::string& path) { return parse_yaml(read_file(path), path); }
+namespace {
 
+// 1-based line where `node` starts in its text, or -1 (undefined or built in code).
 int64_t yaml_line(const YAML::Node& node) {
   if (!node.IsDefined()) return -1;
   const YAML::Mark mark = node.Mark();
   return mark.is_null() ? -1 : static_cast<int64_t>(mark.line) + 1;
 }
+
+}  // namespace
 
 std::string yaml_type_name(const YAML::Node& node) {
   if (!node.IsDefined()) return "missing";

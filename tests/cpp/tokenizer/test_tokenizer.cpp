@@ -2,7 +2,6 @@
 // building blocks (BPE options, added-token flags, pre-tokenizers, NFC), and the errors.
 
 #include "ranktune/core/error.h"
-#include "ranktune/core/regex.h"
 #include "ranktune/io/file.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -633,28 +632,6 @@ TEST(TokenizerUnicode, Qwen2NormalizesToNfcBeforeEncoding) {
   EXPECT_EQ(qwen.encode("Cafe\u0301 \u1100\u1161\u11a8"), qwen.encode("Caf\u00e9 \uac01"));
   const Tokenizer gpt2 = Tokenizer::from_pretrained(shared_path("tokenizers/gpt-2"));  // no normalizer
   EXPECT_NE(gpt2.encode("Cafe\u0301"), gpt2.encode("Caf\u00e9"));
-}
-
-TEST(TokenizerUnicode, Utf8ValidationAndLossyRepair) {
-  using ranktune::tokenizer::find_invalid_utf8;
-  using ranktune::tokenizer::utf8_lossy;
-  EXPECT_EQ(find_invalid_utf8("h\u00e9llo \U0001F999"), std::string::npos);
-  EXPECT_EQ(find_invalid_utf8("ab\xC0\xAF"), 2u);          // overlong
-  EXPECT_EQ(find_invalid_utf8("\xED\xA0\x80"), 0u);        // surrogate
-  EXPECT_EQ(find_invalid_utf8("x\xF4\x90\x80\x80"), 1u);   // above U+10FFFF
-  // Rust's from_utf8_lossy: one U+FFFD per maximal invalid subpart.
-  EXPECT_EQ(utf8_lossy("a\xF0\x9F\x98z"), "a\uFFFDz");
-  EXPECT_EQ(utf8_lossy("\xFF\xFE"), "\uFFFD\uFFFD");
-  EXPECT_EQ(utf8_lossy("\xE2\x82"), "\uFFFD");
-}
-
-TEST(TokenizerRegex, FindAllMatchesLikePythonFinditer) {
-  using Ranges = std::vector<std::pair<size_t, size_t>>;
-  EXPECT_EQ(ranktune::Regex(R"(\d+)").find_all("a1b22"), (Ranges{{1, 2}, {3, 5}}));
-  EXPECT_EQ(ranktune::Regex("x*").find_all("ab"), (Ranges{{0, 0}, {1, 1}, {2, 2}}));
-  EXPECT_EQ(ranktune::Regex(R"(\s+(?!\S)|\s+)").find_all("a  b"), (Ranges{{1, 2}, {2, 3}}));  // lookahead sees "b"
-  EXPECT_EQ(ranktune::Regex(R"(\p{L}+)").find_all("h\u00e9llo w\u00f6rld"), (Ranges{{0, 6}, {7, 13}}));
-  EXPECT_TRUE(ranktune::Regex("a").find_all("").empty());
 }
 
 // ==== errors ======================================================================================

@@ -1,10 +1,6 @@
-// Recipes (validation, suggestions, overrides, docs), schedules, data preparation, evaluation
-// statistics and the metrics log.
+// Recipes (validation, suggestions, overrides, docs), schedules and the metrics log.
 
 #include "ranktune/core/error.h"
-#include "ranktune/data/batching.h"
-#include "ranktune/data/examples.h"
-#include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/io/file.h"
 #include "ranktune/train/config.h"
 #include "ranktune/train/metrics.h"
@@ -15,7 +11,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <set>
 
 using namespace ranktune;
 using ::testing::HasSubstr;
@@ -124,130 +119,6 @@ TEST(ScheduleTest, WarmupThenDecayAsTransformers) {
   EXPECT_DOUBLE_EQ(train::lr_multiplier(Schedule::constant, 100, 10, 110), 1.0);
   EXPECT_DOUBLE_EQ(train::lr_multiplier(Schedule::cosine, 0, 0, 10), 1.0);
   EXPECT_THROW(train::parse_schedule("step"), Error);
-}
-
-// ---- data ----------------------------------------------------------------------------------------------
-
-TEST(DataTest, Gsm8kRecordsSplitAtTheFinalMarker) {
-  const auto split = data::split_gsm8k_answer("Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 72");
-  ASSERT_TRUE(split);
-  EXPECT_EQ(split->first, "Natalia sold 48/2 = <<48/2=24>>24 clips.");
-  EXPECT_EQ(split->second, "72");
-  EXPECT_EQ(data::strip_calculator_annotations(split->first), "Natalia sold 48/2 = 24 clips.");
-  EXPECT_FALSE(data::split_gsm8k_answer("no marker"));
-}
-
-TEST(DataTest, BadJsonlNamesFileLineAndField) {
-  const fs::path file = fs::temp_directory_path() / "ranktune_bad.jsonl";
-  io::write_file_atomic(file.string(), "{\"question\": \"q\", \"answer\": \"r\\n#### 1\"}\n{\"question\": \"q2\"}\n");
-  const std::string message = error_of([&] { data::load_gsm8k(file.string()); });
-  EXPECT_THAT(message, HasSubstr(file.string() + ":2"));
-  EXPECT_THAT(message, HasSubstr("'answer': is missing"));
-  EXPECT_THAT(error_of([] { data::load_gsm8k("/nonexistent/train.jsonl"); }), HasSubstr("/nonexistent/train.jsonl: file not found"));
-  fs::remove(file);
-}
-
-TEST(DataTest, ValidationSplitIsSeededAndDisjoint) {
-  std::vector<data::Example> all(50);
-  for (int i = 0; i < 50; ++i) all[static_cast<size_t>(i)].question = std::to_string(i);
-  const auto [train_a, held_a] = data::split_validation(all, 10, 3);
-  const auto [train_b, held_b] = data::split_validation(all, 10, 3);
-  const auto [train_c, held_c] = data::split_validation(all, 10, 4);
-  EXPECT_EQ(held_a.size(), 10u);
-  EXPECT_EQ(train_a.size(), 40u);
-  std::set<std::string> seen;
-  for (const auto& e : train_a) seen.insert(e.question);
-  for (const auto& e : held_a) EXPECT_EQ(seen.count(e.question), 0u);
-  std::vector<std::string> qa, qb, qc;
-  for (size_t i = 0; i < 10; ++i) {
-    qa.push_back(held_a[i].question);
-    qb.push_back(held_b[i].question);
-    qc.push_back(held_c[i].question);
-  }
-  EXPECT_EQ(qa, qb);
-  EXPECT_NE(qa, qc);
-}
-
-TEST(DataTest, LossOnlyOnTheResponseAndOverlongPolicies) {
-  const auto tok = tokenizer::Tokenizer::from_pretrained(std::string(RANKTUNE_SOURCE_DIR) + "/examples/gsm8k/quickstart/model");
-  const std::vector<data::TextPair> pairs = {{"Q: 2+2?\nA:", " 4"}, {"Q: 3+3?\nA:", " 6, and then a much longer response than the first one"}};
-  data::TokenizeOptions o;
-  o.max_length = 64;
-  data::TokenizeReport report;
-  const auto examples = data::tokenize_pairs(pairs, tok, o, &report);
-  ASSERT_EQ(examples.size(), 2u);
-  const auto prompt = tok.encode(pairs[0].prompt, true);
-  const auto response = tok.encode(pairs[0].response, false);
-  const auto& e = examples[0];
-  ASSERT_EQ(e.input_ids.size(), prompt.size() + response.size() + 1);  // + EOS
-  for (size_t i = 0; i < prompt.size(); ++i) EXPECT_EQ(e.labels[i], -100);
-  for (size_t i = prompt.size(); i < e.labels.size(); ++i) EXPECT_EQ(e.labels[i], e.input_ids[i]);
-  EXPECT_EQ(e.input_ids.back(), *tok.eos_token_id());
-
-  const int64_t short_limit = static_cast<int64_t>(prompt.size() + response.size() + 1);
-  o.max_length = short_limit;
-  data::tokenize_pairs(pairs, tok, o, &report);
-  EXPECT_EQ(report.skipped, 1);
-  o.overlong = data::Overlong::truncate;
-  const auto truncated = data::tokenize_pairs(pairs, tok, o, &report);
-  EXPECT_EQ(report.truncated, 1);
-  EXPECT_EQ(static_cast<int64_t>(truncated[1].input_ids.size()), short_limit);
-}
-
-TEST(DataTest, CollatePadsRightAndCountsLossTokens) {
-  data::TokenizedExample a{{1, 2, 3}, {-100, 2, 3}, 0}, b{{4, 5}, {-100, 5}, 1};
-  const data::Batch batch = data::collate({&a, &b}, 0);
-  EXPECT_EQ(batch.input_ids.sizes(), torch::IntArrayRef({2, 3}));
-  EXPECT_EQ(batch.input_ids[1][2].item<int64_t>(), 0);
-  EXPECT_EQ(batch.attention_mask[1][2].item<int64_t>(), 0);
-  EXPECT_EQ(batch.labels[1][2].item<int64_t>(), -100);
-  EXPECT_EQ(batch.tokens, 5);
-  EXPECT_EQ(batch.loss_tokens, 3);
-}
-
-TEST(DataTest, BatchPlanIsAPermutationPerEpochAndReproducible) {
-  std::vector<int64_t> lengths;
-  for (int i = 0; i < 103; ++i) lengths.push_back(10 + (i * 37) % 90);
-  const data::BatchPlan plan(lengths, 8, 7);
-  EXPECT_EQ(plan.batches_per_epoch(), 13);
-  for (int64_t epoch : {0, 1}) {
-    std::set<int64_t> seen;
-    for (const auto& b : plan.epoch_batches(epoch)) {
-      for (int64_t i : b) EXPECT_TRUE(seen.insert(i).second);
-    }
-    EXPECT_EQ(seen.size(), 103u);
-  }
-  EXPECT_EQ(plan.epoch_batches(1), data::BatchPlan(lengths, 8, 7).epoch_batches(1));
-  EXPECT_NE(plan.epoch_batches(0), plan.epoch_batches(1));
-  // Grouping by length keeps each batch's lengths close: less padding than a random order.
-  auto padding = [&](const std::vector<std::vector<int64_t>>& batches) {
-    int64_t pad = 0;
-    for (const auto& b : batches) {
-      int64_t longest = 0;
-      for (int64_t i : b) longest = std::max(longest, lengths[static_cast<size_t>(i)]);
-      for (int64_t i : b) pad += longest - lengths[static_cast<size_t>(i)];
-    }
-    return pad;
-  };
-  EXPECT_LT(padding(plan.epoch_batches(0)), padding(data::BatchPlan(lengths, 8, 7, false).epoch_batches(0)) / 2);
-}
-
-// ---- evaluation statistics ------------------------------------------------------------------------------
-
-TEST(EvalStatsTest, PassAtKIsTheUnbiasedEstimator) {
-  EXPECT_DOUBLE_EQ(eval::pass_at_k(10, 0, 1), 0.0);
-  EXPECT_DOUBLE_EQ(eval::pass_at_k(10, 10, 5), 1.0);
-  EXPECT_NEAR(eval::pass_at_k(10, 3, 1), 0.3, 1e-12);
-  // 1 - C(7,2)/C(10,2) = 1 - 21/45
-  EXPECT_NEAR(eval::pass_at_k(10, 3, 2), 1.0 - 21.0 / 45.0, 1e-12);
-  EXPECT_THROW(eval::pass_at_k(4, 1, 5), Error);
-}
-
-TEST(EvalStatsTest, MajorityVoteNormalisesNumbers) {
-  using A = std::optional<std::string>;
-  EXPECT_EQ(eval::majority_vote({A("1,000"), A("7"), A("1000"), std::nullopt, A("$1000.00")}), A("1,000"));
-  EXPECT_EQ(eval::majority_vote({A("3"), A("4")}), A("3"));  // a tie goes to the first
-  EXPECT_EQ(eval::majority_vote({std::nullopt}), std::nullopt);
 }
 
 // ---- metrics ---------------------------------------------------------------------------------------

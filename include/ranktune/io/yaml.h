@@ -1,12 +1,15 @@
 #pragma once
 // Typed access to the fields of a YAML mapping, with errors that name the file, the key path and
-// the 1-based line. Internal: yaml-cpp stays out of the public headers.
+// the 1-based line.
 //
-//   YAML::Node root = io::load_yaml_file(path);
+//   YAML::Node root = io::parse_yaml(io::read_file(path), path);
 //   io::YamlFields fields(root, path);
 //   std::string name = fields.get_string("name");          // missing → "'name': missing required key"
 //   for (io::YamlFields& item : fields.get_map_list("few_shot")) item.get_string("question");
 //   fields.reject_unknown({"name", "few_shot"});             // "'promt': unknown key (did you mean 'prompt'?)"
+//
+// For the layers above io; not installed: it exposes YAML::Node, a private dependency of the
+// library.
 
 #include "ranktune/core/error.h"
 
@@ -20,12 +23,6 @@ namespace ranktune::io {
 
 // Parses one YAML document. A syntax error is a ranktune::Error naming `source` and the line.
 YAML::Node parse_yaml(const std::string& text, const std::string& source);
-
-// read_file + parse_yaml.
-YAML::Node load_yaml_file(const std::string& path);
-
-// 1-based line where `node` starts in its text, or -1 (undefined or built in code).
-int64_t yaml_line(const YAML::Node& node);
 
 // The node kind as a user would say it: "null", "scalar", "list", "mapping", "missing".
 std::string yaml_type_name(const YAML::Node& node);

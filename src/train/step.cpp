@@ -1,0 +1,58 @@
+#include "step.h"
+
+#include "ranktune/core/log.h"
+#include "ranktune/train/schedule.h"
+
+#include <c10/util/StringUtil.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <cmath>
+#include <limits>
+
+namespace ranktune::train {
+
+double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const MicroBatchLoss& loss_of) {
+  int64_t loss_tokens = 0;
+  for (const auto& batch : micro_batches) loss_tokens += batch.loss_tokens;
+  if (loss_tokens == 0) return std::numeric_limits<double>::quiet_NaN();
+  double loss = 0;
+  for (const auto& batch : micro_batches) {
+    if (batch.loss_tokens == 0) continue;
+    // With one micro-batch the share is exactly 1: the same numbers as without accumulation.
+    const double share = static_cast<double>(batch.loss_tokens) / static_cast<double>(loss_tokens);
+    const torch::Tensor micro_loss = loss_of(batch);
+    const double value = micro_loss.item<double>();
+    if (!std::isfinite(value)) return value;
+    (micro_loss * share).backward();
+    loss += value * share;
+  }
+  return loss;
+}
+
+StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::Batch>& micro_batches,
+                          const MicroBatchLoss& loss_of, const TrainSection& settings, int64_t warmup_steps,
+                          TrainerState& progress) {
+  StepResult result;
+  result.loss = accumulate_gradients(micro_batches, loss_of);
+  result.grad_norm = std::numeric_limits<double>::quiet_NaN();
+  if (std::isfinite(result.loss)) {
+    const double max_norm = settings.max_grad_norm > 0 ? settings.max_grad_norm : std::numeric_limits<double>::infinity();
+    result.grad_norm = torch::nn::utils::clip_grad_norm_(optimizer.parameters(), max_norm);
+  }
+  result.applied = std::isfinite(result.loss) && std::isfinite(result.grad_norm);
+  if (result.applied) {
+    optimizer.set_lr_multiplier(
+        lr_multiplier(parse_schedule(settings.schedule), progress.step, warmup_steps, progress.total_steps));
+    optimizer.step();
+    progress.nan_streak = 0;
+  } else {
+    ++progress.nan_streak;
+    log_warning(c10::str("step ", progress.step + 1, ": non-finite loss or gradient; step skipped (",
+                         progress.nan_streak, " in a row, the run stops at ", settings.max_nan_steps, ")"));
+  }
+  optimizer.zero_grad();
+  ++progress.step;
+  return result;
+}
+
+}  // namespace ranktune::train

@@ -1,0 +1,2 @@
+// Must not compile: train is above peft.
+#include "ranktune/train/trainer.h"

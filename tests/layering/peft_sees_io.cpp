@@ -1,0 +1,2 @@
+// Must compile: peft includes io, a layer below it.
+#include "ranktune/io/file.h"

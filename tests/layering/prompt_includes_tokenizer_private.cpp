@@ -1,0 +1,2 @@
+// Must not compile: src/tokenizer/pattern.h is private to the tokenizer layer.
+#include "tokenizer/pattern.h"
