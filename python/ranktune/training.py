@@ -16,6 +16,7 @@ import difflib
 import json
 import math
 import os
+import signal
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
@@ -396,8 +397,9 @@ class Trainer:
     def train(self, resume_from_checkpoint: Union[str, bool, None] = None) -> TrainOutput:
         """Runs to ``train.max_steps`` (or the epochs), saves the adapter, evaluates (eval.*) and
         writes the summary. `resume_from_checkpoint`: a checkpoint directory, or True for the
-        newest in output_dir. Ctrl-C (SIGINT) saves a checkpoint after the current step, then
-        raises KeyboardInterrupt; an exception in a callback stops the run the same way and is
+        newest in output_dir; a larger ``max_steps`` or ``epochs`` than the checkpoint's continues
+        to the new total. Ctrl-C (SIGINT) saves a checkpoint after the current step, then raises
+        KeyboardInterrupt (SIGTERM, SIGHUP: SystemExit with code 128 + the signal number); an exception in a callback stops the run the same way and is
         re-raised."""
         if resume_from_checkpoint:
             where = "latest" if resume_from_checkpoint is True else os.fspath(resume_from_checkpoint)
@@ -420,6 +422,9 @@ class Trainer:
         if self._callback_error is not None:
             error, self._callback_error = self._callback_error, None
             raise error
+        if result["status"] == "interrupted" and not self._stop_requested and result["signal"] not in (0, signal.SIGINT):
+            # SIGTERM / SIGHUP: end the interpreter with the conventional code, the checkpoint saved.
+            raise SystemExit(128 + int(result["signal"]))
         if result["status"] == "interrupted" and not self._stop_requested:
             raise KeyboardInterrupt(f"training interrupted at step {result['steps']}; a checkpoint was saved in "
                                     f"{result['output_dir']} (resume with resume_from_checkpoint=True)")

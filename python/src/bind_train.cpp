@@ -64,6 +64,7 @@ py::object yaml_to_python(const YAML::Node& n) {
 py::dict train_result_to_dict(const train::TrainResult& r) {
   py::dict d;
   d["status"] = r.status;
+  d["signal"] = r.signal;
   d["steps"] = r.steps;
   d["first_loss"] = r.first_loss;
   d["last_loss"] = r.last_loss;

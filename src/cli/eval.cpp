@@ -46,7 +46,7 @@ void add_eval_command(CLI::App& app) {
     const std::string out_dir = config.eval.output_dir.empty() ? config.train.output_dir : config.eval.output_dir;
     fs::create_directories(out_dir);
     const auto summary = eval::evaluate_gsm8k(*model, tokenizer, prompt_template, questions, config.eval.options,
-                                              (fs::path(out_dir) / "predictions.jsonl").string());
+                                              (fs::path(out_dir) / "eval-predictions.jsonl").string());
     io::write_file_atomic((fs::path(out_dir) / "eval-summary.json").string(), summary.to_json() + "\n");
     std::cout << summary.to_json() << std::endl;
   });

@@ -22,7 +22,8 @@ void add_train_command(CLI::App& app) {
     const train::TrainResult result = trainer.train();
     std::cout << "status: " << result.status << "\nsteps: " << result.steps << "\nloss: " << result.first_loss << " -> "
               << result.last_loss << "\noutput: " << result.output_dir << std::endl;
-    if (result.status == "interrupted") throw ExitCode{130};
+    // The conventional code of a run ended by a signal: 128 + its number (130 for Ctrl-C).
+    if (result.status == "interrupted") throw ExitCode{result.signal > 0 ? 128 + result.signal : 130};
     if (result.status != "completed") throw ExitCode{1};
   });
 }

@@ -52,6 +52,10 @@ std::string save_checkpoint(const std::string& output_dir, const TrainerState& s
     j["nan_streak"] = state.nan_streak;
     j["total_steps"] = state.total_steps;
     j["seed"] = state.seed;
+    j["seconds"] = state.seconds;
+    nlohmann::ordered_json recipe = nlohmann::ordered_json::object();
+    for (const auto& [key, value] : state.recipe) recipe[key] = value;
+    j["recipe"] = recipe;
     io::write_file_atomic((tmp / "trainer_state.json").string(), j.dump(2) + "\n");
     fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier, interrupted run
     fs::rename(tmp, final_dir);
@@ -72,11 +76,71 @@ TrainerState load_checkpoint_state(const std::string& dir) {
   s.nan_streak = f.get_int("nan_streak");
   s.total_steps = f.get_int("total_steps");
   s.seed = static_cast<uint64_t>(f.get_int("seed"));
+  if (f.has_value("seconds")) s.seconds = f.raw("seconds").get<double>();
+  if (f.has_value("recipe")) {
+    for (const auto& [key, value] : f.raw("recipe").items()) s.recipe.emplace_back(key, value.get<std::string>());
+  }
   const auto rng = io::SafetensorsFile::open((fs::path(dir) / "rng_state.safetensors").string());
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(rng.tensor("cpu").clone());
   return s;
+}
+
+void check_resume_recipe(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& current) {
+  const std::string path = (fs::path(dir) / "trainer_state.json").string();
+  const io::ordered_json root = io::parse_json(io::read_file(path), path);
+  const auto recorded = root.find("recipe");
+  if (recorded == root.end() || !recorded->is_object()) return;
+  std::string differences;
+  for (const auto& [key, value] : current) {
+    const auto old = recorded->find(key);
+    if (old == recorded->end() || !old->is_string() || old->get<std::string>() == value) continue;
+    differences += c10::str("\n  ", key, ": ", value, " now, ", old->get<std::string>(), " in the checkpoint");
+  }
+  RANKTUNE_CHECK_CTX(differences.empty(), (ErrorContext{dir, "train.resume_from", -1}),
+                     "this checkpoint was made with a different recipe; these keys must not change on resume:",
+                     differences, "\nrestore them, or start a new run in another train.output_dir");
+}
+
+namespace {
+
+bool is_temporary(const fs::path& path) {
+  const std::string name = path.filename().string();
+  return name.rfind(kPrefix, 0) == 0 && name.find(".tmp") != std::string::npos;
+}
+
+}  // namespace
+
+std::vector<std::string> run_files(const std::string& output_dir) {
+  std::vector<std::string> found;
+  if (!fs::is_directory(output_dir)) return found;
+  for (const char* name : {"adapter_config.json", "adapter_model.safetensors", "model.safetensors", "metrics.jsonl",
+                           "summary.json", "predictions.jsonl", "training-curve.svg"}) {
+    if (fs::exists(fs::path(output_dir) / name)) found.emplace_back(name);
+  }
+  for (const auto& dir : list_checkpoints(output_dir)) found.push_back(fs::path(dir).filename().string());
+  return found;
+}
+
+void remove_run_files(const std::string& output_dir) {
+  for (const auto& name : run_files(output_dir)) fs::remove_all(fs::path(output_dir) / name);
+  fs::remove(fs::path(output_dir) / "config.yaml");
+  remove_stale_temporaries(output_dir);
+}
+
+int64_t remove_stale_temporaries(const std::string& output_dir) {
+  int64_t removed = 0;
+  if (!fs::is_directory(output_dir)) return removed;
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(output_dir)) {
+    if (entry.is_directory() && is_temporary(entry.path())) stale.push_back(entry.path());
+  }
+  for (const auto& path : stale) {
+    fs::remove_all(path);
+    ++removed;
+  }
+  return removed;
 }
 
 std::vector<std::string> list_checkpoints(const std::string& output_dir) {

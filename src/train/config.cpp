@@ -193,7 +193,8 @@ const std::vector<Key>& keys() {
       {"train.eval_every", Kind::integer, "0", "Steps between evaluations (validation loss, and accuracy on eval.during_training questions); 0: only at the end.", {}, RT_SCALAR(train.eval_every, int64_t)},
       {"train.save_every", Kind::integer, "0", "Steps between checkpoints (0: none besides Ctrl-C and the final adapter).", {}, RT_SCALAR(train.save_every, int64_t)},
       {"train.keep_last", Kind::integer, "2", "Checkpoints kept (older ones are deleted; 0 keeps all).", {}, RT_SCALAR(train.keep_last, int64_t)},
-      {"train.resume_from", Kind::string, "\"\"", "A checkpoint directory, or `latest` (the newest in output_dir), to continue exactly from.", {}, RT_SCALAR(train.resume_from, std::string)},
+      {"train.resume_from", Kind::string, "\"\"", "A checkpoint directory, or `latest` (the newest in output_dir), to continue exactly from. A larger `train.max_steps` or `train.epochs` continues to the new total; keys that shape the model, data or order must match the checkpoint.", {}, RT_SCALAR(train.resume_from, std::string)},
+      {"train.overwrite_output_dir", Kind::boolean, "false", "Let a fresh run (no `train.resume_from`) replace another run's files in `train.output_dir`; otherwise such a start is refused.", {}, RT_SCALAR(train.overwrite_output_dir, bool)},
       {"train.max_nan_steps", Kind::integer, "10", "Stop after this many steps in a row with a non-finite loss or gradient (each is skipped with a warning).", {}, RT_SCALAR(train.max_nan_steps, int64_t)},
       {"train.threads", Kind::integer, "0", "Intra-op threads (0: $RANKTUNE_NUM_THREADS when set, else all cores).", {}, RT_SCALAR(train.threads, int64_t)},
       // eval
@@ -516,6 +517,17 @@ std::string RunConfig::to_yaml() const {
   if (!open_section.empty()) out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::pair<std::string, std::string>> RunConfig::key_values() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& k : keys()) {
+    if (k.path.rfind("adapter.", 0) == 0 && k.path != "adapter.method" && adapter.method == "full") continue;
+    YAML::Emitter text;
+    text << YAML::Flow << k.get(*this);
+    out.emplace_back(k.path, text.c_str());
+  }
+  return out;
 }
 
 std::string RunConfig::documentation() {

@@ -6,6 +6,7 @@
 #include <torch/serialize/archive.h>
 
 #include <cstdio>
+#include <sstream>
 
 namespace ranktune::train {
 
@@ -56,12 +57,11 @@ int64_t TrainingOptimizer::parameter_count() const {
 void TrainingOptimizer::save(const std::string& path) const {
   torch::serialize::OutputArchive archive;
   adamw_->save(archive);
-  const std::string tmp = io::temporary_path_for(path);
-  archive.save_to(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("cannot write the optimizer state", ErrorContext{path, "", -1});
-  }
+  // Serialized in memory, then written by io: LibTorch's file writer throws from its destructor
+  // when the disk is full, which aborts the process.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  io::write_file_atomic(path, bytes.str());
 }
 
 void TrainingOptimizer::load(const std::string& path) {

@@ -22,6 +22,7 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -33,20 +34,24 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Ctrl-C only raises a flag; the loop saves a checkpoint at the next step boundary.
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) { g_interrupted = true; }
+// SIGINT (Ctrl-C), SIGTERM and SIGHUP (timeout, docker stop, batch schedulers, a closed terminal)
+// only record the signal; the loop saves a checkpoint at the next step boundary.
+std::atomic<int> g_signal{0};
+extern "C" void on_stop_signal(int signo) { g_signal = signo; }
 
-class SigintScope {
+class StopSignalScope {
  public:
-  SigintScope() {
-    g_interrupted = false;
-    previous_ = std::signal(SIGINT, on_sigint);
+  StopSignalScope() {
+    g_signal = 0;
+    for (size_t i = 0; i < kSignals.size(); ++i) previous_[i] = std::signal(kSignals[i], on_stop_signal);
   }
-  ~SigintScope() { std::signal(SIGINT, previous_); }
+  ~StopSignalScope() {
+    for (size_t i = 0; i < kSignals.size(); ++i) std::signal(kSignals[i], previous_[i]);
+  }
 
  private:
-  void (*previous_)(int);
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  std::array<void (*)(int), 3> previous_{};
 };
 
 bool has_weights(const std::string& dir) {
@@ -62,6 +67,34 @@ std::vector<data::Example> load_examples(const std::string& path, const DataSect
   o.strip_calculator = d.strip_calculator;
   o.limit = limit;
   return data::load_jsonl(path, o);
+}
+
+// The recipe values a checkpoint records and a resume must match: what shapes the model, the
+// adapter, the data and its order. Inputs given in memory (a PeftModel, examples) are not
+// described by the recipe, so their keys are left out.
+std::vector<std::pair<std::string, std::string>> fixed_recipe_values(const RunConfig& config, const TrainerInputs& inputs) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [key, value] : config.key_values()) {
+    const bool fixed = key == "model.path" || key == "model.init_seed" || key == "template" || key == "train.seed" ||
+                       key == "train.batch_size" || key == "train.gradient_accumulation_steps" ||
+                       (key.rfind("adapter.", 0) == 0 && !inputs.peft_model) ||
+                       (key.rfind("data.", 0) == 0 && !inputs.train_examples);
+    if (fixed) out.emplace_back(std::move(key), std::move(value));
+  }
+  return out;
+}
+
+// The loss of the first and the last logged training interval of the whole run (every segment).
+std::pair<double, double> run_losses(const std::vector<MetricsRow>& rows) {
+  std::optional<double> first;
+  double last = 0;
+  for (const auto& row : rows) {
+    const auto loss = row.values.find("loss");
+    if (loss == row.values.end()) continue;
+    if (!first) first = loss->second;
+    last = loss->second;
+  }
+  return {first.value_or(0.0), last};
 }
 
 }  // namespace
@@ -164,7 +197,20 @@ void Trainer::setup() {
     const int64_t limit = config_.eval.limit;
     if (limit > 0 && static_cast<int64_t>(s.test_examples.size()) > limit) s.test_examples.resize(static_cast<size_t>(limit));
   }
-  if (!t.resume_from.empty()) s.resume_dir = resolve_resume_path(t.resume_from, t.output_dir);
+  s.progress.recipe = fixed_recipe_values(config_, inputs_);
+  if (!t.resume_from.empty()) {
+    s.resume_dir = resolve_resume_path(t.resume_from, t.output_dir);
+    check_resume_recipe(s.resume_dir, s.progress.recipe);
+  } else if (!t.overwrite_output_dir) {
+    const auto existing = run_files(t.output_dir);
+    if (!existing.empty()) {
+      std::string names;
+      for (const auto& name : existing) names += (names.empty() ? "" : ", ") + name;
+      throw Error(c10::str("holds another run (", names, "); continue it with train.resume_from=latest, "
+                           "or replace it with train.overwrite_output_dir=true"),
+                  ErrorContext{t.output_dir, "train.output_dir", -1});
+    }
+  }
 
   s.model = inputs_.peft_model ? std::dynamic_pointer_cast<model::CausalLMImpl>(inputs_.peft_model->model_ptr())
             : inputs_.model    ? inputs_.model
@@ -226,7 +272,16 @@ void Trainer::setup() {
       model::load_weights(*s.model, s.resume_dir, /*strict=*/true);
     }
     s.optimizer->load((fs::path(s.resume_dir) / "optimizer.pt").string());
+    // The total comes from this recipe, not the checkpoint: a larger max_steps or epochs extends
+    // the run (warmup and decay are re-derived from the new total for the remaining steps).
+    const TrainerState planned = s.progress;
     s.progress = load_checkpoint_state(s.resume_dir);
+    RANKTUNE_CHECK_CTX(s.progress.step <= planned.total_steps,
+                       (ErrorContext{s.resume_dir, t.max_steps > 0 ? "train.max_steps" : "train.epochs", -1}),
+                       "the checkpoint is at step ", s.progress.step, " but this recipe stops at step ",
+                       planned.total_steps, "; raise it to continue the run");
+    s.progress.total_steps = planned.total_steps;
+    s.progress.recipe = planned.recipe;
     log_info("resuming from " + s.resume_dir + " at step " + std::to_string(s.progress.step));
   }
 }
@@ -237,6 +292,13 @@ TrainResult Trainer::train() {
   State& s = *state_;
   RANKTUNE_CHECK(s.model != nullptr, "call Trainer::setup() before train()");
   const TrainSection& t = config_.train;
+  if (s.resume_dir.empty() && t.overwrite_output_dir && !run_files(t.output_dir).empty()) {
+    log_info("train.overwrite_output_dir: replacing the run in " + t.output_dir);
+    remove_run_files(t.output_dir);
+  }
+  if (const int64_t stale = remove_stale_temporaries(t.output_dir); stale > 0) {
+    log_info("removed " + std::to_string(stale) + " unfinished checkpoint(s) left in " + t.output_dir + " by an interrupted run");
+  }
   fs::create_directories(t.output_dir);
   io::write_file_atomic((fs::path(t.output_dir) / "config.yaml").string(), config_.to_yaml());
   MetricsLog metrics((fs::path(t.output_dir) / "metrics.jsonl").string(), s.resume_dir.empty() ? -1 : s.progress.step);
@@ -245,22 +307,33 @@ TrainResult Trainer::train() {
     for (auto& callback : s.callbacks) callback(row);
   };
 
-  SigintScope sigint;
+  std::optional<StopSignalScope> stop_signals;
+  stop_signals.emplace();
   stop_requested_ = false;
   s.model->train();
   const auto start = Clock::now();
+  const double seconds_before = s.progress.seconds;  // earlier segments of a resumed run
   TrainResult result;
   result.output_dir = t.output_dir;
   ProgressBar bar(s.progress.total_steps, "train", progress_bar_ ? stderr : nullptr);
 
+  // A checkpoint that cannot be written (disk full, permission) costs only that checkpoint: the
+  // error names the file and the cause, save_checkpoint removes its temporaries, the previous
+  // checkpoint stays (nothing is pruned) and training goes on.
   auto save = [&] {
-    const std::string dir = save_checkpoint(t.output_dir, s.progress, [&](const std::string& tmp) {
-      if (s.peft) s.peft->save_pretrained(tmp);
-      else model::save_model_weights(*s.model, (fs::path(tmp) / "model.safetensors").string());
-      s.optimizer->save((fs::path(tmp) / "optimizer.pt").string());
-    });
+    s.progress.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - start).count();
+    try {
+      save_checkpoint(t.output_dir, s.progress, [&](const std::string& tmp) {
+        if (s.peft) s.peft->save_pretrained(tmp);
+        else model::save_model_weights(*s.model, (fs::path(tmp) / "model.safetensors").string());
+        s.optimizer->save((fs::path(tmp) / "optimizer.pt").string());
+      });
+    } catch (const std::exception& e) {
+      log_warning(c10::str("checkpoint-", s.progress.step, " was not saved (", e.what(),
+                           "); the previous checkpoint is kept"));
+      return;
+    }
     prune_checkpoints(t.output_dir, t.keep_last);
-    return dir;
   };
 
   const int64_t batches_per_epoch = s.plan->batches_per_epoch();
@@ -269,7 +342,6 @@ TrainResult Trainer::train() {
   double interval_loss = 0;
   int64_t interval_steps = 0, interval_tokens = 0;
   auto interval_start = Clock::now();
-  bool first_interval = true;
 
   const bool bf16 = t.precision == "bf16";
   const MicroBatchLoss loss_of = [&](const data::Batch& batch) {
@@ -316,9 +388,6 @@ TrainResult Trainer::train() {
       row.values["tokens_per_second"] = static_cast<double>(interval_tokens) / std::max(seconds, 1e-9);
       row.values["epoch"] = static_cast<double>(s.progress.micro_step) / static_cast<double>(batches_per_epoch);
       emit(row);
-      if (first_interval) result.first_loss = row.values["loss"];
-      first_interval = false;
-      result.last_loss = row.values["loss"];
       bar.update(s.progress.step, {{"loss", c10::str(std::round(row.values["loss"] * 1000) / 1000)},
                                    {"lr", c10::str(row.values["lr"])},
                                    {"tok/s", std::to_string(static_cast<int64_t>(row.values["tokens_per_second"]))}});
@@ -327,17 +396,27 @@ TrainResult Trainer::train() {
       interval_start = Clock::now();
     }
     if (t.eval_every > 0 && s.progress.step % t.eval_every == 0 && !last) emit(evaluate_during_training());
-    if ((t.save_every > 0 && s.progress.step % t.save_every == 0) || g_interrupted || stop_requested_) save();
-    if (g_interrupted || stop_requested_) {
+    const bool stopping = g_signal != 0 || stop_requested_;
+    if ((t.save_every > 0 && s.progress.step % t.save_every == 0) || stopping) save();
+    if (stopping) {
       result.status = "interrupted";
+      result.signal = g_signal;
       break;
     }
   }
   bar.finish();
   result.steps = s.progress.step;
   if (result.status.empty()) result.status = "completed";
-  if (result.status == "completed") finish_run(metrics, emit);
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (result.status == "completed") {
+    if (s.peft) s.peft->save_pretrained(t.output_dir);
+    else model::save_model_weights(*s.model, (fs::path(t.output_dir) / "model.safetensors").string());
+    // The trained weights are saved: the final evaluation runs under the previous handlers, so
+    // Ctrl-C stops it at once instead of being held until the last question.
+    stop_signals.reset();
+    finish_run(metrics, emit);
+  }
+  result.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - start).count();
+  std::tie(result.first_loss, result.last_loss) = run_losses(metrics.rows());
   write_summary(result);
   return result;
 }
@@ -419,8 +498,6 @@ MetricsRow Trainer::evaluate_during_training() {
 void Trainer::finish_run(MetricsLog& metrics, const std::function<void(const MetricsRow&)>& emit) {
   State& s = *state_;
   const TrainSection& t = config_.train;
-  if (s.peft) s.peft->save_pretrained(t.output_dir);
-  else model::save_model_weights(*s.model, (fs::path(t.output_dir) / "model.safetensors").string());
   MetricsRow row;
   row.step = s.progress.step;
   row.values["eval_loss"] = validation_loss();

@@ -7,13 +7,16 @@ set -uo pipefail
 RANKTUNE="$1/ranktune"
 cd "$2" || exit 1
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+trap 'umount "$WORK/small" 2>/dev/null; rm -rf "$WORK"' EXIT
 failures=0
 pass() { echo "ok   $1"; }
 fail() { echo "FAIL $1"; failures=$((failures + 1)); }
 RECIPE=examples/gsm8k/quickstart.yaml
 # Small and quick: the checks are about behaviour, not quality.
 QUICK=(train.max_steps=20 train.log_every=5 train.eval_every=10 train.save_every=10 eval.limit=6 eval.max_new_tokens=24 eval.during_training=2 train.threads=1)
+
+# The files of a run directory with their checksums (to show that a refused command changed nothing).
+snapshot() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
 
 # ---- a whole run ---------------------------------------------------------------------------------
 if "$RANKTUNE" train "$RECIPE" "${QUICK[@]}" train.output_dir="$WORK/run" >"$WORK/run.log" 2>&1; then
@@ -30,11 +33,70 @@ else
 fi
 
 "$RANKTUNE" eval "$RECIPE" train.output_dir="$WORK/run" eval.limit=4 eval.max_new_tokens=16 eval.output_dir="$WORK/eval" >"$WORK/eval.log" 2>&1 &&
-  [ -s "$WORK/eval/predictions.jsonl" ] && [ -s "$WORK/eval/eval-summary.json" ] && pass "eval writes predictions and a summary" ||
+  [ -s "$WORK/eval/eval-predictions.jsonl" ] && [ -s "$WORK/eval/eval-summary.json" ] && pass "eval writes predictions and a summary" ||
   fail "eval: $(tail -3 "$WORK/eval.log")"
 
 "$RANKTUNE" train "$RECIPE" "${QUICK[@]}" train.max_steps=4 eval.max_new_tokens=0 adapter.method=dora train.output_dir="$WORK/dora" >"$WORK/dora.log" 2>&1 &&
   grep -q lora_magnitude_vector "$WORK/dora/adapter_model.safetensors" && pass "DoRA run saves magnitudes" || fail "dora: $(tail -3 "$WORK/dora.log")"
+
+# ---- eval never overwrites training's predictions --------------------------------------------------
+cp "$WORK/run/predictions.jsonl" "$WORK/train-predictions.jsonl"
+if "$RANKTUNE" eval "$RECIPE" train.output_dir="$WORK/run" eval.limit=2 eval.max_new_tokens=8 >"$WORK/eval-here.log" 2>&1 &&
+  cmp -s "$WORK/run/predictions.jsonl" "$WORK/train-predictions.jsonl" && [ -s "$WORK/run/eval-predictions.jsonl" ]; then
+  pass "eval into the run directory writes eval-predictions.jsonl; training's predictions.jsonl is untouched"
+else
+  fail "eval overwrote or failed: $(tail -3 "$WORK/eval-here.log")"
+fi
+
+# ---- extending a finished run continues to the new total -------------------------------------------
+EXTEND=(train.save_every=5 train.log_every=5 train.eval_every=0 eval.max_new_tokens=0 train.threads=1 train.output_dir="$WORK/extend")
+"$RANKTUNE" train "$RECIPE" "${EXTEND[@]}" train.max_steps=5 >"$WORK/extend1.log" 2>&1 || fail "5-step run: $(tail -3 "$WORK/extend1.log")"
+first=$(grep -o '"first_loss": [0-9.e-]*' "$WORK/extend/summary.json")
+"$RANKTUNE" train "$RECIPE" "${EXTEND[@]}" train.max_steps=10 train.resume_from=latest >"$WORK/extend2.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q '"steps": 10,' "$WORK/extend/summary.json" && grep -q '"total_steps": 10,' "$WORK/extend/summary.json" &&
+  grep -q '"step":10,' "$WORK/extend/metrics.jsonl" && [ -d "$WORK/extend/checkpoint-10" ] &&
+  grep -q "$first" "$WORK/extend/summary.json" && ! grep -q '"first_loss": 0,' "$WORK/extend/summary.json"; then
+  pass "a 5-step run resumed with max_steps=10 trains to step 10; summary covers the whole run ($first)"
+else
+  fail "extend (rc $rc): $(tail -3 "$WORK/extend2.log") $(cat "$WORK/extend/summary.json")"
+fi
+"$RANKTUNE" train "$RECIPE" "${EXTEND[@]}" train.max_steps=3 train.resume_from=latest >"$WORK/shrink.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "checkpoint-10.*'train.max_steps'.*at step 10 but this recipe stops at step 3" "$WORK/shrink.log" &&
+  pass "resume with max_steps below the checkpoint: error naming both" || fail "shrink (rc $rc): $(tail -3 "$WORK/shrink.log")"
+
+# ---- resume with a changed recipe names the keys and the checkpoint ---------------------------------
+before=$(snapshot "$WORK/extend")
+"$RANKTUNE" train "$RECIPE" "${EXTEND[@]}" train.max_steps=20 train.resume_from=latest adapter.r=8 adapter.method=dora train.seed=7 >"$WORK/changed.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "checkpoint-10" "$WORK/changed.log" && grep -q "adapter.r: 8 now, 32 in the checkpoint" "$WORK/changed.log" &&
+  grep -q "adapter.use_dora: true now, false in the checkpoint" "$WORK/changed.log" && grep -q "train.seed: 7 now, 42 in the checkpoint" "$WORK/changed.log" &&
+  ! grep -q "size of tensor" "$WORK/changed.log" && [ "$before" = "$(snapshot "$WORK/extend")" ]; then
+  pass "resume with changed adapter.r, adapter.method=dora, train.seed: each key named with both values; nothing changed"
+else
+  fail "changed recipe (rc $rc): $(cat "$WORK/changed.log")"
+fi
+
+# ---- a fresh run into a directory that holds another run ---------------------------------------------
+"$RANKTUNE" train "$RECIPE" "${EXTEND[@]}" train.max_steps=4 >"$WORK/reuse.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "extend: 'train.output_dir': holds another run" "$WORK/reuse.log" &&
+  grep -q "train.resume_from=latest" "$WORK/reuse.log" && grep -q "train.overwrite_output_dir=true" "$WORK/reuse.log" &&
+  [ "$before" = "$(snapshot "$WORK/extend")" ]; then
+  pass "fresh run into another run's directory: refused, both ways out named, nothing changed"
+else
+  fail "reused directory (rc $rc): $(cat "$WORK/reuse.log")"
+fi
+mkdir "$WORK/extend/checkpoint-7.tmp.999999"
+"$RANKTUNE" train "$RECIPE" "${EXTEND[@]}" train.max_steps=4 train.save_every=2 train.keep_last=0 train.overwrite_output_dir=true >"$WORK/overwrite.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && [ "$(cd "$WORK/extend" && ls -d checkpoint-* | tr '\n' ' ')" = "checkpoint-2 checkpoint-4 " ] &&
+  grep -q '"steps": 4,' "$WORK/extend/summary.json"; then
+  pass "train.overwrite_output_dir=true replaces the old run: no stale checkpoint or temporary left"
+else
+  fail "overwrite (rc $rc): $(ls "$WORK/extend") $(tail -3 "$WORK/overwrite.log")"
+fi
 
 # ---- bad recipes write nothing -----------------------------------------------------------------------
 sed 's/  batch_size: 8/  bacth_size: 8/' "$RECIPE" >"$WORK/typo.yaml"
@@ -82,6 +144,62 @@ else
   fail "Ctrl-C (rc $rc): $(tail -3 "$WORK/sigint.log")"
 fi
 
+# ---- SIGTERM and SIGHUP (timeout, docker stop, schedulers) save a checkpoint too ---------------------
+for sig in TERM HUP; do
+  code=$((128 + $(kill -l $sig)))
+  "$RANKTUNE" train "$RECIPE" "${QUICK[@]}" train.max_steps=100000 train.save_every=0 eval.max_new_tokens=0 train.output_dir="$WORK/sig$sig" >"$WORK/sig$sig.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 600); do grep -q '"step":5' "$WORK/sig$sig/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+  kill -$sig $pid
+  wait $pid
+  rc=$?
+  if [ $rc -eq $code ] && ls -d "$WORK/sig$sig"/checkpoint-* >/dev/null 2>&1 && grep -q "status: interrupted" "$WORK/sig$sig.log"; then
+    pass "SIG$sig: checkpoint saved, exit code $code"
+  else
+    fail "SIG$sig (rc $rc, expected $code): $(tail -3 "$WORK/sig$sig.log")"
+  fi
+done
+
+# ---- Ctrl-C during the final evaluation stops it at once (the adapter is already saved) -------------
+# Job control on: a background job of a plain script starts with SIGINT ignored, as no terminal does.
+set -m
+"$RANKTUNE" train "$RECIPE" train.max_steps=2 train.eval_every=0 train.save_every=0 train.threads=1 eval.limit=0 eval.batch_size=1 eval.max_new_tokens=200 train.output_dir="$WORK/evalint" >"$WORK/evalint.log" 2>&1 &
+pid=$!
+set +m
+for _ in $(seq 1 600); do [ -s "$WORK/evalint/adapter_model.safetensors" ] && break; sleep 0.05; done
+sleep 0.5
+kill -INT $pid
+stopped=""
+for _ in $(seq 1 50); do kill -0 $pid 2>/dev/null || { stopped=yes; break; }; sleep 0.1; done
+kill -9 $pid 2>/dev/null
+wait $pid
+rc=$?
+if [ -n "$stopped" ] && [ $rc -eq 130 ] && [ ! -e "$WORK/evalint/summary.json" ] && [ -s "$WORK/evalint/adapter_model.safetensors" ]; then
+  pass "Ctrl-C during the final evaluation: stopped within 5 s (exit 130), adapter kept"
+else
+  fail "Ctrl-C during evaluation (rc $rc, stopped=${stopped:-no}): $(tail -3 "$WORK/evalint.log")"
+fi
+
+# ---- disk full while checkpointing: reported, temporaries removed, previous checkpoint kept ---------
+DISK=(train.max_steps=4 train.save_every=2 train.keep_last=0 train.log_every=2 train.eval_every=0 eval.max_new_tokens=0 train.threads=1)
+"$RANKTUNE" train "$RECIPE" "${DISK[@]}" train.max_steps=2 train.output_dir="$WORK/measure" >"$WORK/measure.log" 2>&1 || fail "measure: $(tail -3 "$WORK/measure.log")"
+checkpoint_kb=$(du -sk "$WORK/measure/checkpoint-2" | cut -f1)
+mkdir -p "$WORK/small"
+# Room for one checkpoint and the final adapter, not for two checkpoints.
+if mount -t tmpfs -o size=$((checkpoint_kb * 3 / 2 + 64))k tmpfs "$WORK/small" 2>/dev/null; then
+  "$RANKTUNE" train "$RECIPE" "${DISK[@]}" train.output_dir="$WORK/small/run" >"$WORK/full.log" 2>&1
+  rc=$?
+  if [ $rc -ne 134 ] && grep -q "checkpoint-4 was not saved (.*No space left on device); the previous checkpoint is kept" "$WORK/full.log" &&
+    [ -d "$WORK/small/run/checkpoint-2" ] && [ ! -e "$WORK/small/run/checkpoint-4" ] && ! ls -d "$WORK/small/run"/*tmp* >/dev/null 2>&1; then
+    pass "disk full at checkpoint-4 (rc $rc): reported with the file and cause, no temporaries, checkpoint-2 kept"
+  else
+    fail "disk full (rc $rc): $(ls "$WORK/small/run") $(tail -5 "$WORK/full.log")"
+  fi
+  umount "$WORK/small"
+else
+  echo "skip disk-full check: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)"
+fi
+
 # ---- SIGKILL and resume: bit-identical to an uninterrupted run -----------------------------------
 RESUME=(train.max_steps=40 train.save_every=10 train.keep_last=5 eval.max_new_tokens=0 train.eval_every=0 adapter.lora_dropout=0.1 train.threads=1)
 "$RANKTUNE" train "$RECIPE" "${RESUME[@]}" train.output_dir="$WORK/straight" >"$WORK/straight.log" 2>&1 || fail "uninterrupted run: $(tail -3 "$WORK/straight.log")"
@@ -93,8 +211,10 @@ wait $pid 2>/dev/null
 if [ -e "$WORK/killed/summary.json" ]; then
   fail "the run finished before it could be killed"
 else
+  mkdir -p "$WORK/killed/checkpoint-20.tmp.999999"  # as a kill during a checkpoint write leaves it
   "$RANKTUNE" train "$RECIPE" "${RESUME[@]}" train.output_dir="$WORK/killed" train.resume_from=latest >"$WORK/resumed.log" 2>&1 ||
     fail "resume: $(tail -3 "$WORK/resumed.log")"
+  ls -d "$WORK/killed"/*tmp* >/dev/null 2>&1 && fail "a stale checkpoint temporary survived the resume" || pass "resume removes stale checkpoint temporaries"
   if cmp -s "$WORK/straight/adapter_model.safetensors" "$WORK/killed/adapter_model.safetensors"; then
     pass "killed at $(ls -d "$WORK/killed"/checkpoint-* | head -1 | sed 's/.*-//')+ and resumed: adapter bit-identical to the uninterrupted run"
   else

@@ -171,6 +171,26 @@ def test_ctrl_c_saves_a_checkpoint_then_raises_keyboard_interrupt(tmp_path, toke
     assert rows[0]["step"] == step + 1
 
 
+def test_a_finished_run_extends_and_a_reused_directory_is_refused(tmp_path, tokenizer, data):
+    train, test = data
+    args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=3, batch_size=4, log_every=1, save_every=3,
+                                      **{**ADAPTER, **SMALL, "eval.max_new_tokens": 0})
+    first = ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test, progress_bar=False)
+    assert first.train().global_step == 3
+    # A fresh run into the same directory is refused, naming both ways out; nothing there changes.
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ranktune.Error, match="resume_from=latest.*overwrite_output_dir=true"):
+        ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test,
+                         progress_bar=False).train()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # Resumed with a larger max_steps, it trains on to the new total; the summary covers all 6 steps.
+    longer = ranktune.Trainer(fresh_model(), tokenizer, args.replace(max_steps=6), train_dataset=train,
+                              eval_dataset=test, progress_bar=False)
+    assert longer.train(resume_from_checkpoint=True).global_step == 6
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["total_steps"] == 6 and summary["first_loss"] > 0
+
+
 def test_callback_errors_stop_the_run_and_are_raised(tmp_path, tokenizer, data):
     train, test = data
     args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=50, batch_size=2, log_every=1,

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ranktune::train {
@@ -63,6 +64,7 @@ struct TrainSection {
   int64_t save_every = 0;
   int64_t keep_last = 0;
   std::string resume_from;  // a checkpoint directory, or "latest"
+  bool overwrite_output_dir = false;  // a fresh run may replace another run in output_dir
   int64_t max_nan_steps = 0;
   int64_t threads = 0;
 };
@@ -99,6 +101,9 @@ struct RunConfig {
   // The effective configuration as YAML (all keys, defaults filled in; with adapter.method full,
   // no adapter fields), for run directories.
   std::string to_yaml() const;
+  // Every key with its value as YAML flow text (`8`, `[q_proj, v_proj]`), in table order; the
+  // same keys as to_yaml(). Resume compares the ones a checkpoint records.
+  std::vector<std::pair<std::string, std::string>> key_values() const;
   // Markdown documenting every key (docs/config.md is this text).
   static std::string documentation();
 };

@@ -38,9 +38,11 @@ namespace ranktune::train {
 struct TrainResult {
   std::string status;       // "completed", "interrupted" (a checkpoint was saved), "stopped: ..."
   int64_t steps = 0;        // optimizer steps done in total (including before a resume)
-  double first_loss = 0;    // mean loss of the first logged interval of this run
-  double last_loss = 0;     // mean loss of the last logged interval
-  double seconds = 0;
+  // Mean loss of the first and the last logged interval of the whole run (across resumes).
+  double first_loss = 0;
+  double last_loss = 0;
+  double seconds = 0;       // training time of the whole run (across resumes)
+  int signal = 0;           // SIGINT, SIGTERM or SIGHUP when one interrupted the run; else 0
   std::string output_dir;
 };
 
@@ -75,7 +77,9 @@ class Trainer {
   // output_dir when an input is missing or invalid.
   void setup();
   // Runs to train.max_steps (or the epochs), then saves the adapter, evaluates and writes the
-  // summary. SIGINT (Ctrl-C) or request_stop() ends it after the current step with a checkpoint.
+  // summary. SIGINT (Ctrl-C), SIGTERM, SIGHUP or request_stop() end it after the current step with
+  // a checkpoint. A checkpoint that cannot be written (disk full, permission) is reported and
+  // skipped, keeping the previous one.
   TrainResult train();
 
   // Called with every metrics row (training and evaluation), e.g. to show progress elsewhere.
@@ -97,7 +101,7 @@ class Trainer {
   struct State;
   MetricsRow evaluate_during_training();
   double validation_loss();
-  // Saves the final adapter (or model), runs the final evaluation and draws the curve.
+  // Runs the final evaluation and draws the curve (the trained weights are already saved).
   void finish_run(MetricsLog& metrics, const std::function<void(const MetricsRow&)>& emit);
   void write_summary(const TrainResult& result);
 
