@@ -7,4 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 BUILD_DIR="${RANKTUNE_BUILD_DIR:-build}"
-"$BUILD_DIR/ranktune" train examples/gsm8k/quickstart.yaml "$@"
+# The quickstart's outputs are a demo: running it again replaces them (train.resume_from=latest
+# continues the last run instead).
+"$BUILD_DIR/ranktune" train examples/gsm8k/quickstart.yaml train.overwrite_output_dir=true "$@"
