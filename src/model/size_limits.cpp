@@ -44,6 +44,17 @@ class SizeChecker {
                 ErrorContext{config_file_, key, -1});
   }
 
+  // `heads` × `head_dim` must equal the rows of projection `name`, if present.
+  void heads(const std::string& key, int64_t heads, int64_t head_dim, const std::string& name) const {
+    if (!checkpoint_.contains(name)) return;
+    const io::TensorInfo& info = checkpoint_.info(name);
+    if (info.shape.empty() || info.shape[0] == heads * head_dim) return;
+    throw Error(c10::str("is ", heads, " with head_dim ", head_dim, " (", heads * head_dim, " features) but the checkpoint's ",
+                         name, " has shape ", c10::IntArrayRef(info.shape), " in ", checkpoint_.path(),
+                         "; config.json and the weights must come from the same model"),
+                ErrorContext{config_file_, key, -1});
+  }
+
   void layers(const std::string& key, int64_t value, const std::string& prefix) const {
     const std::optional<int64_t> count = layer_count(checkpoint_, prefix);
     if (!count || *count == value) return;
@@ -105,25 +116,8 @@ void check_sizes_against_checkpoint(const ModelConfig& c, const std::string& con
   check.layers("num_hidden_layers", c.num_hidden_layers, "model.layers.");
   check.dimension("intermediate_size", c.intermediate_size, "model.layers.0.mlp.gate_proj.weight", 0);
   // q_proj is [heads × head_dim, hidden], k_proj [kv_heads × head_dim, hidden].
-  const std::string heads_key = "num_attention_heads";
-  if (checkpoint.contains("model.layers.0.self_attn.q_proj.weight")) {
-    const auto& q = checkpoint.info("model.layers.0.self_attn.q_proj.weight");
-    if (!q.shape.empty() && q.shape[0] != c.num_attention_heads * c.head_dim) {
-      throw Error(c10::str("is ", c.num_attention_heads, " with head_dim ", c.head_dim, " (", c.num_attention_heads * c.head_dim,
-                           " query features) but the checkpoint's model.layers.0.self_attn.q_proj.weight has shape ",
-                           c10::IntArrayRef(q.shape), " in ", checkpoint.path()),
-                  ErrorContext{config_file, heads_key, -1});
-    }
-  }
-  if (checkpoint.contains("model.layers.0.self_attn.k_proj.weight")) {
-    const auto& k = checkpoint.info("model.layers.0.self_attn.k_proj.weight");
-    if (!k.shape.empty() && k.shape[0] != c.num_key_value_heads * c.head_dim) {
-      throw Error(c10::str("is ", c.num_key_value_heads, " with head_dim ", c.head_dim, " (", c.num_key_value_heads * c.head_dim,
-                           " key features) but the checkpoint's model.layers.0.self_attn.k_proj.weight has shape ",
-                           c10::IntArrayRef(k.shape), " in ", checkpoint.path()),
-                  ErrorContext{config_file, "num_key_value_heads", -1});
-    }
-  }
+  check.heads("num_attention_heads", c.num_attention_heads, c.head_dim, "model.layers.0.self_attn.q_proj.weight");
+  check.heads("num_key_value_heads", c.num_key_value_heads, c.head_dim, "model.layers.0.self_attn.k_proj.weight");
 }
 
 double parameter_count(const ModelConfig& c) {
