@@ -234,3 +234,23 @@ def test_huge_config_sizes_fail_before_allocating(tmp_path, hf_tiny):
         assert f"{path}: '{key}': is {value}, more than ranktune's limit" in out.stdout, out.stdout + out.stderr
         peak_kb = int(out.stdout.split()[-1])
         assert peak_kb < 1024 * 1024, f"peak RSS {peak_kb} kB"
+
+
+def test_bad_input_from_every_layer_is_a_ranktune_error(hf_tiny):
+    # The one translation (python/src/module.cpp): LibTorch's errors for bad input are ranktune.Error
+    # (or its subclasses that are also the built-in type), Python-side checks raise it too.
+    assert issubclass(ranktune.IndexError, ranktune.Error) and issubclass(ranktune.IndexError, IndexError)
+    assert issubclass(ranktune.TypeError, ranktune.Error) and issubclass(ranktune.TypeError, TypeError)
+    assert issubclass(ranktune.Error, ValueError) and issubclass(ranktune.Error, RuntimeError)
+    assert "IndexError" not in ranktune.__all__ and "TypeError" not in ranktune.__all__
+    model = ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama")
+    with pytest.raises(ranktune.Error, match=r"\[batch, seq\]"):
+        model(torch.tensor([1, 2, 3]))
+    # Shape errors LibTorch raises (was: RuntimeError "shape '[1, 3, 4, 2, 8]' is invalid ...").
+    with pytest.raises(ranktune.Error, match="batch_size"):
+        model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3, 4, 5]]))
+    with pytest.raises(ranktune.Error, match="invalid for input of size"):
+        model(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(2, 3, dtype=torch.long))
+    tokenizer = ranktune.AutoTokenizer.from_pretrained(hf_tiny.parent.parent / "tokenizers" / "gpt-2")
+    with pytest.raises(ranktune.Error, match="return_tensors"):
+        tokenizer("hi", return_tensors="tf")
