@@ -3,10 +3,12 @@
 //
 //   ./build/examples/finetune_gsm8k                                   # the quickstart model and data
 //   ./build/examples/finetune_gsm8k MODEL_DIR TRAIN.jsonl TEST.jsonl OUT_DIR STEPS
+//   ./build/examples/finetune_gsm8k --help
 //
 // From the repository root. The quickstart model has no trained weights (it is initialised from a
 // seed), so this shows the mechanics; point it at a real model for accuracy.
 
+#include <ranktune/core/error.h>
 #include <ranktune/core/threads.h>
 #include <ranktune/data/batching.h>
 #include <ranktune/data/examples.h>
@@ -22,16 +24,37 @@
 #include <torch/optim/adamw.h>
 
 #include <cstdio>
+#include <exception>
 #include <string>
 
 using namespace ranktune;
 
-int main(int argc, char** argv) {
+namespace {
+
+const char* const kUsage =
+    "usage: finetune_gsm8k [MODEL_DIR [TRAIN.jsonl [TEST.jsonl [OUT_DIR [STEPS]]]]]\n"
+    "  defaults: examples/gsm8k/quickstart/model, its data/train.jsonl and data/test.jsonl,\n"
+    "            runs/finetune_gsm8k_cpp, 60 steps (run from the repository root)\n";
+
+// STEPS as a positive integer, or an error naming the argument.
+int64_t parse_steps(const std::string& text) {
+  size_t used = 0;
+  int64_t steps = 0;
+  try {
+    steps = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || steps <= 0) throw Error("STEPS must be a positive integer, got '" + text + "'");
+  return steps;
+}
+
+int run(int argc, char** argv) {
   const std::string model_dir = argc > 1 ? argv[1] : "examples/gsm8k/quickstart/model";
   const std::string train_file = argc > 2 ? argv[2] : "examples/gsm8k/quickstart/data/train.jsonl";
   const std::string test_file = argc > 3 ? argv[3] : "examples/gsm8k/quickstart/data/test.jsonl";
   const std::string out_dir = argc > 4 ? argv[4] : "runs/finetune_gsm8k_cpp";
-  const int64_t steps = argc > 5 ? std::stoll(argv[5]) : 60;
+  const int64_t steps = argc > 5 ? parse_steps(argv[5]) : 60;
   configure_threads();
 
   // 1. Model (random weights from a seed when the directory has none), tokenizer, template.
@@ -94,4 +117,30 @@ int main(int argc, char** argv) {
   const auto summary = eval::evaluate_gsm8k(*model, tokenizer, prompt_template, questions, eval_options, out_dir + "/predictions.jsonl");
   std::printf("eval: %s\nadapter and predictions in %s\n", summary.to_json().c_str(), out_dir.c_str());
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf("%s", kUsage);
+      return 0;
+    }
+    if (arg.size() > 1 && arg[0] == '-') {
+      std::fprintf(stderr, "error: unknown option '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (argc > 6) {
+    std::fprintf(stderr, "error: too many arguments\n%s", kUsage);
+    return 2;
+  }
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // ranktune::Error names the file and key; anything else is reported too
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
 }

@@ -27,9 +27,14 @@ if _os.path.isdir(_templates_dir):
 
 from . import _core  # noqa: E402
 from ._core import Error  # noqa: E402
+# Subclasses of Error that are also the built-in type (not in __all__: a star import must not shadow
+# the built-ins).
+from ._core import IndexError, TypeError  # noqa: E402,A004
 
-Error.__doc__ = ("ranktune's error for bad input (a config value, a malformed file, a missing tensor): the message "
-                 "names the file, the line and the key. A ValueError and a RuntimeError.")
+Error.__doc__ = ("ranktune's error for bad input (a config value, a malformed file, a missing tensor, a tensor of the "
+                 "wrong shape): the message names the file, the line and the key. A ValueError and a RuntimeError.")
+IndexError.__doc__ = "A ranktune.Error that is also an IndexError (an index out of range in LibTorch)."
+TypeError.__doc__ = "A ranktune.Error that is also a TypeError (a tensor of the wrong type in LibTorch)."
 
 __version__ = _core.__version__
 

@@ -54,14 +54,14 @@ def normalize_examples(examples: Iterable[Mapping[str, Any]], source: str = "dat
         if not isinstance(ex, Mapping):
             raise TypeError(f"{source}[{i}]: expected a dict with question and answer, got {type(ex).__name__}")
         if "question" not in ex or "answer" not in ex:
-            raise ValueError(f"{source}[{i}]: needs 'question' and 'answer' (and optionally 'rationale')")
+            raise _core.Error(f"{source}[{i}]: needs 'question' and 'answer' (and optionally 'rationale')")
         question, answer = str(ex["question"]), str(ex["answer"])
         if "rationale" in ex:
             rationale = str(ex["rationale"])
         else:
             split = _core.split_gsm8k_answer(answer)
             if split is None:
-                raise ValueError(f"{source}[{i}]: the answer has no '#### <answer>' line; give 'rationale' "
+                raise _core.Error(f"{source}[{i}]: the answer has no '#### <answer>' line; give 'rationale' "
                                  "and 'answer' separately")
             rationale, answer = split
         item = {"question": question, "rationale": rationale, "answer": answer}

@@ -113,7 +113,7 @@ def _as_long_tensor(value, name: str) -> Optional[torch.Tensor]:
         return None
     t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
     if t.dim() != 2:
-        raise ValueError(f"{name} must be [batch, seq], got shape {list(t.shape)} (hint: {name}.unsqueeze(0))")
+        raise _core.Error(f"{name} must be [batch, seq], got shape {list(t.shape)} (hint: {name}.unsqueeze(0))")
     if t.dtype != torch.long:
         t = t.long()
     return t
@@ -149,7 +149,7 @@ class CausalLM:
         if kwargs:
             raise TypeError(f"forward() got unexpected keyword arguments: {sorted(kwargs)}")
         if input_ids is None:
-            raise ValueError("forward() needs input_ids")
+            raise _core.Error("forward() needs input_ids")
         ids = _as_long_tensor(input_ids, "input_ids")
         mask = _as_long_tensor(attention_mask, "attention_mask")
         lab = _as_long_tensor(labels, "labels")
@@ -183,7 +183,7 @@ class CausalLM:
         if kwargs:
             raise TypeError(f"generate() got unexpected keyword arguments: {sorted(kwargs)}")
         if input_ids is None:
-            raise ValueError("generate() needs input_ids")
+            raise _core.Error("generate() needs input_ids")
 
         as_tensor = isinstance(input_ids, torch.Tensor)
         single = False
@@ -205,7 +205,7 @@ class CausalLM:
             max_new_tokens = max(max_length - longest, 0) if max_length is not None else 64
         if do_sample:
             if not temperature > 0:
-                raise ValueError(f"do_sample=True needs temperature > 0, got {temperature}")
+                raise _core.Error(f"do_sample=True needs temperature > 0, got {temperature}")
             c_temperature = float(temperature)
         else:
             c_temperature = 0.0
@@ -311,9 +311,9 @@ class CausalLM:
         """Accepts only the CPU and the model's dtype (ranktune converts dtypes at load time)."""
         for a in list(args) + list(kwargs.values()):
             if isinstance(a, torch.dtype) and a != self.dtype:
-                raise ValueError(f"the model is {self.dtype}: load it with dtype={a} instead")
+                raise _core.Error(f"the model is {self.dtype}: load it with dtype={a} instead")
             if isinstance(a, (str, torch.device)) and torch.device(a).type != "cpu":
-                raise ValueError("ranktune runs on the CPU")
+                raise _core.Error("ranktune runs on the CPU")
         return self
 
     def gradient_checkpointing_enable(self, **kwargs) -> None:
@@ -392,7 +392,7 @@ class AutoModelForCausalLM:
         if kwargs:
             raise TypeError(f"from_pretrained() got unexpected keyword arguments: {sorted(kwargs)}")
         if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
-            raise ValueError("pass dtype or torch_dtype, not both")
+            raise _core.Error("pass dtype or torch_dtype, not both")
         dtype_name = _dtype_name(dtype if dtype is not None else torch_dtype)
         path = os.fspath(pretrained_model_name_or_path)
         if not os.path.exists(path):

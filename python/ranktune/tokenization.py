@@ -37,7 +37,7 @@ class BatchEncoding(dict):
 def _as_id_list(ids) -> List[int]:
     if isinstance(ids, torch.Tensor):
         if ids.dim() != 1:
-            raise ValueError(f"expected a 1-D tensor of token ids, got shape {list(ids.shape)} (use batch_decode)")
+            raise _core.Error(f"expected a 1-D tensor of token ids, got shape {list(ids.shape)} (use batch_decode)")
         return [int(i) for i in ids.tolist()]
     return [int(i) for i in ids]
 
@@ -83,7 +83,7 @@ class Tokenizer:
         `max_length` (on the right).
         """
         if return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors={return_tensors!r} is not supported; use None or 'pt'")
+            raise _core.Error(f"return_tensors={return_tensors!r} is not supported; use None or 'pt'")
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         if not all(isinstance(t, str) for t in texts):
@@ -91,18 +91,18 @@ class Tokenizer:
         rows = [list(r) for r in self._core.encode_batch(texts, add_special_tokens)]
         if truncation:
             if max_length is None:
-                raise ValueError("truncation=True needs max_length")
+                raise _core.Error("truncation=True needs max_length")
             rows = [r[:max_length] for r in rows]
         masks = [[1] * len(r) for r in rows]
         if padding is True or padding in ("longest", "max_length"):
             target = max((len(r) for r in rows), default=0)
             if padding == "max_length":
                 if max_length is None:
-                    raise ValueError("padding='max_length' needs max_length")
+                    raise _core.Error("padding='max_length' needs max_length")
                 target = max_length
             pad = self.pad_token_id
             if pad is None and any(len(r) < target for r in rows):
-                raise ValueError("Asking to pad but the tokenizer has no padding token: set "
+                raise _core.Error("Asking to pad but the tokenizer has no padding token: set "
                                  "`tokenizer.pad_token = tokenizer.eos_token` (or pad_token_id)")
             for i, r in enumerate(rows):
                 n = target - len(r)
@@ -115,11 +115,11 @@ class Tokenizer:
                     rows[i] = r + [pad] * n
                     masks[i] = masks[i] + [0] * n
         elif padding not in (False, None, "do_not_pad"):
-            raise ValueError(f"padding={padding!r}: use False, True, 'longest' or 'max_length'")
+            raise _core.Error(f"padding={padding!r}: use False, True, 'longest' or 'max_length'")
         out = BatchEncoding()
         if return_tensors == "pt":
             if len({len(r) for r in rows}) > 1:
-                raise ValueError("rows have different lengths: pass padding=True to return tensors")
+                raise _core.Error("rows have different lengths: pass padding=True to return tensors")
             out["input_ids"] = torch.tensor(rows, dtype=torch.long).reshape(len(rows), -1)
             if return_attention_mask:
                 out["attention_mask"] = torch.tensor(masks, dtype=torch.long).reshape(len(rows), -1)
@@ -194,7 +194,7 @@ class Tokenizer:
             return
         token_id = self._core.token_to_id(token)
         if token_id is None:
-            raise ValueError(f"{token!r} is not a token of this vocabulary")
+            raise _core.Error(f"{token!r} is not a token of this vocabulary")
         self._pad_token_id = token_id
 
     def is_special(self, token_id: int) -> bool:
@@ -234,7 +234,7 @@ class AutoTokenizer:
         if kwargs:
             raise TypeError(f"AutoTokenizer.from_pretrained() got unexpected keyword arguments: {sorted(kwargs)}")
         if padding_side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+            raise _core.Error(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         path = os.fspath(pretrained_model_name_or_path)
         tok = Tokenizer(_core.Tokenizer.from_pretrained(path), name_or_path=path)
         tok.padding_side = padding_side

@@ -139,7 +139,11 @@ void bind_models(py::module_& m) {
             const at::ScalarType t = parse_dtype(dtype);
             py::gil_scoped_release release;
             at::manual_seed(seed);
-            return model::create_causal_lm(config, t);
+            try {
+              return model::create_causal_lm(config, t);
+            } catch (const Error& e) {  // a model too large for memory: name the file it came from
+              throw e.with_context(ErrorContext{source, "", -1});
+            }
           },
           py::arg("config_json"), py::arg("source") = "", py::arg("dtype") = "float32", py::arg("seed") = 0,
           "A model with random weights (transformers' initialisation) from config.json text, seeded.")

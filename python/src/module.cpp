@@ -17,22 +17,33 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "ranktune's C++ core (LoRA/DoRA adapters, models, tokenizers, trainer). Use the `ranktune` package.";
   m.attr("__version__") = RANKTUNE_VERSION;
 
-  // ranktune::Error is a user error (bad config value, malformed file, missing tensor): it is a
-  // ValueError, and a RuntimeError for code that catches that.
+  // The one translation of C++ errors into Python. ranktune::Error is a user error (bad config
+  // value, malformed file, missing tensor): ranktune.Error, a ValueError and a RuntimeError for code
+  // that catches those. LibTorch's errors reach Python only through bad input to an entry point (a
+  // tensor of the wrong shape or type): they become ranktune.Error too, or its subclasses that are
+  // also the matching built-in type, never a bare RuntimeError/IndexError.
   static py::exception<ranktune::Error> error(m, "Error", py::make_tuple(py::handle(PyExc_ValueError), py::handle(PyExc_RuntimeError)));
+  static py::exception<ranktune::Error> index_error(m, "IndexError", py::make_tuple(error, py::handle(PyExc_IndexError)));
+  static py::exception<ranktune::Error> type_error(m, "TypeError", py::make_tuple(error, py::handle(PyExc_TypeError)));
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const ranktune::Error& e) {
       error(e.what());
     } catch (const c10::IndexError& e) {
-      PyErr_SetString(PyExc_IndexError, e.what_without_backtrace());
-    } catch (const c10::ValueError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+      index_error(e.what_without_backtrace());
     } catch (const c10::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what_without_backtrace());
+      type_error(e.what_without_backtrace());
     } catch (const c10::Error& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+      error(e.what_without_backtrace());
+    } catch (const py::builtin_exception&) {
+      throw;  // pybind11's own (StopIteration, KeyError, ...): its translator maps them
+    } catch (const std::bad_alloc&) {
+      throw;  // MemoryError
+    } catch (const std::out_of_range& e) {
+      index_error(e.what());
+    } catch (const std::exception& e) {  // e.g. a shape error LibTorch raises as a plain std::runtime_error
+      error(e.what());
     }
   });
 

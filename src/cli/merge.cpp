@@ -47,6 +47,18 @@ std::string merged_config_json(const fs::path& model_dir, model::CausalLMImpl& m
   return config.dump(2) + "\n";
 }
 
+// --out must be creatable: its nearest existing ancestor a directory. Checked before the model is
+// loaded, so that a bad path costs nothing and leaves nothing behind.
+void check_output_directory(const fs::path& out) {
+  RANKTUNE_CHECK_CTX(!fs::exists(out), (ErrorContext{out.string(), "", -1}),
+                     "already exists; choose a new output directory (nothing was written)");
+  fs::path ancestor = fs::absolute(out).parent_path();
+  while (!ancestor.empty() && !fs::exists(ancestor) && ancestor != ancestor.parent_path()) ancestor = ancestor.parent_path();
+  RANKTUNE_CHECK_CTX(fs::is_directory(ancestor), (ErrorContext{out.string(), "", -1}),
+                     "cannot be created: ", ancestor.string(), " is a ",
+                     fs::is_regular_file(ancestor) ? "regular file" : "non-directory", ", not a directory (nothing was written)");
+}
+
 }  // namespace
 
 void add_merge_command(CLI::App& app) {
@@ -59,16 +71,18 @@ void add_merge_command(CLI::App& app) {
   cmd->add_option("--adapter", o->adapter, "adapter directory (PEFT format)")->required();
   cmd->add_option("--out", o->out, "output directory (must not exist yet)")->required();
   cmd->callback([o] {
-    RANKTUNE_CHECK_CTX(!fs::exists(o->out), (ErrorContext{o->out, "", -1}),
-                       "already exists; choose a new output directory (nothing was written)");
+    check_output_directory(o->out);
     LoadedModel loaded = load_model(o->model, o->adapter);
     const torch::Dtype dtype = storage_dtype(o->model, loaded.model->config().torch_dtype);
     loaded.adapters->merge_and_unload(/*safe=*/true);
     // Written beside the target and renamed at the end: a failure leaves no half-written model.
     const fs::path out(o->out);
     const fs::path staging = out.string() + ".tmp." + std::to_string(::getpid());
-    fs::remove_all(staging);
-    fs::create_directories(staging);
+    std::error_code cause;
+    fs::remove_all(staging, cause);
+    fs::create_directories(staging, cause);
+    RANKTUNE_CHECK_CTX(!cause, (ErrorContext{staging.string(), "", -1}), "cannot create the output directory: ",
+                       cause.message(), " (nothing was written)");
     try {
       model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(), dtype);
       io::write_file_atomic((staging / "config.json").string(), merged_config_json(o->model, *loaded.model));

@@ -357,6 +357,11 @@ void open_index(Shards& out, const std::string& index_path) {
   const ordered_json root = parse_json(read_file(index_path), index_path);
   JsonFields fields(root, index_path);
   if (!fields.has("weight_map")) {
+    // A model's config.json is the .json most often passed by mistake: say what it is.
+    if (fields.has("architectures") || fields.has("model_type") || fs::path(index_path).filename() == "config.json") {
+      throw Error("is a model's config.json, not a safetensors file or shard index (model.safetensors.index.json); "
+                  "pass the model directory that holds it", ErrorContext{index_path, "", -1});
+    }
     fields.fail("weight_map", "missing; an index maps each tensor name to its shard file");
   }
   const auto& weight_map = fields.raw("weight_map");

@@ -6,6 +6,7 @@
 #include "ranktune/model/gpt2.h"
 #include "ranktune/model/llama.h"
 #include "checkpointing.h"
+#include "size_limits.h"
 #include "ranktune/model/loss.h"
 #include "ranktune/peft/linear.h"
 #include "ranktune/peft/modules_to_save.h"
@@ -85,6 +86,7 @@ std::shared_ptr<CausalLMImpl> instantiate(const ModelConfig& config, torch::Dtyp
 }  // namespace
 
 std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, torch::Dtype dtype) {
+  check_parameters_fit_memory(config, dtype);
   std::shared_ptr<CausalLMImpl> model = instantiate(config, dtype);
   initialize_like_transformers(*model);
   return model;
@@ -153,7 +155,11 @@ void save_model_weights(CausalLMImpl& model, const std::string& path, std::optio
 std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadOptions& options) {
   RANKTUNE_CHECK_CTX(std::filesystem::is_directory(dir), (ErrorContext{dir, "", -1}),
                      "not a model directory (expected config.json and model.safetensors)");
+  const std::string config_file = (std::filesystem::path(dir) / "config.json").string();
   const ModelConfig config = ModelConfig::load(dir);
+  // Sizes are checked against the weights' headers and the memory before anything is allocated.
+  check_sizes_against_checkpoint(config, config_file, io::SafetensorsCheckpoint::open(dir));
+  check_parameters_fit_memory(config, options.dtype(), config_file);
   std::shared_ptr<CausalLMImpl> model = instantiate(config, options.dtype());
   load_weights(*model, dir, /*strict=*/true);
   model->set_name_or_path(dir);

@@ -5,6 +5,8 @@
 #include "ranktune/io/json.h"
 
 #include <filesystem>
+#include <limits>
+#include <utility>
 
 namespace ranktune::model {
 namespace {
@@ -29,9 +31,33 @@ std::string supported_list() {
   return out;
 }
 
+// Upper bounds on the sizes, checked as they are read, before anything is allocated: far above
+// any released model (vocabularies up to ~256k, 126 layers, contexts of 10M tokens), low enough
+// that a typo or a hostile file (vocab_size: 2**40) fails here, naming the key, instead of in an
+// allocation. Keyed by config.json's spelling (GPT-2 names its fields differently).
+int64_t size_limit(const std::string& key) {
+  static const std::vector<std::pair<std::string, int64_t>> limits = {
+      {"vocab_size", int64_t{1} << 24},          {"hidden_size", int64_t{1} << 18},
+      {"n_embd", int64_t{1} << 18},              {"intermediate_size", int64_t{1} << 20},
+      {"n_inner", int64_t{1} << 20},             {"num_hidden_layers", int64_t{1} << 12},
+      {"n_layer", int64_t{1} << 12},             {"num_attention_heads", int64_t{1} << 14},
+      {"n_head", int64_t{1} << 14},              {"num_key_value_heads", int64_t{1} << 14},
+      {"head_dim", int64_t{1} << 14},            {"max_position_embeddings", int64_t{1} << 26},
+      {"n_positions", int64_t{1} << 26}};
+  for (const auto& [name, limit] : limits) {
+    if (name == key) return limit;
+  }
+  return std::numeric_limits<int64_t>::max();
+}
+
 int64_t positive(io::JsonFields& f, const std::string& key) {
   const int64_t v = f.get_int(key);
   if (v <= 0) f.fail(key, "must be a positive integer, got " + std::to_string(v));
+  const int64_t limit = size_limit(key);
+  if (v > limit) {
+    f.fail(key, "is " + std::to_string(v) + ", more than ranktune's limit of " + std::to_string(limit) +
+                    " (larger than any real model: is the value a typo?)");
+  }
   return v;
 }
 

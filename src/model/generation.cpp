@@ -1,6 +1,7 @@
 #include "ranktune/model/generation.h"
 
 #include "ranktune/core/error.h"
+#include "size_limits.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -80,6 +81,7 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
     RANKTUNE_CHECK(!p.empty(), "generate: a prompt is empty (it needs at least one token, e.g. BOS)");
     longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
   }
+  check_token_ids(prompts, model.config().vocab_size);
   const int64_t batch = static_cast<int64_t>(prompts.size());
   const int64_t total = longest + options.max_new_tokens();
   const auto long_options = at::TensorOptions().dtype(torch::kLong);

@@ -2,6 +2,7 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
+#include "size_limits.h"
 
 #include <ATen/ATen.h>
 
@@ -78,6 +79,7 @@ GPT2LMHeadModelImpl::GPT2LMHeadModelImpl(const ModelConfig& c, torch::Dtype dtyp
 
 CausalLMOutput GPT2LMHeadModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                             const torch::Tensor& labels, KVCache* cache, bool need_logits) {
+  check_token_ids(input_ids, config_.vocab_size);
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   const int64_t past = cache != nullptr ? cache->length() : 0;
   RANKTUNE_CHECK(past + seq <= config_.max_position_embeddings, "sequence of ", past + seq,

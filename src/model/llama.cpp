@@ -2,6 +2,7 @@
 
 #include "fused_projections.h"
 #include "ranktune/core/strings.h"
+#include "size_limits.h"
 
 #include <ATen/ATen.h>
 
@@ -83,6 +84,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, torch::Dtype dt
 
 CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                              const torch::Tensor& labels, KVCache* cache, bool need_logits) {
+  check_token_ids(input_ids, config_.vocab_size);
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   const int64_t past = cache != nullptr ? cache->length() : 0;
   torch::Tensor h = model->embed_tokens(input_ids);

@@ -323,8 +323,13 @@ void check_required(const RunConfig& c, const std::string& source) {
   if (c.data.train_file.empty()) throw Error("missing required key (the training data)", ErrorContext{source, "data.train_file", -1});
 }
 
-void check_values(const RunConfig& c, const std::string& source) {
-  auto fail = [&](const char* key, const std::string& message) { throw Error(message, ErrorContext{source, key, -1}); };
+// `given`: where each key was set; a value from an override is blamed on the command line.
+void check_values(const RunConfig& c, const std::string& source, const std::map<std::string, ErrorContext>& given) {
+  auto where = [&](const std::string& key) {
+    const auto it = given.find(key);
+    return it != given.end() && it->second.file == kCommandLine ? it->second : ErrorContext{source, key, -1};
+  };
+  auto fail = [&](const char* key, const std::string& message) { throw Error(message, where(key)); };
   const TrainSection& t = c.train;
   if (t.batch_size <= 0) fail("train.batch_size", "must be positive");
   if (t.gradient_accumulation_steps <= 0) fail("train.gradient_accumulation_steps", "must be positive");
@@ -352,7 +357,7 @@ void check_values(const RunConfig& c, const std::string& source) {
     try {
       c.adapter.lora.validate();
     } catch (const Error& e) {
-      throw Error(e.message(), ErrorContext{source, "adapter." + e.context().key, -1});
+      throw Error(e.message(), where("adapter." + e.context().key));
     }
   }
 }
@@ -469,7 +474,7 @@ RunConfig RunConfig::parse(const std::string& yaml_text, const std::string& sour
   }
   resolve_method(config, given);
   check_required(config, source);
-  check_values(config, source);
+  check_values(config, source, given);
   return config;
 }
 

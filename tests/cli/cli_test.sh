@@ -23,6 +23,18 @@ expect_failure() {
   pass "$name"
 }
 
+# The C++ example answers --help with its usage (exit 0) and reports bad arguments (no abort).
+EXAMPLE="$1/examples/finetune_gsm8k"
+if [ -x "$EXAMPLE" ]; then
+  "$EXAMPLE" --help >"$WORK/out" 2>"$WORK/err" && grep -q "usage: finetune_gsm8k" "$WORK/out" &&
+    pass "finetune_gsm8k --help" || fail "finetune_gsm8k --help: $(cat "$WORK/out" "$WORK/err")"
+  "$EXAMPLE" --bogus >/dev/null 2>"$WORK/err"
+  [ $? -eq 2 ] && grep -q "unknown option '--bogus'" "$WORK/err" && pass "finetune_gsm8k rejects an unknown option" ||
+    fail "finetune_gsm8k --bogus: $(cat "$WORK/err")"
+  expect_failure "finetune_gsm8k names a missing model" "$WORK/no_model" "$EXAMPLE" "$WORK/no_model"
+  expect_failure "finetune_gsm8k checks STEPS" "STEPS must be a positive integer, got 'ten'" "$EXAMPLE" a b c d ten
+fi
+
 if [ ! -d "$SHARED/fixtures/hf-tiny" ] || [ ! -d "$SHARED/models/stories260k" ]; then
   echo "SKIP: needs ../shared/fixtures/hf-tiny and ../shared/models/stories260k (not present on this machine)"
   exit 0
@@ -114,11 +126,40 @@ expect_failure "unsupported architecture" "supported architectures" "$RANKTUNE" 
 
 broken shape
 sed 's/"intermediate_size": 172/"intermediate_size": 170/' "$LLAMA/config.json" >"$WORK/shape/config.json"
-expect_failure "tensor of the wrong shape" "wrong shape" "$RANKTUNE" generate --model "$WORK/shape" --prompt-ids 1 --max-new-tokens 1
+expect_failure "a size that disagrees with the weights" "shape/config.json: 'intermediate_size': is 170 but the checkpoint's model.layers.0.mlp.gate_proj.weight has shape \[172, 64\]" \
+  "$RANKTUNE" generate --model "$WORK/shape" --prompt-ids 1 --max-new-tokens 1
 
 broken layers
 sed 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' "$LLAMA/config.json" >"$WORK/layers/config.json"
-expect_failure "tensor missing from the checkpoint" "model.layers.2" "$RANKTUNE" generate --model "$WORK/layers" --prompt-ids 1 --max-new-tokens 1
+expect_failure "more layers than the checkpoint holds" "layers/config.json: 'num_hidden_layers': is 3 but the checkpoint .* holds 2 layers" \
+  "$RANKTUNE" generate --model "$WORK/layers" --prompt-ids 1 --max-new-tokens 1
+
+# Huge sizes fail as config.json is read, before anything is allocated: quickly and in little memory.
+# expect_small_failure NAME PATTERN KEY VALUE: inspect and generate fail naming the key; peak RSS < 1 GB.
+expect_small_failure() {
+  local name="$1" pattern="$2" key="$3" value="$4"
+  broken "huge_$key"
+  /usr/bin/python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c[sys.argv[2]]=int(sys.argv[3]); json.dump(c, open(p, 'w'))" \
+    "$WORK/huge_$key/config.json" "$key" "$value"
+  for command in inspect generate; do
+    local args=("$WORK/huge_$key")
+    [ "$command" = generate ] && args=(--model "$WORK/huge_$key" --prompt-ids 1 --max-new-tokens 1)
+    expect_failure "$name ($command)" "$pattern" /usr/bin/time -f "%M" -o "$WORK/rss" "$RANKTUNE" "$command" "${args[@]}"
+    local rss_kb
+    rss_kb=$(tail -1 "$WORK/rss")
+    [ "$rss_kb" -lt 1048576 ] && pass "$name ($command): peak RSS ${rss_kb} kB" || fail "$name ($command): peak RSS ${rss_kb} kB"
+  done
+}
+expect_small_failure "vocab_size 2**40" "huge_vocab_size/config.json: 'vocab_size': is 1099511627776, more than ranktune's limit" \
+  vocab_size 1099511627776
+expect_small_failure "num_hidden_layers 10**9" "huge_num_hidden_layers/config.json: 'num_hidden_layers': is 1000000000, more than ranktune's limit" \
+  num_hidden_layers 1000000000
+expect_small_failure "vocab_size under the limit but not the weights'" "'vocab_size': is 16000000 but the checkpoint's model.embed_tokens.weight has shape \[256, 64\]" \
+  vocab_size 16000000
+
+# Token ids are checked against the vocabulary (256 here), naming the id and the size.
+expect_failure "prompt id outside the vocabulary" "token id 256 (prompt 0, position 1) is outside the vocabulary: vocab_size is 256, so ids are 0 to 255" \
+  "$RANKTUNE" generate --model "$LLAMA" --prompt-ids "1 256" --max-new-tokens 1 --print-ids
 
 broken pickle
 rm "$WORK"/pickle/*.safetensors && echo "pickle" >"$WORK/pickle/pytorch_model.bin"
@@ -126,6 +167,12 @@ expect_failure "pickle checkpoint refused" "arbitrary code" "$RANKTUNE" inspect 
 
 expect_failure "adapter for another model" "does not fit" "$RANKTUNE" generate --model "$SHARED/fixtures/hf-tiny/gpt2" --adapter "$DORA" --prompt-ids 1 --max-new-tokens 1
 expect_failure "missing model directory" "not a model directory" "$RANKTUNE" generate --model "$WORK/nope" --prompt-ids 1 --max-new-tokens 1
+expect_failure "inspect of a config.json says what the file is" "config.json: is a model's config.json, not a safetensors file" \
+  "$RANKTUNE" inspect "$LLAMA/config.json"
+printf 'x' >"$WORK/a_file"
+expect_failure "merge --out under a regular file" "a_file/merged: cannot be created: .*a_file is a regular file, not a directory (nothing was written)" \
+  "$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --out "$WORK/a_file/merged"
+[ "$(cat "$WORK/a_file")" = "x" ] && ! ls "$WORK"/a_file.* >/dev/null 2>&1 && pass "nothing written beside --out" || fail "merge wrote beside a_file"
 expect_failure "bad prompt ids" "not a token id" "$RANKTUNE" generate --model "$LLAMA" --prompt-ids "1 x" --max-new-tokens 1 --print-ids
 
 if [ "$failures" -ne 0 ]; then

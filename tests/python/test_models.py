@@ -201,3 +201,56 @@ def test_save_pretrained_round_trips(tmp_path, hf_tiny):
     ids = torch.tensor([[1, 5, 17, 42]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, again(ids).logits)
+
+
+def test_token_ids_outside_the_vocabulary_name_the_id_and_the_size(hf_tiny):
+    model = ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama")
+    with pytest.raises(ranktune.Error, match=r"token id 256 \(input_ids\[0, 2\]\) is outside the vocabulary: "
+                                             r"vocab_size is 256, so ids are 0 to 255"):
+        model(torch.tensor([[1, 2, 256]]))
+    with pytest.raises(ranktune.Error, match=r"token id -3 \(prompt 1, position 0\)"):
+        model.generate([[1, 2], [-3, 4]], max_new_tokens=1)
+    with pytest.raises(ranktune.Error, match=r"token id 1000 \(prompt 0, position 1\).*vocab_size is 256"):
+        model.generate(torch.tensor([[5, 1000]]), max_new_tokens=1)
+
+
+def test_huge_config_sizes_fail_before_allocating(tmp_path, hf_tiny):
+    # In a child process, which reports its own peak RSS: the error comes as config.json is read.
+    import subprocess
+    import sys
+    for key, value in (("vocab_size", 2**40), ("num_hidden_layers", 10**9)):
+        config = json.loads((hf_tiny / "llama" / "config.json").read_text())
+        config[key] = value
+        path = tmp_path / key / "config.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(config))
+        code = ("import resource, sys, ranktune\n"
+                "try:\n"
+                "    ranktune.AutoModelForCausalLM.from_config(sys.argv[1])\n"
+                "except ranktune.Error as e:\n"
+                "    print(e)\n"
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+        assert f"{path}: '{key}': is {value}, more than ranktune's limit" in out.stdout, out.stdout + out.stderr
+        peak_kb = int(out.stdout.split()[-1])
+        assert peak_kb < 1024 * 1024, f"peak RSS {peak_kb} kB"
+
+
+def test_bad_input_from_every_layer_is_a_ranktune_error(hf_tiny):
+    # The one translation (python/src/module.cpp): LibTorch's errors for bad input are ranktune.Error
+    # (or its subclasses that are also the built-in type), Python-side checks raise it too.
+    assert issubclass(ranktune.IndexError, ranktune.Error) and issubclass(ranktune.IndexError, IndexError)
+    assert issubclass(ranktune.TypeError, ranktune.Error) and issubclass(ranktune.TypeError, TypeError)
+    assert issubclass(ranktune.Error, ValueError) and issubclass(ranktune.Error, RuntimeError)
+    assert "IndexError" not in ranktune.__all__ and "TypeError" not in ranktune.__all__
+    model = ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama")
+    with pytest.raises(ranktune.Error, match=r"\[batch, seq\]"):
+        model(torch.tensor([1, 2, 3]))
+    # Shape errors LibTorch raises (was: RuntimeError "shape '[1, 3, 4, 2, 8]' is invalid ...").
+    with pytest.raises(ranktune.Error, match="batch_size"):
+        model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3, 4, 5]]))
+    with pytest.raises(ranktune.Error, match="invalid for input of size"):
+        model(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(2, 3, dtype=torch.long))
+    tokenizer = ranktune.AutoTokenizer.from_pretrained(hf_tiny.parent.parent / "tokenizers" / "gpt-2")
+    with pytest.raises(ranktune.Error, match="return_tensors"):
+        tokenizer("hi", return_tensors="tf")

@@ -200,3 +200,12 @@ TEST(RecipeAdapterTest, DocsConfigMdListsEveryFieldWithItsDefault) {
     }
   }
 }
+
+TEST(RunConfigTest, ABadValueFromAnOverrideIsBlamedOnTheCommandLine) {
+  EXPECT_EQ(error_of([] { parse("adapter:\n  r: 8\n", {"adapter.r=0"}); }).rfind("command line: 'adapter.r': ", 0), 0u)
+      << error_of([] { parse("adapter:\n  r: 8\n", {"adapter.r=0"}); });
+  EXPECT_EQ(error_of([] { parse("", {"train.lr=-1"}); }), "command line: 'train.lr': must be positive");
+  // The same values in the file are blamed on the file.
+  EXPECT_EQ(error_of([] { parse("adapter:\n  r: 0\n"); }).rfind("recipe.yaml: 'adapter.r': ", 0), 0u);
+  EXPECT_EQ(error_of([] { parse("train:\n  lr: -1\n"); }), "recipe.yaml: 'train.lr': must be positive");
+}
