@@ -104,11 +104,7 @@ py::list generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& 
     const tokenizer::Tokenizer copy = *tok;  // a cheap handle; the lambda must not reach into Python
     o.stop(model::stop_at_strings(stop_strings, [copy](const std::vector<int64_t>& ids) { return copy.decode(ids); }));
   }
-  std::vector<model::Generation> out;
-  {
-    py::gil_scoped_release release;
-    out = model::generate(model, prompts, o);
-  }
+  const std::vector<model::Generation> out = run_interruptible([&] { return model::generate(model, prompts, o); });
   py::list result;
   for (const auto& g : out) result.append(py::make_tuple(g.tokens, g.finish_reason));
   return result;

@@ -201,11 +201,8 @@ void bind_train(py::module_& m) {
         o.calculator = calculator;
         o.seed = seed;
         o.progress = progress;
-        eval::EvalSummary s;
-        {
-          py::gil_scoped_release release;
-          s = eval::evaluate_gsm8k(model, tok, tmpl, questions, o, predictions_path);
-        }
+        const eval::EvalSummary s = run_interruptible(
+            [&] { return eval::evaluate_gsm8k(model, tok, tmpl, questions, o, predictions_path); });
         return eval_summary_to_dict(s);
       },
       py::arg("model"), py::arg("tokenizer"), py::arg("template"), py::arg("examples"), py::arg("batch_size") = 8,

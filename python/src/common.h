@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "ranktune/core/dtype.h"
+#include "ranktune/core/interrupt.h"
 
 #include <torch/csrc/utils/pybind.h>
 #include <pybind11/functional.h>
@@ -31,5 +32,24 @@ peft::LoraConfig lora_config_from_json(const std::string& text);
 // One adapter's resolved settings as a dict: r, lora_alpha, lora_dropout, use_rslora, use_dora,
 // init_lora_weights and the scaling they give (bind_peft.cpp).
 py::dict adapter_options_to_dict(const peft::AdapterOptions& options);
+
+// Runs `work` with the GIL released and lets Python's signal handlers run between generated tokens,
+// so Ctrl-C (a notebook's "interrupt kernel") stops it with the KeyboardInterrupt Python raises.
+template <typename Work>
+auto run_interruptible(Work&& work) -> decltype(work()) {
+  bool signalled = false;
+  ScopedInterruptCheck check([&signalled] {
+    py::gil_scoped_acquire gil;
+    signalled = PyErr_CheckSignals() != 0;
+    return signalled;
+  });
+  try {
+    py::gil_scoped_release release;
+    return work();
+  } catch (...) {
+    if (signalled) throw py::error_already_set();  // the handler's exception, e.g. KeyboardInterrupt
+    throw;
+  }
+}
 
 }  // namespace ranktune::python

@@ -1,5 +1,7 @@
 #include "ranktune/model/generation.h"
 
+#include "ranktune/core/interrupt.h"
+
 #include "ranktune/core/error.h"
 #include "size_limits.h"
 
@@ -110,6 +112,7 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
 
   torch::Tensor step_input = input;
   for (int64_t t = 0; t < options.max_new_tokens() && remaining > 0; ++t) {
+    throw_if_interrupted();  // between tokens: Ctrl-C in a notebook or a terminal stops here
     const int64_t seen = longest + t;
     const torch::Tensor step_mask = padded ? mask.narrow(1, 0, seen) : torch::Tensor();
     const CausalLMOutput result = model.forward(step_input, step_mask, {}, &cache);

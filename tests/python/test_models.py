@@ -254,3 +254,24 @@ def test_bad_input_from_every_layer_is_a_ranktune_error(hf_tiny):
     tokenizer = ranktune.AutoTokenizer.from_pretrained(hf_tiny.parent.parent / "tokenizers" / "gpt-2")
     with pytest.raises(ranktune.Error, match="return_tensors"):
         tokenizer("hi", return_tensors="tf")
+
+
+def test_ctrl_c_stops_generation_between_tokens():
+    # A notebook's "interrupt kernel" (SIGINT) must stop a long generate(), as it stops Python code.
+    import _thread
+    model = ranktune.AutoModelForCausalLM.from_config(need(QUICKSTART_MODEL), seed=0)
+    limit = model.config.max_position_embeddings - 1
+    start = time.perf_counter()
+    prompts = torch.ones(8, 1, dtype=torch.long)
+    full = model.generate(prompts, max_new_tokens=limit)  # how long the whole call takes
+    whole = time.perf_counter() - start
+    timer = threading.Timer(whole / 10, _thread.interrupt_main)
+    timer.start()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        model.generate(prompts, max_new_tokens=limit)
+    stopped = time.perf_counter() - start
+    timer.join()
+    assert stopped < whole * 0.8, (stopped, whole)
+    # Nothing is left behind: the next call runs normally.
+    assert torch.equal(model.generate(prompts, max_new_tokens=limit), full)
