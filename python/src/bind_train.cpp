@@ -146,14 +146,11 @@ void bind_train(py::module_& m) {
       .def("setup", &Trainer::setup, py::call_guard<py::gil_scoped_release>())
       .def("train",
            [](Trainer& self) {
-             train::TrainResult r;
-             {
-               py::gil_scoped_release release;
-               r = self.train();
-             }
-             return train_result_to_dict(r);
+             // Steps run under the trainer's own signal handling (a checkpoint at the next step);
+             // generation (evaluation) also stops between tokens on Ctrl-C.
+             return train_result_to_dict(run_interruptible([&] { return self.train(); }));
            })
-      .def("evaluate", &Trainer::evaluate, py::call_guard<py::gil_scoped_release>())
+      .def("evaluate", [](Trainer& self) { return run_interruptible([&] { return self.evaluate(); }); })
       .def(
           "add_callback",
           [](Trainer& self, py::function fn) {

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import types
 
 import pytest
@@ -259,3 +260,25 @@ def test_tqdm_shows_progress_when_installed(tmp_path, monkeypatch, tokenizer, da
     ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test).train()
     bar = bars[-1]
     assert bar.total == 4 and bar.n == 4 and bar.closed and "loss" in bar.postfix
+
+
+def test_ctrl_c_stops_evaluation_between_tokens(tmp_path, tokenizer, data):
+    import _thread
+    train, test = data
+    args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=1, batch_size=2,
+                                      **{**ADAPTER, **SMALL, "eval.max_new_tokens": 96})
+    trainer = ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test,
+                               progress_bar=False)
+    trainer.train()
+    start = time.perf_counter()
+    full = trainer.evaluate()
+    whole = time.perf_counter() - start
+    timer = threading.Timer(whole / 10, _thread.interrupt_main)
+    timer.start()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.evaluate()
+    stopped = time.perf_counter() - start
+    timer.join()
+    assert stopped < whole * 0.8, (stopped, whole)
+    assert trainer.evaluate() == full  # nothing left half-done
