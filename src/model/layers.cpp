@@ -91,7 +91,20 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 
 // ---- masks ---------------------------------------------------------------------------------------
 
+namespace {
+
+// A mask must cover exactly the cached and the new tokens of every row: a wider or narrower one
+// would silently shift positions or hide keys.
+void check_attention_mask(const torch::Tensor& attention_mask, int64_t batch, int64_t keys) {
+  RANKTUNE_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == batch && attention_mask.size(1) == keys,
+                 "attention_mask has shape ", attention_mask.sizes(), ", expected [", batch, ", ", keys,
+                 "] (batch, cached + new tokens)");
+}
+
+}  // namespace
+
 torch::Tensor position_ids(const torch::Tensor& attention_mask, int64_t batch, int64_t seq, int64_t past) {
+  if (attention_mask.defined()) check_attention_mask(attention_mask, batch, past + seq);
   if (!attention_mask.defined()) {
     return at::arange(past, past + seq, at::TensorOptions().dtype(torch::kLong)).unsqueeze(0).expand({batch, seq});
   }
@@ -110,9 +123,7 @@ torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch,
   if (sliding_window) allowed = allowed.logical_and(key_pos.gt(query_pos - *sliding_window));
   torch::Tensor allowed_b = allowed.unsqueeze(0).unsqueeze(0).expand({batch, 1, seq, keys});
   if (attention_mask.defined()) {
-    RANKTUNE_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == batch && attention_mask.size(1) == keys,
-                   "attention_mask has shape ", attention_mask.sizes(), ", expected [", batch, ", ", keys,
-                   "] (batch, cached + new tokens)");
+    check_attention_mask(attention_mask, batch, keys);
     allowed_b = allowed_b.logical_and(attention_mask.ne(0).view({batch, 1, 1, keys}));
   }
   const double lowest = dtype == torch::kFloat64 ? std::numeric_limits<double>::lowest()

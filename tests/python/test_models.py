@@ -249,8 +249,12 @@ def test_bad_input_from_every_layer_is_a_ranktune_error(hf_tiny):
     # Shape errors LibTorch raises (was: RuntimeError "shape '[1, 3, 4, 2, 8]' is invalid ...").
     with pytest.raises(ranktune.Error, match="batch_size"):
         model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3, 4, 5]]))
-    with pytest.raises(ranktune.Error, match="invalid for input of size"):
-        model(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(2, 3, dtype=torch.long))
+    # A mask must cover exactly the row's tokens (a wider one used to pass silently).
+    for family in ("llama", "gpt2"):
+        m = model if family == "llama" else ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / family)
+        for mask in (torch.ones(2, 3, dtype=torch.long), torch.ones(1, 7, dtype=torch.long)):
+            with pytest.raises(ranktune.Error, match=r"attention_mask has shape .*expected \[1, 3\]"):
+                m(torch.tensor([[1, 2, 3]]), attention_mask=mask)
     tokenizer = ranktune.AutoTokenizer.from_pretrained(hf_tiny.parent.parent / "tokenizers" / "gpt-2")
     with pytest.raises(ranktune.Error, match="return_tensors"):
         tokenizer("hi", return_tensors="tf")
