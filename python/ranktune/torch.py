@@ -83,7 +83,7 @@ class LoraLinear(nn.Module):
         if layer is None:
             layer = _core.Linear(base_layer.weight, base_layer.bias, fan_in_fan_out=_is_conv1d(base_layer))
         elif layer.weight is not base_layer.weight:
-            raise ValueError("the ranktune Linear given does not wrap this base layer's weight")
+            raise _core.Error("the ranktune Linear given does not wrap this base layer's weight")
         self.base_layer = base_layer
         self.lora_A = nn.ModuleDict()
         self.lora_B = nn.ModuleDict()
@@ -426,7 +426,7 @@ def inject(module: nn.Module, config: LoraConfig, adapter_name: str = "default",
         raise TypeError(f"expected a ranktune.LoraConfig, got {type(config).__name__}")
     configs = _configs(module)
     if adapter_name in configs:
-        raise ValueError(f"adapter '{adapter_name}' already exists")
+        raise _core.Error(f"adapter '{adapter_name}' already exists")
     head = output_head if output_head is not None else _default_output_head(module)
     config = _with_layer_layout(module, config, head)
     to_save = _modules_to_save(module, config, head)
@@ -449,7 +449,7 @@ def set_adapter(module: nn.Module, adapter_names: Union[str, Sequence[str]]) -> 
     configs = _configs(module)
     for n in names:
         if n not in configs:
-            raise ValueError(f"no adapter '{n}'; adapters: {sorted(configs)}")
+            raise _core.Error(f"no adapter '{n}'; adapters: {sorted(configs)}")
     for m in module.modules():
         if isinstance(m, ModulesToSaveWrapper):
             m.set_adapter(names[0])
@@ -481,7 +481,7 @@ def save_adapter(module: nn.Module, save_directory: Union[str, os.PathLike], ada
     modules_to_save copies under their module's name."""
     configs = _configs(module)
     if adapter_name not in configs:
-        raise ValueError(f"no adapter '{adapter_name}'; adapters: {sorted(configs)}")
+        raise _core.Error(f"no adapter '{adapter_name}'; adapters: {sorted(configs)}")
     tree, _ = _module_tree(module)
     copies = {name: m.modules_to_save[adapter_name] for name, m in module.named_modules()
               if isinstance(m, ModulesToSaveWrapper) and adapter_name in m.modules_to_save}
@@ -498,7 +498,7 @@ def load_adapter(module: nn.Module, model_id: Union[str, os.PathLike], adapter_n
     model_id = os.fspath(model_id)
     configs = _configs(module)
     if adapter_name in configs:
-        raise ValueError(f"adapter '{adapter_name}' already exists")
+        raise _core.Error(f"adapter '{adapter_name}' already exists")
     head = _default_output_head(module)
     config = _with_layer_layout(module, LoraConfig.from_pretrained(model_id), head)
     to_save = _modules_to_save(module, config, head)

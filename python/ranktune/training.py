@@ -299,7 +299,7 @@ class Trainer:
         model = self.model
         if model is None:
             if not args._sets("model.path"):
-                raise ValueError("Trainer needs a model, or model.path in the TrainingArguments")
+                raise _core.Error("Trainer needs a model, or model.path in the TrainingArguments")
             path = values["model.path"]
             model = AutoModelForCausalLM.from_pretrained(path, values["model.dtype"], init_seed=None) \
                 if _has_weights(path) else AutoModelForCausalLM.from_config(path, values["model.dtype"],
@@ -320,7 +320,7 @@ class Trainer:
             if not args._sets("data.train_file"):
                 extra.append(f"data.train_file={_yaml_value('<train_dataset>')}")
         elif not args._sets("data.train_file"):
-            raise ValueError("Trainer needs a train_dataset, or data.train_file in the TrainingArguments")
+            raise _core.Error("Trainer needs a train_dataset, or data.train_file in the TrainingArguments")
         if isinstance(self.eval_dataset, (str, os.PathLike)):
             if train_examples is None:
                 extra.append(f"data.eval_file={_yaml_value(os.fspath(self.eval_dataset))}")
@@ -332,7 +332,7 @@ class Trainer:
             size = int(data["validation_size"])
             if size > 0:
                 if size >= len(train_examples):
-                    raise ValueError(f"data.validation_size={size} would hold out all {len(train_examples)} examples "
+                    raise _core.Error(f"data.validation_size={size} would hold out all {len(train_examples)} examples "
                                      "of train_dataset: pass eval_dataset, or set validation_size lower (0: none)")
                 train_examples, eval_examples = split_validation(train_examples, size, seed)
             else:

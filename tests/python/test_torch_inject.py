@@ -227,7 +227,7 @@ def test_second_adapter_adds_its_update_and_set_adapter_switches():
     assert torch.allclose(only_default, layer.base_layer(x) + lora_delta, atol=1e-6)
     assert not torch.allclose(both, only_default)
     assert not layer.lora_A["other"].weight.requires_grad and layer.lora_A["default"].weight.requires_grad
-    with pytest.raises(ValueError, match="no adapter 'missing'"):
+    with pytest.raises(ranktune.Error, match="no adapter 'missing'"):
         ranktune.torch.set_adapter(net, "missing")
 
 

@@ -79,7 +79,7 @@ def test_lora_linear_works_on_its_own():
     layer.update_layer("a", r=2, lora_alpha=4, use_rslora=True, use_dora=False)
     assert layer.r == {"a": 2} and layer.scaling == {"a": pytest.approx(4 / 2 ** 0.5)}
     assert layer.lora_A["a"].weight.dtype == torch.float64
-    with pytest.raises(ValueError, match="adapter 'a' already exists"):
+    with pytest.raises(ranktune.Error, match="adapter 'a' already exists"):
         layer.update_layer("a", r=2, lora_alpha=4)
     layer.delete_adapter("a")
     assert len(layer.lora_A) == 0 and list(layer.parameters()) == list(layer.base_layer.parameters())

@@ -130,11 +130,11 @@ def test_trainer_with_a_peft_model_and_a_jsonl_path(tmp_path, tokenizer):
 
 
 def test_trainer_needs_data_and_a_model(tokenizer):
-    with pytest.raises(ValueError, match="train_dataset"):
+    with pytest.raises(ranktune.Error, match="train_dataset"):
         ranktune.Trainer(fresh_model(), tokenizer, ranktune.TrainingArguments()).train()
-    with pytest.raises(ValueError, match="needs a model"):
+    with pytest.raises(ranktune.Error, match="needs a model"):
         ranktune.Trainer(None, tokenizer, ranktune.TrainingArguments(), train_dataset=[]).train()
-    with pytest.raises(ValueError, match="validation_size=200 would hold out all"):
+    with pytest.raises(ranktune.Error, match="validation_size=200 would hold out all"):
         ranktune.Trainer(fresh_model(), tokenizer, ranktune.TrainingArguments(),
                          train_dataset=[{"question": "q", "answer": "a\n#### 1"}] * 10).train()
 
