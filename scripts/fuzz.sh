@@ -16,6 +16,10 @@ ALL_TARGETS=(safetensors safetensors_index model_config adapter_config tokenizer
 TARGETS=("$@")
 [ "${#TARGETS[@]}" -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 
+if ! command -v clang++ >/dev/null || ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; then
+  echo "fuzz.sh: needs clang and libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2
+  exit 2
+fi
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
     -DRANKTUNE_FUZZ=ON -DRANKTUNE_BUILD_TESTS=OFF -DRANKTUNE_BUILD_EXAMPLES=OFF \
@@ -28,13 +32,14 @@ python3 fuzz/make_seeds.py "$PWD" "$BUILD_DIR/seeds"
 export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:${UBSAN_OPTIONS:-}"
 failed=0
-printf '%-18s %8s %12s %8s\n' target seconds executions crashes > "$BUILD_DIR/fuzz-summary.txt"
+summary=$(printf '%-18s %8s %12s %8s' target seconds executions crashes)
 for t in "${TARGETS[@]}"; do
   corpus="$BUILD_DIR/corpus/$t" crashes="$BUILD_DIR/crashes/$t" log="$BUILD_DIR/fuzz-$t.log"
   mkdir -p "$corpus" "$crashes" "$BUILD_DIR/seeds/$t"
   echo "fuzz: $t for ${SECONDS_PER_TARGET}s"
   start=$(date +%s)
-  touch "$BUILD_DIR/.fuzz-start"
+  marker="$BUILD_DIR/.fuzz-start-$t"
+  touch "$marker"
   status=0
   "$BUILD_DIR/fuzz/fuzz_$t" "$corpus" "$BUILD_DIR/seeds/$t" -max_total_time="$SECONDS_PER_TARGET" \
     -max_len=65536 -timeout=20 -rss_limit_mb=2560 -print_final_stats=1 \
@@ -42,15 +47,17 @@ for t in "${TARGETS[@]}"; do
   elapsed=$(( $(date +%s) - start ))
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   [ -z "$runs" ] && runs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-  found=$(find "$crashes" -type f -newer "$BUILD_DIR/.fuzz-start" | wc -l)
+  found=$(find "$crashes" -type f -newer "$marker" | wc -l)
   if [ "$status" -ne 0 ]; then
     failed=1
     [ "$found" -eq 0 ] && found=1
     echo "fuzz: $t FAILED (exit $status), see $log:"
     grep -E 'ERROR|runtime error|terminate|what\(\)' "$log" | head -5 || true
   fi
-  printf '%-18s %8s %12s %8s\n' "$t" "$elapsed" "${runs:-0}" "$found" | tee -a "$BUILD_DIR/fuzz-summary.txt"
+  line=$(printf '%-18s %8s %12s %8s' "$t" "$elapsed" "${runs:-0}" "$found")
+  echo "$line"
+  summary+=$'\n'"$line"
 done
 echo
-cat "$BUILD_DIR/fuzz-summary.txt"
+echo "$summary"
 exit "$failed"
