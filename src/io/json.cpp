@@ -1,6 +1,7 @@
 #include "ranktune/io/json.h"
 
 #include <cmath>
+#include <limits>
 
 namespace ranktune::io {
 namespace {
@@ -32,9 +33,10 @@ template <class Json>
 Json parse_json(const std::string& text, const std::string& source) {
   try {
     return Json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 1,
-    // column 2: ..."; keep the part after the bracket.
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error (syntax) or out_of_range (a number beyond double's range, "1e999"). nlohmann's
+    // message starts with "[json.exception.parse_error.101] parse error at line 1, column 2: ...";
+    // keep the part after the bracket.
     const std::string what = e.what();
     const auto pos = what.find("] ");
     throw Error("invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)),
@@ -96,10 +98,20 @@ bool BasicJsonFields<Json>::get_bool(const std::string& key) {
 template <class Json>
 int64_t BasicJsonFields<Json>::get_int(const std::string& key) {
   const Json& v = raw(key);
+  // A whole number beyond int64 (an unsigned above 2^63-1, or one nlohmann had to read as a double:
+  // 4e27) is refused: converting it would wrap or be undefined behaviour.
+  const auto too_large = [&] { fail(key, "integer out of range (at most 9223372036854775807 in magnitude), " + got(v)); };
+  if (v.is_number_unsigned()) {
+    if (v.template get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) too_large();
+    return v.template get<int64_t>();
+  }
   if (v.is_number_integer()) return v.template get<int64_t>();
   if (v.is_number_float()) {
     const double d = v.template get<double>();
-    if (std::floor(d) == d && std::isfinite(d)) return static_cast<int64_t>(d);
+    if (std::floor(d) == d && std::isfinite(d)) {
+      if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) too_large();
+      return static_cast<int64_t>(d);
+    }
   }
   fail(key, "expected an integer, " + got(v));
 }
