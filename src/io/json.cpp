@@ -29,18 +29,20 @@ std::string got(const Json& value) {
 
 }  // namespace
 
+std::string json_exception_message(const std::exception& e) {
+  // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." -> the part after "] ".
+  const std::string what = e.what();
+  const auto pos = what.find("] ");
+  return pos == std::string::npos ? what : what.substr(pos + 2);
+}
+
 template <class Json>
 Json parse_json(const std::string& text, const std::string& source) {
   try {
     return Json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    // parse_error (syntax) or out_of_range (a number beyond double's range, "1e999"). nlohmann's
-    // message starts with "[json.exception.parse_error.101] parse error at line 1, column 2: ...";
-    // keep the part after the bracket.
-    const std::string what = e.what();
-    const auto pos = what.find("] ");
-    throw Error("invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)),
-                ErrorContext{source, "", -1});
+    // parse_error (syntax) or out_of_range (a number beyond double's range, "1e999").
+    throw Error("invalid JSON: " + json_exception_message(e), ErrorContext{source, "", -1});
   }
 }
 template ordered_json parse_json<ordered_json>(const std::string&, const std::string&);

@@ -4,6 +4,7 @@
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/json.h"
 #include "ranktune/io/yaml.h"
 #include "ranktune/peft/lora_config_fields.h"
 
@@ -306,11 +307,8 @@ void apply(RunConfig& config, const Key& key, const YAML::Node& value, const Err
   } catch (const YAML::Exception& e) {
     throw Error(std::string("invalid value: ") + e.what(), where);
   } catch (const nlohmann::json::exception& e) {
-    // Adapter keys pass through JSON, which refuses text that is not UTF-8 ("[json.exception.
-    // type_error.316] invalid UTF-8 byte at index 3: 0xB0"); keep the part after the bracket.
-    const std::string what = e.what();
-    const auto pos = what.find("] ");
-    throw Error("invalid value: " + (pos == std::string::npos ? what : what.substr(pos + 2)), where);
+    // Adapter keys pass through JSON, which refuses text that is not UTF-8 (type_error.316).
+    throw Error("invalid value: " + io::json_exception_message(e), where);
   }
 }
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ template <class Json = ordered_json>
 Json parse_json(const std::string& text, const std::string& source);
 
 // The JSON type name as a user would say it ("string", "integer", "list", ...).
+// nlohmann's exception text without its "[json.exception.<kind>.<id>] " prefix, for messages.
+std::string json_exception_message(const std::exception& e);
+
 std::string json_type_name(const ordered_json& value);
 std::string json_type_name(const json& value);
 
