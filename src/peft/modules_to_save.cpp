@@ -232,7 +232,8 @@ DetailedPlan make_plan(const torch::nn::Module& root, const LoraConfig& config) 
 }
 
 std::shared_ptr<SavedCopiesImpl> holder_on(torch::nn::Module& module) {
-  if (const auto* found = module.named_children().find(kHolderName)) {
+  const auto children = module.named_children();  // find() points into it: keep it alive
+  if (const auto* found = children.find(kHolderName)) {
     auto h = std::dynamic_pointer_cast<SavedCopiesImpl>(*found);
     RANKTUNE_CHECK(h != nullptr, "a child named '", kHolderName, "' exists and is not ranktune's");
     return h;
@@ -249,7 +250,8 @@ void register_nested(torch::nn::Module& parent, const std::string& dotted, const
   }
   const std::string head = dotted.substr(0, dot);
   std::shared_ptr<torch::nn::Module> child;
-  if (const auto* found = parent.named_children().find(head)) child = *found;
+  const auto children = parent.named_children();  // find() points into it: keep it alive
+  if (const auto* found = children.find(head)) child = *found;
   else child = parent.register_module(head, std::make_shared<torch::nn::Module>("SavedCopy"));
   register_nested(*child, dotted.substr(dot + 1), t);
 }
@@ -309,7 +311,8 @@ SavedModulesPlan add_saved_modules(torch::nn::Module& root, const LoraConfig& co
       slot->copies[adapter] = copy;
       if (i == 0) {
         std::shared_ptr<torch::nn::Module> per_adapter;
-        if (const auto* found = holder->named_children().find(adapter)) per_adapter = *found;
+        const auto children = holder->named_children();  // find() points into it: keep it alive
+        if (const auto* found = children.find(adapter)) per_adapter = *found;
         else per_adapter = holder->register_module(adapter, std::make_shared<torch::nn::Module>("SavedCopy"));
         register_nested(*per_adapter, relative, copy);
       }
