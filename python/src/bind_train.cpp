@@ -138,6 +138,7 @@ void bind_train(py::module_& m) {
              if (tok) inputs.tokenizer = std::make_shared<const tokenizer::Tokenizer>(*tok);
              if (!train_examples.is_none()) inputs.train_examples = examples_from_list(train_examples);
              if (!eval_examples.is_none()) inputs.eval_examples = examples_from_list(eval_examples);
+             inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
              return std::make_unique<Trainer>(std::move(config), std::move(inputs));
            }),
            py::arg("config"), py::arg("model") = nullptr, py::arg("peft_model") = nullptr,
