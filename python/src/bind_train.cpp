@@ -175,6 +175,9 @@ void bind_train(py::module_& m) {
       .def("request_stop", &Trainer::request_stop)
       .def("set_progress_bar", &Trainer::set_progress_bar, py::arg("enabled"))
       .def_property_readonly("model", &Trainer::model)
+      .def_property_readonly("peft_model", &Trainer::peft_model)
+      .def_property_readonly("tokenizer", [](const Trainer& self) { return self.tokenizer(); })
+      .def_property_readonly("total_steps", &Trainer::total_steps)
       .def_property_readonly("config", &Trainer::config, py::return_value_policy::copy);
 
   m.def(

@@ -207,12 +207,13 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   const TrainSection& t = config.train;
   configure_threads(static_cast<int>(t.threads));
   TrainingSession s;
-  // Inputs first, the adapter's config before anything is loaded.
+  // Inputs first: the examples and their split, the adapter's config, then the tokenizer and
+  // template; the model last.
+  s.examples = setup_examples(config, inputs);
   std::optional<peft::LoraConfig> adapter;
   if (!inputs.peft_model && !config.adapter.full()) adapter = config.adapter_config();
   s.tokenizer = setup_tokenizer(config, inputs);
   s.prompt_template = std::make_shared<const prompt::PromptTemplate>(prompt::PromptTemplate::load(config.template_name));
-  s.examples = setup_examples(config, inputs);
   s.progress.recipe = fixed_recipe_values(config, inputs);
   s.resume_dir = setup_run_directory(t, s.progress.recipe);
 
@@ -239,7 +240,11 @@ void open_run_directory(const RunConfig& config, const TrainingSession& s) {
     log_info("removed " + std::to_string(stale) + " unfinished checkpoint(s) left in " + t.output_dir +
              " by an interrupted run");
   }
-  fs::create_directories(t.output_dir);
+  std::error_code error;
+  fs::create_directories(t.output_dir, error);
+  if (error) {
+    throw Error("cannot create the run directory: " + error.message(), ErrorContext{t.output_dir, "train.output_dir", -1});
+  }
   io::write_file_atomic((fs::path(t.output_dir) / "config.yaml").string(), config.to_yaml());
 }
 

@@ -77,6 +77,7 @@ const tokenizer::Tokenizer& Trainer::tokenizer() const { return *state_->ready("
 std::shared_ptr<peft::PeftModel> Trainer::peft_model() const {
   return state_->session ? state_->session->weights.peft : nullptr;
 }
+int64_t Trainer::total_steps() const { return state_->session ? state_->session->progress.total_steps : 0; }
 void Trainer::add_callback(std::function<void(const MetricsRow&)> callback) { state_->callbacks.push_back(std::move(callback)); }
 
 void Trainer::setup() { state_->session = setup_session(config_, inputs_); }

@@ -109,6 +109,8 @@ class Trainer {
   const tokenizer::Tokenizer& tokenizer() const;
   // The adapter being trained (attached by setup() unless given); null for full fine-tuning.
   std::shared_ptr<peft::PeftModel> peft_model() const;
+  // Optimizer steps the run goes to (train.max_steps, else the epochs); 0 before setup().
+  int64_t total_steps() const;
 
  private:
   struct State;
