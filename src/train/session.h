@@ -92,7 +92,8 @@ struct TrainingSession {
   std::string resume_dir;  // "" for a fresh run
 };
 
-// Every setup_* in order, then the resume.
+// Supervised fine-tuning's composition: every setup_* in order, then the resume. Another trainer
+// (GRPO: prompts instead of tokenized pairs) composes its own session from the same functions.
 TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inputs);
 
 // ---- the run directory -------------------------------------------------------------------------------
