@@ -3,7 +3,7 @@
 // and a dataset, trained as a RunConfig says — with checkpoints that resume exactly, metrics,
 // a training curve and a final evaluation by the Evaluator its caller injects (train/evaluator.h).
 // Shaped as torchtune's recipes: setup() builds the run once (src/train/session.h: one setup
-// function per component), train() runs a loop of small named steps (train_step, log,
+// function per component), train() runs a loop of small named steps (train_step, maybe_log,
 // maybe_evaluate, maybe_save, finish).
 //
 //   auto config = ranktune::train::RunConfig::load("examples/gsm8k/lora.yaml");
