@@ -80,7 +80,12 @@ std::shared_ptr<peft::PeftModel> Trainer::peft_model() const {
 int64_t Trainer::total_steps() const { return state_->session ? state_->session->progress.total_steps : 0; }
 void Trainer::add_callback(std::function<void(const MetricsRow&)> callback) { state_->callbacks.push_back(std::move(callback)); }
 
-void Trainer::setup() { state_->session = setup_session(config_, inputs_); }
+void Trainer::setup() {
+  state_->session = setup_session(config_, inputs_);
+  if (!inputs_.evaluator && !state_->session->examples.test.empty()) {
+    log_info("no evaluator given (TrainerInputs::evaluator): evaluations measure the validation loss only");
+  }
+}
 
 // ---- the training loop ---------------------------------------------------------------------------------
 // One run of train(): the run directory opened, then steps until the total, a signal or a stop
