@@ -5,6 +5,7 @@
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/gpt2.h"
 #include "ranktune/model/llama.h"
+#include "ranktune/model/moe_causal_lm.h"
 #include "checkpointing.h"
 #include "size_limits.h"
 #include "ranktune/model/loss.h"
@@ -80,6 +81,9 @@ std::vector<std::pair<std::string, torch::Tensor>> base_parameters(torch::nn::Mo
 
 std::shared_ptr<CausalLMImpl> instantiate(const ModelConfig& config, torch::Dtype dtype) {
   if (config.is_gpt2()) return std::make_shared<GPT2LMHeadModelImpl>(config, dtype);
+  if (config.is_moe() || config.is_mla() || config.model_type == "qwen2_moe") {
+    return std::make_shared<MoeForCausalLMImpl>(config, dtype);
+  }
   return std::make_shared<LlamaForCausalLMImpl>(config, dtype);
 }
 
