@@ -5,20 +5,17 @@ transformers' router aux loss and DeepSeek-V3 against DeepSeek's own modelling c
 """
 
 import json
-import os
 import pathlib
 import shutil
-import subprocess
 
 import pytest
 import torch
 
 import ranktune
-from conftest import SHARED, need
+from conftest import SHARED, hfref_python, need, run_hfref_jobs
 
 HERE = pathlib.Path(__file__).resolve().parent
 HF_TINY_MOE = SHARED / "fixtures" / "hf-tiny-moe"
-HFREF = pathlib.Path(os.environ.get("RANKTUNE_HFREF", pathlib.Path.home() / "hfref"))
 REMOTE_CODE = SHARED / "tools" / "hfref" / "remote_code"
 
 
@@ -74,22 +71,8 @@ def test_training_step_reaches_expert_adapters_through_the_router():
     assert any(".mlp.experts." in n for n in trained) and any(".mlp.shared_experts." in n for n in trained)
 
 
-def hfref_python() -> pathlib.Path:
-    python = HFREF / "bin" / "python"
-    if not python.exists():
-        pytest.skip(f"{python} is absent: this test needs the Hugging Face reference environment "
-                    "(../shared/tools/hfref; set RANKTUNE_HFREF to where it is built)")
-    return python
-
-
 def run_hfref(jobs, tmp: pathlib.Path):
-    jobs_file = tmp / "jobs.json"
-    jobs_file.write_text(json.dumps(jobs))
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env.pop("PYTHONPATH", None)
-    out = subprocess.run([str(hfref_python()), str(HERE / "hfref_moe.py"), str(jobs_file)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
+    run_hfref_jobs(HERE / "hfref_moe.py", jobs, tmp)
 
 
 @pytest.mark.parametrize("name", ["mixtral_tiny", "qwen2_moe_tiny"])
