@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <map>
 
 using namespace ranktune;
 using ranktune::testing::max_abs_diff;
@@ -214,6 +215,25 @@ TEST(MoeModel, GradientsThroughLatentAttentionAndSharedExpertsMatchFiniteDiffere
                           "model.layers.0.self_attn.kv_a_proj_with_mqa.lora_B.default.weight",
                           "model.layers.2.mlp.experts.1.down_proj.lora_B.default.weight",
                           "model.layers.1.mlp.shared_experts.down_proj.lora_B.default.weight"});
+}
+
+TEST(MoeModel, ExpertsRunOnlyOnTheirRoutedTokens) {
+  RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny-moe/mixtral_tiny/model.safetensors");
+  auto model = model::load_causal_lm(fixture("mixtral_tiny"));
+  peft::PeftModel peft_model(model, peft::LoraConfig().r(2).target_modules({"w1", "w2", "w3"}));
+  model->train();
+  // One token, top-2 of 8 experts per layer: exactly 2 experts per layer take part in the
+  // computation; the other 6 are never called (their adapters get no gradient at all, not a zero
+  // one), so nothing is computed for tokens an expert was not routed to.
+  const Tensor ids = at::tensor(std::vector<int64_t>{1}).unsqueeze(0);
+  model->forward(ids).logits.sum().backward();
+  std::map<std::string, int> used_per_layer;
+  for (const auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    if (name.find(".w1.lora_A.") == std::string::npos) continue;
+    if (item.value().grad().defined()) ++used_per_layer[name.substr(0, name.find(".block_sparse_moe"))];
+  }
+  EXPECT_EQ(used_per_layer, (std::map<std::string, int>{{"model.layers.0", 2}, {"model.layers.1", 2}}));
 }
 
 // Greedy continuation recomputed from scratch each step (no cache).
