@@ -120,14 +120,6 @@ torch::Tensor SparseMoeBlockImpl::router_logits(const torch::Tensor& x) {
   return gate ? gate->forward(x) : deepseek_gate->forward(x);
 }
 
-bool SparseMoeBlockImpl::router_trains() {
-  torch::nn::Module& router = gate ? static_cast<torch::nn::Module&>(*gate) : *deepseek_gate;
-  for (const auto& p : router.parameters()) {
-    if (p.requires_grad()) return true;
-  }
-  return false;
-}
-
 torch::Tensor SparseMoeBlockImpl::routed_experts(const torch::Tensor& x, const Routing& routing) {
   const int64_t top_k = routing.experts.size(1);
   // (token, choice) pairs sorted by expert: each expert's tokens are one contiguous slice.

@@ -61,18 +61,19 @@ CausalLMOutput MoeForCausalLMImpl::forward(const torch::Tensor& input_ids, const
       rotary_attention_context(rotary_, attention_mask, batch, seq, cache, h.scalar_type(), config_.sliding_window);
   // transformers computes the load-balancing loss only when asked for the router logits.
   const bool aux_loss = config_.moe.output_router_logits && config_.is_moe() && cache == nullptr;
-  // Shared with the layer closures: a checkpointed layer runs again in backward, after this
-  // returns, and appends to it then (harmlessly: only this forward's entries are read below).
+  if (aux_loss && gradient_checkpointing_ && is_training() && at::GradMode::is_enabled()) {
+    // A checkpointed layer's first forward records no graph, so the aux loss would send no
+    // gradient to anything before the routers: refuse rather than train on part of the loss.
+    throw Error("output_router_logits (the router aux loss) does not work with gradient checkpointing yet: turn one off");
+  }
+  // Shared with the layer closures, which may outlive this call (a checkpointed layer runs again
+  // in backward).
   auto router_logits = std::make_shared<std::vector<torch::Tensor>>();
   std::vector<torch::Tensor>* sink = aux_loss ? router_logits.get() : nullptr;
   int64_t index = 0;
   for (const auto& layer : *model->layers) {
     auto* decoder = layer->as<MoeDecoderLayerImpl>();
     const int64_t i = index++;
-    if (sink != nullptr && decoder->moe && gradient_checkpointing_ && is_training() && decoder->moe->router_trains()) {
-      // A checkpointed layer's first forward records no graph: the router would get no gradient.
-      throw Error("output_router_logits with a trainable router (an adapter on 'gate') needs gradient checkpointing off");
-    }
     // Captured by value: a checkpointed layer runs again during backward, after this returns.
     h = run_layer(
         [decoder, context, i, sink, router_logits](const torch::Tensor& x) { return decoder->forward(x, context, i, sink); },

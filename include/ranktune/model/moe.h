@@ -60,8 +60,6 @@ class SparseMoeBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, std::vector<torch::Tensor>* router_logits = nullptr);
   // The router's logits for x [tokens, hidden].
   torch::Tensor router_logits(const torch::Tensor& x);
-  // The router has a parameter that trains (an adapter on `gate`, or an unfrozen weight).
-  bool router_trains();
 
   peft::Linear gate{nullptr};              // Mixtral, Qwen2-MoE: a Linear `gate`
   DeepseekGate deepseek_gate{nullptr};     // DeepSeek: its MoEGate, also named `gate`

@@ -356,6 +356,45 @@ TEST(MoeModel, RouterAuxLossIsAddedWhenOutputRouterLogitsIsSet) {
   EXPECT_NEAR(out.loss.item<double>(), ce + 0.5 * out.aux_loss.item<double>(), 1e-5);
 }
 
+TEST(MoeModel, GradientCheckpointingGivesTheSameGradientsAndRefusesTheAuxLoss) {
+  RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny-moe/deepseek_v2_tiny/model.safetensors");
+  auto model = model::load_causal_lm(fixture("deepseek_v2_tiny"));
+  peft::PeftModel peft_model(model, peft::LoraConfig().r(2).target_modules({"kv_b_proj", "down_proj"}));
+  {
+    at::NoGradGuard no_grad;
+    for (auto& [name, layer] : peft::find_linears(*model)) {
+      if (layer->has_adapter("default")) layer->adapter("default").lora_B.normal_(0, 0.05);
+    }
+  }
+  model->train();
+  const Tensor ids = at::tensor(std::vector<int64_t>{1, 9, 33, 71, 5, 120, 250, 17}).unsqueeze(0);
+  auto run = [&](bool checkpointing) {
+    model->set_gradient_checkpointing(checkpointing);
+    model->zero_grad();
+    const auto out = model->forward(ids, {}, ids);
+    out.loss.backward();
+    std::vector<Tensor> grads = {out.loss.detach()};
+    for (const auto& p : model->parameters()) {
+      if (p.requires_grad() && p.grad().defined()) grads.push_back(p.grad().clone());
+    }
+    return grads;
+  };
+  const auto plain = run(false), checkpointed = run(true);
+  ASSERT_EQ(plain.size(), checkpointed.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_LT(max_abs_diff(plain[i], checkpointed[i]), 1e-6) << i;
+  // With the aux loss, a checkpointed layer would drop its gradient: an error, not a wrong step.
+  auto config = model::ModelConfig::load(fixture("mixtral_tiny"));
+  config.moe.output_router_logits = true;
+  auto mixtral = model::create_causal_lm(config);
+  mixtral->train();
+  mixtral->set_gradient_checkpointing(true);
+  EXPECT_THAT(ranktune::testing::error_of([&] { mixtral->forward(ids, {}, ids); }), HasSubstr("gradient checkpointing"));
+  {
+    at::NoGradGuard no_grad;  // evaluation is fine
+    EXPECT_TRUE(mixtral->forward(ids, {}, ids).aux_loss.defined());
+  }
+}
+
 std::string config_error(const std::string& json) {
   return ranktune::testing::error_of([&] { model::ModelConfig::from_json(json, "moe/config.json"); });
 }
