@@ -12,10 +12,10 @@
 namespace ranktune::model {
 
 // q [B, T, H, D] and k [B, T, Hkv, D] before RoPE (cos/sin [B, T, D]; undefined: no rotation, as
-// GPT-2), v [B, T, Hkv, D]; Hkv divides H (grouped-query attention, no copies of k or v per
+// GPT-2), v [B, T, Hkv, Dv] (Dv may differ from D, as in DeepSeek's MLA); Hkv divides H (grouped-query attention, no copies of k or v per
 // head). key_padding_mask [B, T] with 1 for tokens (optional); sliding_window as Mistral's. The
 // softmax runs in fp32; disallowed pairs get the dtype's lowest score as in transformers.
-// Returns [B, T, H, D], contiguous.
+// Returns [B, T, H, Dv], contiguous.
 torch::Tensor blocked_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                        const torch::Tensor& cos, const torch::Tensor& sin,
                                        const torch::Tensor& key_padding_mask = {},
