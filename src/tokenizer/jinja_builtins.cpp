@@ -847,9 +847,11 @@ const std::map<std::string, FilterFn>& filters() {
       {"list", [](const Value& v, ArgReader&) { return Value::list(v.iterate()); }},
       {"lower", [](const Value& v, ArgReader&) { return Value::string(map_case(v.str(), to_lower)); }},
       {"map", [](const Value& v, ArgReader& r) {
-         const Value attribute = r.next("attribute", Value());
+         // map(attribute='x') or map('filter', args...): the attribute is only ever a keyword.
+         const bool by_attribute = std::any_of(r.keywords().begin(), r.keywords().end(), [](const auto& kv) { return kv.first == "attribute"; });
          List out;
-         if (!attribute.is_undefined()) {
+         if (by_attribute) {
+           const Value attribute = r.next("attribute");
            const Value fallback = r.next("default", Value());
            r.done();
            for (const Value& item : v.iterate()) {
@@ -892,7 +894,8 @@ const std::map<std::string, FilterFn>& filters() {
          const std::string how = r.next("method", Value::string("common")).str();
          const double scale = std::pow(10.0, static_cast<double>(precision));
          const double x = v.as_double() * scale;
-         const double rounded = how == "floor" ? std::floor(x) : how == "ceil" ? std::ceil(x) : std::round(x);
+         // Python's round() (jinja2's "common") rounds halves to even, as nearbyint does by default.
+         const double rounded = how == "floor" ? std::floor(x) : how == "ceil" ? std::ceil(x) : std::nearbyint(x);
          return Value::floating(rounded / scale);
        }},
       {"safe", [](const Value& v, ArgReader&) { return v; }},

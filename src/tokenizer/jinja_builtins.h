@@ -42,6 +42,7 @@ class ArgReader {
   Value next(const char* name, const Value& fallback) { return next(name, &fallback); }
   // Positional arguments not read yet.
   std::vector<Value> rest();
+  const std::vector<std::pair<std::string, Value>>& keywords() const { return args_.keyword; }
   // Throws when arguments are left over.
   void done();
 

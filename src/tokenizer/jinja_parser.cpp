@@ -73,7 +73,11 @@ class Parser {
     while (true) {
       const Token& t = peek();
       if (t.type == Type::eof) {
-        if (!ends.empty()) fail("unexpected end of the template: expected {% " + *ends.begin() + " %}");
+        if (!ends.empty()) {
+          std::string tags;
+          for (const std::string& end : ends) tags += (tags.empty() ? "'" : " or '") + end + "'";
+          fail("unexpected end of the template; Jinja was looking for the following tags: " + tags);
+        }
         return body;
       }
       if (t.type == Type::text) {

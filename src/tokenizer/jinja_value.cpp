@@ -237,7 +237,7 @@ List Value::iterate() const {
       }
       return chars;
     }
-    default: throw Error("'" + type_name().substr(0, type_name().find(' ')) + "' object is not iterable");
+    default: throw Error("'" + (kind_ == Kind::none ? std::string("NoneType") : type_name().substr(0, type_name().find(' '))) + "' object is not iterable");
   }
 }
 
