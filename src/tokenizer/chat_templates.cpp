@@ -61,7 +61,11 @@ std::shared_ptr<const jinja::Template> ChatTemplates::compile(const std::string&
   auto& slot = cache_->compiled[text];
   if (!slot) {
     const bool own = std::any_of(templates_.begin(), templates_.end(), [&](const auto& e) { return e.second == text; });
-    slot = std::make_shared<const jinja::Template>(text, own ? origin_ : std::string("the chat_template argument"));
+    // Error lines count from the template's first line: in chat_template.jinja they are the file's,
+    // in tokenizer_config.json the key says the line is within chat_template.
+    ErrorContext where{"chat_template argument", "", -1};
+    if (own) where = ErrorContext{origin_, ends_with(origin_, ".jinja") ? "" : "chat_template", -1};
+    slot = std::make_shared<const jinja::Template>(text, where);
   }
   return slot;
 }

@@ -4,11 +4,12 @@
 // raise_exception and strftime_now, and its {% generation %} block. docs/chat_templates.md lists
 // what is supported; anything else is a ranktune::Error naming the construct and the line.
 //
-//   jinja::Template t("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", path);
+//   jinja::Template t("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", {path, "", -1});
 //   std::string text = t.render({{jinja::Value::string("messages"), messages}});
 
 #include "jinja_ast.h"
 #include "jinja_value.h"
+#include "ranktune/core/error.h"
 
 #include <memory>
 #include <string>
@@ -17,9 +18,10 @@ namespace ranktune::tokenizer::jinja {
 
 class Template {
  public:
-  // Parses `source`; `origin` (a file) names the template in errors, with the key
-  // "chat_template" and the template's line. Unknown filters and tests are errors here already.
-  Template(const std::string& source, std::string origin);
+  // Parses `source`; errors carry `origin`'s file and key (e.g. tokenizer_config.json and
+  // "chat_template") and the line within the template. Unknown filters and tests are errors here
+  // already.
+  Template(const std::string& source, ErrorContext origin);
 
   // Renders with `variables` (string keys) over the globals; raise_exception(msg) becomes an
   // Error whose message() is msg.
@@ -27,7 +29,7 @@ class Template {
 
  private:
   std::shared_ptr<const Body> body_;
-  std::string origin_;
+  ErrorContext origin_;
 };
 
 }  // namespace ranktune::tokenizer::jinja

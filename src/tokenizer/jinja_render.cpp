@@ -388,7 +388,7 @@ void check_names(const Body& body) {
 
 }  // namespace
 
-Template::Template(const std::string& source, std::string origin) : origin_(std::move(origin)) {
+Template::Template(const std::string& source, ErrorContext origin) : origin_(std::move(origin)) {
   try {
     const size_t invalid = find_invalid_utf8(source);
     if (invalid != std::string::npos) throw Error("the template is not valid UTF-8 (byte " + std::to_string(invalid) + ")");
@@ -396,7 +396,7 @@ Template::Template(const std::string& source, std::string origin) : origin_(std:
     check_names(*body);
     body_ = std::move(body);
   } catch (const Error& e) {
-    throw e.with_context(ErrorContext{origin_, "chat_template", -1});
+    throw e.with_context(origin_);
   }
 }
 
@@ -410,7 +410,7 @@ std::string Template::render(const Dict& variables) const {
     Renderer renderer(body_);
     renderer.render(*body_, top, out);
   } catch (const Error& e) {
-    throw e.with_context(ErrorContext{origin_, "chat_template", -1});
+    throw e.with_context(origin_);
   }
   return out;
 }

@@ -18,7 +18,7 @@ using namespace ranktune::tokenizer::jinja;
 using ranktune::testing::error_of;
 
 std::string render(const std::string& source, const Dict& variables = {}) {
-  return Template(source, "test.jinja").render(variables);
+  return Template(source, ranktune::ErrorContext{"test.jinja", "chat_template", -1}).render(variables);
 }
 
 Dict variables_of(const nlohmann::ordered_json& object) {
@@ -108,7 +108,7 @@ TEST(Jinja, StrftimeNowFormatsTheCurrentDate) {
 }
 
 TEST(Jinja, TemplatesAreReusableAndRendersIndependent) {
-  const Template t("{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}", "t");
+  const Template t("{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}", {});
   const Value two = Value::list({Value::string("a"), Value::string("b")});
   EXPECT_EQ(t.render({{Value::string("messages"), two}}), "2");
   EXPECT_EQ(t.render({{Value::string("messages"), two}}), "2");  // the namespace is per render
