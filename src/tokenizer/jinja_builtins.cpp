@@ -27,7 +27,7 @@ std::string py_type(const Value& v) {
     case Value::Kind::integer: return "int";
     case Value::Kind::floating: return "float";
     case Value::Kind::string: return "str";
-    case Value::Kind::list: return v.is_tuple() ? "tuple" : "list";
+    case Value::Kind::list: return v.is_generator() ? "generator" : v.is_tuple() ? "tuple" : "list";
     case Value::Kind::dict: return v.is_namespace() ? "Namespace" : "dict";
     case Value::Kind::callable: return "function";
     default: return "Undefined";
@@ -179,14 +179,35 @@ bool affix_matches(const std::string& s, const Value& affix, bool prefix) {
   return prefix ? s.compare(0, a.size(), a) == 0 : s.compare(s.size() - a.size(), a.size(), a) == 0;
 }
 
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&#34;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Text as it joins Markup: markup as is, anything else HTML-escaped.
+std::string escaped(const Value& v) { return v.is_markup() ? v.as_string() : html_escape(v.str()); }
+
 int64_t length(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::undefined: return 0;
     case Value::Kind::string: return static_cast<int64_t>(to_code_points(v.as_string()).size());
-    case Value::Kind::list: return static_cast<int64_t>(v.items().size());
+    case Value::Kind::list:
+      if (v.is_generator()) break;
+      return static_cast<int64_t>(v.items().size());
     case Value::Kind::dict: return static_cast<int64_t>(v.entries().size());
-    default: throw Error("object of type '" + py_type(v) + "' has no len()");
+    default: break;
   }
+  throw Error("object of type '" + py_type(v) + "' has no len()");
 }
 
 Value unsafe(const std::string& name, const Value& object) {
@@ -414,7 +435,7 @@ Value get_item(const Value& object, const Value& key) {
   object.require_defined();
   if (object.is_dict() && !object.is_namespace()) {
     if (const Value* found = object.find(key)) return *found;
-  } else if ((object.is_list() || object.is_string()) &&
+  } else if (((object.is_list() && !object.is_generator()) || object.is_string()) &&
              (key.kind() == Value::Kind::integer || key.kind() == Value::Kind::boolean)) {
     int64_t index = key.as_int();
     if (object.is_list()) {
@@ -451,7 +472,7 @@ Value slice(const Value& object, const Value& start_value, const Value& stop_val
   if (object.is_string()) {
     cps = to_code_points(object.as_string());
     n = static_cast<int64_t>(cps.size());
-  } else if (object.is_list()) {
+  } else if (object.is_list() && !object.is_generator()) {
     n = static_cast<int64_t>(object.items().size());
   } else {
     throw Error("'" + py_type(object) + "' object is not subscriptable");
@@ -498,7 +519,7 @@ bool contains(const Value& haystack, const Value& needle) {
 // ---- operators ------------------------------------------------------------------------------------
 
 Value binary_operator(const std::string& op, const Value& a, const Value& b) {
-  if (op == "~") return Value::string(a.str() + b.str());
+  if (op == "~") return Value::string(a.str() + b.str());  // str_join: autoescape is off
   a.require_defined();
   b.require_defined();
   const bool numbers = a.is_number() && b.is_number();
@@ -519,10 +540,11 @@ Value binary_operator(const std::string& op, const Value& a, const Value& b) {
     }
     if (a.is_string() && b.is_string()) {
       if (a.as_string().size() + b.as_string().size() > kMaxSize) throw Error("string too large");
+      if (a.is_markup() || b.is_markup()) return Value::markup(escaped(a) + escaped(b));
       return Value::string(a.as_string() + b.as_string());
     }
     if (a.is_string()) throw Error("can only concatenate str (not \"" + py_type(b) + "\") to str");
-    if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+    if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple() && !a.is_generator() && !b.is_generator()) {
       List out = a.items();
       out.insert(out.end(), b.items().begin(), b.items().end());
       return Value::list(std::move(out), a.is_tuple());
@@ -618,7 +640,7 @@ const std::map<std::string, TestFn>& tests() {
       {"string", [](const Value& v, ArgReader&) { return v.is_string(); }},
       {"mapping", [](const Value& v, ArgReader&) { return v.is_dict() && !v.is_namespace(); }},
       {"iterable", [](const Value& v, ArgReader&) { return v.is_undefined() || v.is_string() || v.is_list() || (v.is_dict() && !v.is_namespace()); }},
-      {"sequence", [](const Value& v, ArgReader&) { return v.is_undefined() || v.is_string() || v.is_list() || (v.is_dict() && !v.is_namespace()); }},
+      {"sequence", [](const Value& v, ArgReader&) { return v.is_undefined() || v.is_string() || (v.is_list() && !v.is_generator()) || (v.is_dict() && !v.is_namespace()); }},
       {"callable", [](const Value& v, ArgReader&) { return v.is_callable(); }},
       {"lower", [](const Value& v, ArgReader&) { return v.is_string() && map_case(v.as_string(), to_lower) == v.as_string(); }},
       {"upper", [](const Value& v, ArgReader&) { return v.is_string() && map_case(v.as_string(), to_upper) == v.as_string(); }},
@@ -707,13 +729,14 @@ Value select_items(const Value& input, ArgReader& r, bool by_attribute, bool kee
   }
   r.done();
   List out;
+  if (!input.truthy()) return Value::generator({});  // jinja2: `if seq:` before iterating (None gives nothing)
   for (const Value& item : input.iterate()) {
     const Value subject = by_attribute ? lookup_path(item, attribute) : item;
     Args args = test_args;
     const bool result = test_name.empty() ? subject.truthy() : apply_test(test_name, subject, args);
     if (result == keep) out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::generator(std::move(out));
 }
 
 Value to_int(const Value& v, const Value& fallback, int64_t base) {
@@ -748,20 +771,6 @@ Value to_float(const Value& v, const Value& fallback) {
   return fallback;
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 std::string indent(const std::string& s, const Value& width, bool first, bool blank) {
   const std::string pad = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, checked_int(width, "indent: width"))), ' ');
@@ -804,7 +813,7 @@ const std::map<std::string, FilterFn>& filters() {
          const bool boolean = r.next("boolean", Value::boolean(false)).truthy();
          return (v.is_undefined() || (boolean && !v.truthy())) ? fallback : v;
        }},
-      {"escape", [](const Value& v, ArgReader&) { return Value::string(html_escape(v.str())); }},
+      {"escape", [](const Value& v, ArgReader&) { return Value::markup(escaped(v)); }},
       {"first", [](const Value& v, ArgReader&) {
          const List items = v.iterate();
          return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
@@ -821,9 +830,9 @@ const std::map<std::string, FilterFn>& filters() {
          return to_int(v, fallback, r.next("base", Value::integer(10)).as_int());
        }},
       {"items", [](const Value& v, ArgReader&) {
-         if (v.is_undefined()) return Value::list({});
+         if (v.is_undefined()) return Value::generator({});
          if (!v.is_dict() || v.is_namespace()) throw Error("Can only get item pairs from a mapping.");
-         return items_of(v);
+         return Value::generator(items_of(v).items());
        }},
       {"join", [](const Value& v, ArgReader& r) {
          const std::string separator = r.next("d", Value::string("")).str();
@@ -839,7 +848,7 @@ const std::map<std::string, FilterFn>& filters() {
          return Value::string(out);
        }},
       {"last", [](const Value& v, ArgReader&) {
-         if (v.is_dict()) throw Error("'dict' object is not reversible");
+         if (v.is_dict() || v.is_generator()) throw Error("'" + py_type(v) + "' object is not reversible");
          const List items = v.iterate();
          return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
        }},
@@ -850,6 +859,10 @@ const std::map<std::string, FilterFn>& filters() {
          // map(attribute='x') or map('filter', args...): the attribute is only ever a keyword.
          const bool by_attribute = std::any_of(r.keywords().begin(), r.keywords().end(), [](const auto& kv) { return kv.first == "attribute"; });
          List out;
+         if (!v.truthy()) {  // jinja2: `if value:` before iterating (None gives nothing)
+           r.rest();
+           return Value::generator({});
+         }
          if (by_attribute) {
            const Value attribute = r.next("attribute");
            const Value fallback = r.next("default", Value());
@@ -858,7 +871,7 @@ const std::map<std::string, FilterFn>& filters() {
              Value x = lookup_path(item, attribute);
              out.push_back(x.is_undefined() && !fallback.is_undefined() ? fallback : x);
            }
-           return Value::list(std::move(out));
+           return Value::generator(std::move(out));
          }
          std::vector<Value> rest = r.rest();
          if (rest.empty() || !rest[0].is_string()) throw Error("map: give a filter name or attribute=");
@@ -869,7 +882,7 @@ const std::map<std::string, FilterFn>& filters() {
            Args args = filter_args;
            out.push_back(apply_filter(rest[0].as_string(), item, args));
          }
-         return Value::list(std::move(out));
+         return Value::generator(std::move(out));
        }},
       {"reject", [](const Value& v, ArgReader& r) { return select_items(v, r, false, false); }},
       {"rejectattr", [](const Value& v, ArgReader& r) { return select_items(v, r, true, false); }},
@@ -885,9 +898,10 @@ const std::map<std::string, FilterFn>& filters() {
            std::reverse(cps.begin(), cps.end());
            return Value::string(to_utf8(cps));
          }
+         if (v.is_generator()) throw Error("'generator' object is not reversible");
          List items = v.iterate();
          std::reverse(items.begin(), items.end());
-         return Value::list(std::move(items));
+         return Value::generator(std::move(items));
        }},
       {"round", [](const Value& v, ArgReader& r) {
          const int64_t precision = r.next("precision", Value::integer(0)).as_int();
@@ -898,7 +912,7 @@ const std::map<std::string, FilterFn>& filters() {
          const double rounded = how == "floor" ? std::floor(x) : how == "ceil" ? std::ceil(x) : std::nearbyint(x);
          return Value::floating(rounded / scale);
        }},
-      {"safe", [](const Value& v, ArgReader&) { return v; }},
+      {"safe", [](const Value& v, ArgReader&) { return v.is_markup() ? v : Value::markup(v.str()); }},
       {"select", [](const Value& v, ArgReader& r) { return select_items(v, r, false, true); }},
       {"selectattr", [](const Value& v, ArgReader& r) { return select_items(v, r, true, true); }},
       {"sort", [](const Value& v, ArgReader& r) {
@@ -948,7 +962,7 @@ const std::map<std::string, FilterFn>& filters() {
          for (const Value& item : v.iterate()) {
            if (std::none_of(out.begin(), out.end(), [&](const Value& o) { return equal(o, item); })) out.push_back(item);
          }
-         return Value::list(std::move(out));
+         return Value::generator(std::move(out));
        }},
       {"upper", [](const Value& v, ArgReader&) { return Value::string(map_case(v.str(), to_upper)); }},
       {"wordcount", [](const Value& v, ArgReader&) { return Value::integer(static_cast<int64_t>(split(v.str(), Value::none(), -1).size())); }},

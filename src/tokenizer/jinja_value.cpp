@@ -63,7 +63,7 @@ bool Value::truthy() const {
     case Kind::integer: return int_ != 0;
     case Kind::floating: return float_ != 0;
     case Kind::string: return !text_.empty();
-    case Kind::list: return !list_->empty();
+    case Kind::list: return is_generator() || !list_->empty();
     case Kind::dict: return is_namespace() || !dict_->empty();
     case Kind::callable: return true;
   }
@@ -167,6 +167,7 @@ std::string Value::repr() const {
     case Kind::floating: return python_float_repr(float_);
     case Kind::string: return string_repr(text_);
     case Kind::list: {
+      if (is_generator()) return "<generator object>";
       std::string out = is_tuple() ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) out += (i ? ", " : "") + (*list_)[i].repr();
       if (is_tuple() && list_->size() == 1) out += ",";
@@ -192,7 +193,7 @@ std::string Value::type_name() const {
     case Kind::integer: return "int object";
     case Kind::floating: return "float object";
     case Kind::string: return "str object";
-    case Kind::list: return is_tuple() ? "tuple object" : "list object";
+    case Kind::list: return is_generator() ? "generator object" : is_tuple() ? "tuple object" : "list object";
     case Kind::dict: return is_namespace() ? "Namespace object" : "dict object";
     case Kind::callable: return "function object";
   }
@@ -253,6 +254,7 @@ bool equal(const Value& a, const Value& b) {
     case Kind::none: return true;
     case Kind::string: return a.as_string() == b.as_string();
     case Kind::list: {
+      if (a.is_generator() || b.is_generator()) return &a.items() == &b.items();
       if (a.is_tuple() != b.is_tuple() || a.items().size() != b.items().size()) return false;
       for (size_t i = 0; i < a.items().size(); ++i) {
         if (!equal(a.items()[i], b.items()[i])) return false;
@@ -360,6 +362,7 @@ void write_json(std::string& out, const Value& value, const JsonStyle& style, in
     case Kind::floating: out += json_float(value.as_double()); return;
     case Kind::string: json_string(out, value.as_string(), style.ensure_ascii); return;
     case Kind::list: {
+      if (value.is_generator()) break;
       if (value.items().empty()) {
         out += "[]";
         return;

@@ -61,16 +61,30 @@ class Value {
     v.text_ = std::move(s);
     return v;
   }
+  // markupsafe's Markup: text marked safe (the `safe` and `escape` filters); `+` with plain text
+  // HTML-escapes the plain side, as Python's Markup.__add__ does (`~` does not: autoescape is off).
+  static Value markup(std::string s) {
+    Value v = string(std::move(s));
+    v.flag_ = 1;
+    return v;
+  }
   static Value list(List items, bool tuple = false) {
     Value v(Kind::list);
     v.list_ = std::make_shared<List>(std::move(items));
-    v.flag_ = tuple;
+    v.flag_ = tuple ? 1 : 0;
+    return v;
+  }
+  // What jinja2's select/reject/map/items/reverse filters return: iterable once, true, with no
+  // len() and no JSON form (a template must add `| list`).
+  static Value generator(List items) {
+    Value v = list(std::move(items));
+    v.flag_ = 2;
     return v;
   }
   static Value dict(Dict items = {}, bool is_namespace = false) {
     Value v(Kind::dict);
     v.dict_ = std::make_shared<Dict>(std::move(items));
-    v.flag_ = is_namespace;
+    v.flag_ = is_namespace ? 1 : 0;
     return v;
   }
   static Value callable(std::string name, Function fn) {
@@ -87,7 +101,9 @@ class Value {
   bool is_none() const { return kind_ == Kind::none; }
   bool is_string() const { return kind_ == Kind::string; }
   bool is_list() const { return kind_ == Kind::list; }
-  bool is_tuple() const { return kind_ == Kind::list && flag_; }
+  bool is_tuple() const { return kind_ == Kind::list && flag_ == 1; }
+  bool is_generator() const { return kind_ == Kind::list && flag_ == 2; }
+  bool is_markup() const { return kind_ == Kind::string && flag_ == 1; }
   bool is_dict() const { return kind_ == Kind::dict; }
   bool is_namespace() const { return kind_ == Kind::dict && flag_; }
   bool is_callable() const { return kind_ == Kind::callable; }
@@ -126,7 +142,7 @@ class Value {
   explicit Value(Kind kind) : kind_(kind) {}
 
   Kind kind_ = Kind::undefined;
-  bool flag_ = false;  // list: a tuple; dict: a namespace
+  uint8_t flag_ = 0;  // list: 1 tuple, 2 generator; dict: 1 namespace; string: 1 markup
   int64_t int_ = 0;
   double float_ = 0;
   std::string text_;  // string, callable name, undefined message

@@ -108,6 +108,8 @@ CASES = [
     ("filter_numbers", "{{ '42' | int }} {{ '4.7' | int }} {{ 'x' | int }} {{ 'x' | int(7) }} {{ 3.9 | int }} {{ '2.5' | float }} {{ 2.567 | round(2) }} {{ 2.5 | round }} {{ -4 | abs }}", {}),
     ("filter_select_reject_map", "{{ msgs | selectattr('role', 'equalto', 'user') | list | length }} {{ msgs | rejectattr('role', 'equalto', 'user') | map(attribute='role') | join(',') }} {{ [1, 2, 3, 4] | select('even') | list }} {{ [1, 2, 3, 4] | reject('odd') | list }} {{ ['a', 'b'] | map('upper') | list }} {{ msgs | selectattr('missing') | list }} {{ ['x', 'code_interpreter', 'y'] | reject('equalto', 'code_interpreter') | join(', ') }}", {"msgs": MSGS}),
     ("filter_indent", "{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}|{{ 'a\\n\\nb' | indent(width='> ', blank=true) }}", {}),
+    ("filters_return_generators", "{{ [1, 2, 3] | select('odd') | list }} {{ 'true' if [] | select('odd') else 'false' }} {{ none | selectattr('a') | list }} {{ none | map('upper') | list }} {{ [1, 2] | reverse | first }} {{ {'a': 1} | items | list }}", {}),
+    ("markup_escapes_plain_text", "{{ 'a' | safe + '<b>' }} {{ '<i>' ~ ('x' | safe) }} {{ '<p>' | e }} {{ '<p>' | e | e }} {{ '<' + '>' }}", {}),
     ("filter_escape", "{{ '<a href=\"x\">&\\'</a>' | e }}", {}),
     # ---- globals ----
     ("globals", "{{ range(3) | list }} {{ range(1, 7, 2) | list }} {{ range(3, 0, -1) | list }} {{ dict(a=1, b='x') }} {{ namespace(a=1).a }}", {}),
@@ -127,6 +129,8 @@ CASES = [
     ("error_iterate_none", "{% for x in none %}{% endfor %}", {}),
     ("error_tojson_undefined", "{{ nothing | tojson }}", {}),
     ("error_items_of_list", "{{ [1] | items | list }}", {}),
+    ("error_tojson_of_generator", "{{ [1] | map('string') | tojson }}", {}),
+    ("error_length_of_generator", "{{ [1] | select | length }}", {}),
     ("error_set_attribute_on_dict", "{% set d = {} %}{% set d.x = 1 %}", {}, "non-namespace"),
     ("error_unpack", "{% for a, b in [[1, 2, 3]] %}{% endfor %}", {}),
 ]
