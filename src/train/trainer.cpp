@@ -172,6 +172,7 @@ void Trainer::setup() {
   if (!inputs_.peft_model && config_.adapter.method != "full") adapter = config_.adapter_config();
   s.tokenizer = inputs_.tokenizer ? *inputs_.tokenizer : tokenizer::Tokenizer::from_pretrained(config_.model.path);
   s.prompt_template = std::make_unique<prompt::PromptTemplate>(prompt::PromptTemplate::load(config_.template_name));
+  s.prompt_template->use_tokenizer(*s.tokenizer);  // template: chat renders with the model's chat template
   if (inputs_.train_examples) {
     s.train_examples = *inputs_.train_examples;
     if (inputs_.eval_examples) s.validation_examples = *inputs_.eval_examples;
