@@ -126,3 +126,50 @@ def test_no_template_and_bad_arguments(tmp_path):
         tok.apply_chat_template([], chat_template="x", documents=["text"])
     with pytest.raises(ranktune.Error, match="^chat_template argument:2: the Jinja filter 'wordwrap' is not supported"):
         tok.apply_chat_template([], chat_template="ok\n{{ x | wordwrap }}", tokenize=False)
+
+
+# ---- template: chat -------------------------------------------------------------------------------
+
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def _quickstart_with_chat_template(tmp_path):
+    """The quickstart model's tokenizer with a ChatML chat template added to its config."""
+    model = need(ROOT / "examples" / "gsm8k" / "quickstart" / "model")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "tokenizer.json").write_bytes((model / "tokenizer.json").read_bytes())
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHATML}))
+    return ranktune.AutoTokenizer.from_pretrained(tmp_path)
+
+
+def test_chat_format_template_renders_with_the_tokenizer(tmp_path):
+    tok = _quickstart_with_chat_template(tmp_path)
+    t = ranktune.templates.load("gsm8k-cot-chat")
+    assert t.format == "chat"
+    with pytest.raises(ranktune.Error, match="use_tokenizer"):
+        t.render_prompt("Q?")
+    t.use_tokenizer(tok)
+    messages = [{"role": "system", "content": t.system}, {"role": "user", "content": "Q?"}]
+    assert t.render_prompt("Q?") == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert t.render_response("r", "5") == "r\n#### 5<|im_end|>\n"
+    assert "<|im_end|>" in t.stop and t.end_of_turn == "<|im_end|>"
+
+
+def test_sft_and_evaluation_with_template_chat(tmp_path):
+    # The trainer renders prompts through the tokenizer's chat template; the loss falls and the
+    # evaluation runs with the template's end-of-turn marker as a stop string.
+    from test_training import ADAPTER, SMALL, fresh_model  # the quickstart setup of the trainer tests
+
+    tok = _quickstart_with_chat_template(tmp_path / "tok")
+    train = ranktune.gsm8k.load(ROOT / "examples" / "gsm8k" / "quickstart" / "data" / "train.jsonl", limit=32)
+    test = ranktune.gsm8k.load(ROOT / "examples" / "gsm8k" / "quickstart" / "data" / "test.jsonl", limit=2)
+    args = ranktune.TrainingArguments(output_dir=tmp_path / "run", max_steps=6, batch_size=8, lr=3e-3,
+                                      log_every=2, template="gsm8k-cot-chat", **{**ADAPTER, **SMALL, "data.max_length": 256})
+    trainer = ranktune.Trainer(fresh_model(), tok, args, train_dataset=train, eval_dataset=test, progress_bar=False)
+    result = trainer.train()
+    assert result.status == "completed"
+    assert result.training_loss < result.metrics["train_first_loss"]
+    predictions = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == len(test)
