@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 BUILD_DIR="${RANKTUNE_FUZZ_BUILD_DIR:-build-fuzz}"
-ALL_TARGETS=(safetensors safetensors_index model_config adapter_config tokenizer_json recipe jsonl template)
+ALL_TARGETS=(safetensors safetensors_index model_config adapter_config tokenizer_json recipe jsonl template chat_template)
 TARGETS=("$@")
 [ "${#TARGETS[@]}" -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 
