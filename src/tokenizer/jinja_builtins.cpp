@@ -618,6 +618,30 @@ Value binary_operator(const std::string& op, const Value& a, const Value& b) {
   throw Error("unknown operator '" + op + "'");
 }
 
+// ---- tables of filters and tests ---------------------------------------------------------------
+
+namespace {
+
+// The function registered under `name` or its alias; an error naming the construct otherwise.
+template <class Table>
+typename Table::mapped_type find_builtin(const Table& table, const std::map<std::string, std::string>& aliases,
+                                         const std::string& name, const char* kind) {
+  const auto alias = aliases.find(name);
+  const auto found = table.find(alias == aliases.end() ? name : alias->second);
+  if (found == table.end()) throw Error(std::string("the Jinja ") + kind + " '" + name + "' is not supported");
+  return found->second;
+}
+
+template <class Table>
+std::vector<std::string> builtin_names(const Table& table, const std::map<std::string, std::string>& aliases) {
+  std::vector<std::string> out;
+  for (const auto& entry : table) out.push_back(entry.first);
+  for (const auto& entry : aliases) out.push_back(entry.first);
+  return out;
+}
+
+}  // namespace
+
 // ---- tests ----------------------------------------------------------------------------------------
 
 namespace {
@@ -677,23 +701,14 @@ const std::map<std::string, std::string>& test_aliases() {
 }  // namespace
 
 bool apply_test(const std::string& name, const Value& input, Args& args) {
-  const auto alias = test_aliases().find(name);
-  const std::string& resolved = alias == test_aliases().end() ? name : alias->second;
-  const auto test = tests().find(resolved);
-  if (test == tests().end()) throw Error("the Jinja test '" + name + "' is not supported");
   ArgReader reader(args, name);
-  const bool result = test->second(input, reader);
+  const bool result = find_builtin(tests(), test_aliases(), name, "test")(input, reader);
   reader.done();
   return result;
 }
 
 const std::vector<std::string>& supported_tests() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> out;
-    for (const auto& entry : tests()) out.push_back(entry.first);
-    for (const auto& entry : test_aliases()) out.push_back(entry.first);
-    return out;
-  }();
+  static const std::vector<std::string> names = builtin_names(tests(), test_aliases());
   return names;
 }
 
@@ -978,23 +993,14 @@ const std::map<std::string, std::string>& filter_aliases() {
 }  // namespace
 
 Value apply_filter(const std::string& name, const Value& input, Args& args) {
-  const auto alias = filter_aliases().find(name);
-  const std::string& resolved = alias == filter_aliases().end() ? name : alias->second;
-  const auto filter = filters().find(resolved);
-  if (filter == filters().end()) throw Error("the Jinja filter '" + name + "' is not supported");
   ArgReader reader(args, name);
-  Value result = filter->second(input, reader);
+  Value result = find_builtin(filters(), filter_aliases(), name, "filter")(input, reader);
   reader.done();
   return result;
 }
 
 const std::vector<std::string>& supported_filters() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> out;
-    for (const auto& entry : filters()) out.push_back(entry.first);
-    for (const auto& entry : filter_aliases()) out.push_back(entry.first);
-    return out;
-  }();
+  static const std::vector<std::string> names = builtin_names(filters(), filter_aliases());
   return names;
 }
 

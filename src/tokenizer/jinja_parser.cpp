@@ -290,23 +290,23 @@ class Parser {
     return e;
   }
 
-  ExprPtr parse_or() {
-    ExprPtr e = parse_and();
-    while (is_name("or")) {
+  // One level of left-associative binary operators: `ops` are operator tokens, or keywords
+  // (`and`, `or`) when `keywords`; operands come from the next level up.
+  ExprPtr parse_binary_level(ExprPtr (Parser::*operand)(), std::initializer_list<const char*> ops, bool keywords) {
+    ExprPtr e = (this->*operand)();
+    while (true) {
+      const char* matched = nullptr;
+      for (const char* op : ops) {
+        if (keywords ? is_name(op) : is_op(op)) matched = op;
+      }
+      if (matched == nullptr) return e;
       const int line = next().line;
-      e = binary("or", std::move(e), parse_and(), line);
+      e = binary(matched, std::move(e), (this->*operand)(), line);
     }
-    return e;
   }
 
-  ExprPtr parse_and() {
-    ExprPtr e = parse_not();
-    while (is_name("and")) {
-      const int line = next().line;
-      e = binary("and", std::move(e), parse_not(), line);
-    }
-    return e;
-  }
+  ExprPtr parse_or() { return parse_binary_level(&Parser::parse_and, {"or"}, true); }
+  ExprPtr parse_and() { return parse_binary_level(&Parser::parse_not, {"and"}, true); }
 
   ExprPtr parse_not() {
     if (is_name("not")) {
@@ -349,41 +349,11 @@ class Parser {
     return e ? std::move(e) : std::move(first);
   }
 
-  ExprPtr parse_math1() {
-    ExprPtr e = parse_concat();
-    while (is_op("+") || is_op("-")) {
-      const Token& t = next();
-      e = binary(t.value, std::move(e), parse_concat(), t.line);
-    }
-    return e;
-  }
-
-  ExprPtr parse_concat() {
-    ExprPtr e = parse_math2();
-    while (is_op("~")) {
-      const int line = next().line;
-      e = binary("~", std::move(e), parse_math2(), line);
-    }
-    return e;
-  }
-
-  ExprPtr parse_math2() {
-    ExprPtr e = parse_pow();
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const Token& t = next();
-      e = binary(t.value, std::move(e), parse_pow(), t.line);
-    }
-    return e;
-  }
-
-  ExprPtr parse_pow() {
-    ExprPtr e = parse_unary(true);
-    while (is_op("**")) {
-      const int line = next().line;
-      e = binary("**", std::move(e), parse_unary(true), line);
-    }
-    return e;
-  }
+  ExprPtr parse_math1() { return parse_binary_level(&Parser::parse_concat, {"+", "-"}, false); }
+  ExprPtr parse_concat() { return parse_binary_level(&Parser::parse_math2, {"~"}, false); }
+  ExprPtr parse_math2() { return parse_binary_level(&Parser::parse_pow, {"*", "/", "//", "%"}, false); }
+  ExprPtr parse_pow() { return parse_binary_level(&Parser::parse_unary_with_filters, {"**"}, false); }
+  ExprPtr parse_unary_with_filters() { return parse_unary(true); }
 
   ExprPtr parse_unary(bool with_filter) {
     if (++depth_ > 200) fail("expression nested too deeply");
