@@ -7,6 +7,8 @@
 #include "ranktune/io/file.h"
 #include "ranktune/io/json.h"
 
+#include <algorithm>
+
 namespace ranktune::tokenizer {
 
 using jinja::Value;
@@ -130,7 +132,9 @@ std::string ChatTemplates::apply(const std::string& conversation_json, const Cha
     extra.emplace_back(Value::string("additional_special_tokens"), Value::list(std::move(list)));
   }
   if (variables.is_dict()) {
-    for (const auto& [key, value] : variables.entries()) {
+    for (const auto& entry : variables.entries()) {
+      const Value& key = entry.first;  // not a structured binding: lambdas capture it
+      const Value& value = entry.second;
       for (size_t i = 0; i < 4; ++i) {
         if (key.as_string() == context[i].first.as_string()) {
           throw Error("chat template variable '" + key.as_string() + "' is an argument of its own: pass it as that");

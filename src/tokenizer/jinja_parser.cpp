@@ -477,6 +477,7 @@ class Parser {
       }
       break;
     }
+    if (!is_slice && !parts[0]) fail("expected an index or a slice inside [], got " + describe(peek()));
     expect_op("]");
     if (!is_slice) {
       auto item = make(Expr::Kind::item, line);

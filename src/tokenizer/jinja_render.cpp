@@ -187,7 +187,8 @@ class Renderer {
       if (args.positional.size() > params.size()) {
         throw Error("macro '" + macro->text + "' takes not more than " + std::to_string(params.size()) + " argument(s)");
       }
-      for (const auto& [key, value] : args.keyword) {
+      for (const auto& keyword : args.keyword) {
+        const std::string& key = keyword.first;  // not a structured binding: the lambda captures it
         const bool known = std::any_of(params.begin(), params.end(), [&](const MacroParameter& p) { return p.name == key; });
         if (!known) throw Error("macro '" + macro->text + "' was invoked with an unknown keyword argument '" + key + "'");
       }

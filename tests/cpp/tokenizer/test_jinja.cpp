@@ -88,6 +88,8 @@ TEST(Jinja, SyntaxErrorsSayWhatWasExpected) {
   EXPECT_NE(error_of([] { render("{{ a ) }}"); }).find("unexpected ')'"), std::string::npos);
   EXPECT_NE(error_of([] { render("{{ a $ b }}"); }).find("unexpected character '$'"), std::string::npos);
   EXPECT_NE(error_of([] { render("{% set %}"); }).find("expected a name"), std::string::npos);
+  // Found by fuzzing: an empty subscript was an item access with no key.
+  EXPECT_NE(error_of([] { render("{{ messages[] }}"); }).find("expected an index or a slice"), std::string::npos);
   EXPECT_NE(error_of([] { render(std::string("{{ '\xff' }}")); }).find("not valid UTF-8"), std::string::npos);
 }
 
