@@ -351,6 +351,13 @@ int64_t checked_int(const Value& v, const char* what) {
   return v.as_int();
 }
 
+// An indentation width: negative is none, more than 4096 columns is refused.
+size_t bounded_width(const Value& v, const char* what) {
+  const int64_t width = checked_int(v, what);
+  if (width > 4096) throw Error(std::string(what) + " of " + std::to_string(width) + " is too large");
+  return static_cast<size_t>(std::max<int64_t>(0, width));
+}
+
 }  // namespace
 
 // ---- arguments ----------------------------------------------------------------------------------
@@ -492,7 +499,10 @@ Value slice(const Value& object, const Value& start_value, const Value& stop_val
   const int64_t start = adjust(start_given, step < 0 ? n - 1 : 0);
   const int64_t stop = adjust(stop_given, step < 0 ? -1 : n);
   std::vector<int64_t> picked;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) picked.push_back(i);
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+    picked.push_back(i);
+    if (__builtin_add_overflow(i, step, &i)) break;
+  }
   if (object.is_string()) {
     std::u32string out;
     for (int64_t i : picked) out += cps[static_cast<size_t>(i)];
@@ -726,7 +736,7 @@ Value lookup_path(const Value& item, const Value& path) {
   for (const Value& part : parts) {
     const std::string& p = part.as_string();
     const bool numeric = !p.empty() && std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; });
-    current = get_item(current, numeric ? Value::integer(std::stoll(p)) : part);
+    current = get_item(current, numeric && p.size() < 19 ? Value::integer(std::strtoll(p.c_str(), nullptr, 10)) : part);
   }
   return current;
 }
@@ -754,11 +764,20 @@ Value select_items(const Value& input, ArgReader& r, bool by_attribute, bool kee
   return Value::generator(std::move(out));
 }
 
+// Python's int(float) for the values a 64-bit integer holds; beyond them an error.
+int64_t float_to_int(double d) {
+  if (!(d > -9223372036854775808.0 && d < 9223372036854775807.0)) {
+    throw Error("integer overflow (ranktune's template integers are 64-bit)");
+  }
+  return static_cast<int64_t>(d);
+}
+
 Value to_int(const Value& v, const Value& fallback, int64_t base) {
+  if (base != 0 && (base < 2 || base > 36)) throw Error("int() base must be >= 2 and <= 36, or 0");
   if (v.kind() == Value::Kind::integer || v.kind() == Value::Kind::boolean) return Value::integer(v.as_int());
   if (v.kind() == Value::Kind::floating) {
     if (!std::isfinite(v.as_double())) return fallback;
-    return Value::integer(static_cast<int64_t>(v.as_double()));
+    return Value::integer(float_to_int(v.as_double()));
   }
   if (v.is_string()) {
     std::string s = python_strip(v.as_string(), StripSide::both);
@@ -769,7 +788,7 @@ Value to_int(const Value& v, const Value& fallback, int64_t base) {
       const long long i = std::strtoll(s.c_str(), &end, static_cast<int>(base));
       if (*end == '\0' && errno == 0) return Value::integer(i);
       const double d = std::strtod(s.c_str(), &end);
-      if (*end == '\0' && std::isfinite(d)) return Value::integer(static_cast<int64_t>(d));
+      if (*end == '\0' && std::isfinite(d)) return Value::integer(float_to_int(d));
     }
   }
   return fallback;
@@ -788,7 +807,7 @@ Value to_float(const Value& v, const Value& fallback) {
 
 
 std::string indent(const std::string& s, const Value& width, bool first, bool blank) {
-  const std::string pad = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, checked_int(width, "indent: width"))), ' ');
+  const std::string pad = width.is_string() ? width.as_string() : std::string(bounded_width(width, "indent: width"), ' ');
   std::vector<std::string> lines;
   size_t pos = 0;
   const std::string text = s + "\n";
@@ -820,6 +839,7 @@ const std::map<std::string, FilterFn>& filters() {
       {"abs", [](const Value& v, ArgReader&) {
          if (v.kind() == Value::Kind::floating) return Value::floating(std::fabs(v.as_double()));
          if (!v.is_number()) throw Error("bad operand type for abs(): '" + py_type(v) + "'");
+         if (v.as_int() == INT64_MIN) throw Error("integer overflow (ranktune's template integers are 64-bit)");
          return Value::integer(v.as_int() < 0 ? -v.as_int() : v.as_int());
        }},
       {"capitalize", [](const Value& v, ArgReader&) { return Value::string(capitalize(v.str())); }},
@@ -955,7 +975,7 @@ const std::map<std::string, FilterFn>& filters() {
            style.indent_text = indent_value.as_string();
          } else if (!indent_value.is_none()) {
            style.indent = true;
-           style.indent_text = std::string(static_cast<size_t>(std::max<int64_t>(0, checked_int(indent_value, "tojson: indent"))), ' ');
+           style.indent_text = std::string(bounded_width(indent_value, "tojson: indent"), ' ');
          }
          if (!separators.is_none()) {
            if (!separators.is_list() || separators.items().size() != 2 || !separators.items()[0].is_string() || !separators.items()[1].is_string()) {

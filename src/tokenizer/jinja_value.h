@@ -111,7 +111,14 @@ class Value {
   bool is_number() const { return kind_ == Kind::boolean || kind_ == Kind::integer || kind_ == Kind::floating; }
 
   bool as_bool() const { return int_ != 0; }
-  int64_t as_int() const { return kind_ == Kind::floating ? static_cast<int64_t>(float_) : int_; }
+  // A float is truncated, saturating at the int64 range (nan: 0): never undefined behaviour.
+  int64_t as_int() const { return kind_ == Kind::floating ? saturating_int(float_) : int_; }
+  static int64_t saturating_int(double f) {
+    if (!(f == f)) return 0;
+    if (f >= 9223372036854775807.0) return INT64_MAX;
+    if (f <= -9223372036854775808.0) return INT64_MIN;
+    return static_cast<int64_t>(f);
+  }
   double as_double() const { return kind_ == Kind::floating ? float_ : static_cast<double>(int_); }
   const std::string& as_string() const { return text_; }
   const List& items() const { return *list_; }

@@ -101,6 +101,12 @@ TEST(Jinja, RunawayTemplatesStopWithAnError) {
   EXPECT_NE(error_of([] { render("{{ " + std::string(1000, '(') + "1" + std::string(1000, ')') + " }}"); }).find("nested too deeply"),
             std::string::npos);
   EXPECT_NE(error_of([] { render("{{ 9223372036854775807 + 1 }}"); }).find("integer overflow"), std::string::npos);
+  // Found by fuzzing: float -> int conversions beyond int64 were undefined behaviour.
+  EXPECT_NE(error_of([] { render("{{ 4.2e64 | int }}"); }).find("integer overflow"), std::string::npos);
+  EXPECT_NE(error_of([] { render("{{ '4.2e64' | int }}"); }).find("integer overflow"), std::string::npos);
+  EXPECT_EQ(render("{{ [1, 2, 3][1::9223372036854775807] }}"), "[2]");
+  EXPECT_NE(error_of([] { render("{{ [1, 2][:1e300] }}"); }).find("slice stop must be an integer"), std::string::npos);
+  EXPECT_NE(error_of([] { render("{{ 'a' | indent(100000000000) }}"); }).find("too large"), std::string::npos);
 }
 
 TEST(Jinja, StrftimeNowFormatsTheCurrentDate) {
