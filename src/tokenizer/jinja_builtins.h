@@ -2,8 +2,8 @@
 // What a template can call besides its own macros, with jinja2's (and Python's) semantics:
 // attribute and item access under transformers' ImmutableSandboxedEnvironment (x.name falls back to
 // x['name']; list.append, dict.pop and other mutators are refused), the string and dict methods
-// real templates call, filters, tests and the globals (raise_exception, strftime_now, namespace,
-// range, dict).
+// real templates call, operators and the globals (raise_exception, strftime_now, namespace, range,
+// dict) in jinja_builtins.cpp; filters and tests in jinja_filters.cpp.
 
 #include "jinja_value.h"
 
@@ -52,5 +52,25 @@ class ArgReader {
   size_t position_ = 0;
   std::vector<bool> used_keywords_;
 };
+
+// ---- helpers shared by jinja_builtins.cpp and jinja_filters.cpp --------------------------------
+
+// Outputs larger than this are refused (a template cannot build gigabytes with 'x' * 10**9).
+constexpr size_t kMaxSize = size_t{64} << 20;
+
+std::string py_type(const Value& v);                 // Python's type name: "NoneType", "str", ...
+char32_t to_upper(char32_t c);                        // the C library's Unicode case mapping
+char32_t to_lower(char32_t c);
+std::string map_case(const std::string& s, char32_t (*f)(char32_t));
+std::string jinja_title(const std::string& s);        // jinja2's title filter
+std::string capitalize(const std::string& s);
+std::string replace(const std::string& s, const std::string& from, const std::string& to, int64_t count);
+List split(const std::string& s, const Value& separator, int64_t max_split);  // Python's str.split
+std::string html_escape(const std::string& s);
+std::string escaped(const Value& v);                  // markup as is, other text HTML-escaped
+int64_t length(const Value& v);                       // Python's len()
+Value items_of(const Value& dict);                    // [(key, value), ...]
+int64_t checked_int(const Value& v, const char* what);
+size_t bounded_width(const Value& v, const char* what);
 
 }  // namespace ranktune::tokenizer::jinja
