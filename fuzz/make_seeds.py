@@ -96,3 +96,13 @@ for i, p in enumerate(files("**/*.jsonl")):
     write("jsonl", f"seed{i}_strip", b"\2" + lines)
 write("jsonl", "seed_fields", b"\1" + json.dumps(
     {"question": "2+3?", "rationale": "2+3 = <<2+3=5>>5", "answer": "5"}).encode() + b"\n")
+# chat_template: byte 0 picks add_generation_prompt/tools, the rest is a template (real models' from
+# ../shared/chat_templates, and the one-construct cases of tests/data/chat_templates).
+for i, p in enumerate(files("**/chat_templates/*/tokenizer_config.json")):
+    template = json.load(open(p, encoding="utf-8")).get("chat_template")
+    if isinstance(template, str):
+        for flags in (0, 3):
+            write("chat_template", f"seed{i}_{flags}", bytes([flags]) + template.encode())
+for i, p in enumerate(files("tests/data/chat_templates/*.json")):
+    for j, case in enumerate(json.load(open(p, encoding="utf-8"))):
+        write("chat_template", f"case{i}_{j}", b"\1" + case["template"].encode())

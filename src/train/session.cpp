@@ -213,7 +213,9 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   std::optional<peft::LoraConfig> adapter;
   if (!inputs.peft_model && !config.adapter.full()) adapter = config.adapter_config();
   s.tokenizer = setup_tokenizer(config, inputs);
-  s.prompt_template = std::make_shared<const prompt::PromptTemplate>(prompt::PromptTemplate::load(config.template_name));
+  auto prompt_template = std::make_shared<prompt::PromptTemplate>(prompt::PromptTemplate::load(config.template_name));
+  prompt_template->use_tokenizer(*s.tokenizer);  // format: chat renders with the model's chat template
+  s.prompt_template = std::move(prompt_template);
   s.progress.recipe = fixed_recipe_values(config, inputs);
   s.resume_dir = setup_run_directory(t, s.progress.recipe);
 

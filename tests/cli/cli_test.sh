@@ -54,6 +54,19 @@ got=$("$RANKTUNE" tokenize --tokenizer "$SHARED/tokenizers/gpt-2" --file "$WORK/
 got=$("$RANKTUNE" tokenize --tokenizer "$STORIES" --file "$WORK/hello.txt" --add-special-tokens)
 [ "${got%% *}" = "1" ] && pass "tokenize adds BOS when asked" || fail "tokenize --add-special-tokens: got '$got'"
 
+# generate --chat: the prompt goes through the tokenizer's chat template (the ids are those of the
+# rendered text, no BOS added: the template decides); a tokenizer without one is an error.
+mkdir -p "$WORK/chat_tok"
+cp "$STORIES/tokenizer.json" "$WORK/chat_tok/"
+printf '%s' '{"bos_token": "<s>", "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"}' >"$WORK/chat_tok/tokenizer_config.json"
+printf '<s>system: Be kind.\nuser: Once upon a time\nassistant:' >"$WORK/chat_rendered.txt"
+expected=$("$RANKTUNE" tokenize --tokenizer "$WORK/chat_tok" --file "$WORK/chat_rendered.txt")
+got=$("$RANKTUNE" generate --model "$STORIES" --tokenizer "$WORK/chat_tok" --chat --system "Be kind." --prompt "Once upon a time" --max-new-tokens 3 --print-ids)
+[ -n "$expected" ] && [ "${got% * * *}" = "$expected" ] && pass "generate --chat renders the model's chat template" ||
+  fail "generate --chat: got '$got', want the ids '$expected' then 3 more"
+expect_failure "generate --chat without a chat template" "no chat template" \
+  "$RANKTUNE" generate --model "$STORIES" --chat --prompt "x" --max-new-tokens 1
+
 "$RANKTUNE" inspect "$LLAMA" >"$WORK/inspect.json" && grep -q '"architecture": "LlamaForCausalLM"' "$WORK/inspect.json" &&
   grep -q '"kv_heads": 4' "$WORK/inspect.json" && pass "inspect" || fail "inspect: $(cat "$WORK/inspect.json")"
 
