@@ -37,6 +37,9 @@ void add_member(std::vector<Member>& out, const char* name, torch::Tensor& t, bo
 std::optional<std::vector<Member>> substitutable_members(torch::nn::Module& m) {
   std::vector<Member> out;
   if (auto* l = dynamic_cast<LinearImpl*>(&m)) {
+    // A trained copy is a full-precision tensor: copying a quantized one is not supported.
+    RANKTUNE_CHECK(!l->quantized(), "modules_to_save cannot copy a layer whose base weight is quantized (",
+                   quant_format_name(l->quantized_weight().format()), "); load the model without model.quantize");
     add_member(out, "weight", l->weight, !l->weight_is_tied());
     add_member(out, "bias", l->bias);
   } else if (auto* t = dynamic_cast<torch::nn::LinearImpl*>(&m)) {
