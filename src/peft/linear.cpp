@@ -30,10 +30,11 @@ thread_local QuantFormat new_linear_format = QuantFormat::none;
 thread_local bool new_linear_double_quant = false;
 thread_local bool new_linear_initialise = false;
 
-// Rows of a quantized weight dequantized at once: the dequantized temporary stays about 1 MiB in
-// fp32 (whole layers measured slower in docs/quantization.md, "Speed").
+// Rows of a quantized weight dequantized at once: the whole layer up to 2²⁴ weights (a 64 MiB
+// fp32 temporary), row chunks of that size beyond. Whole layers measured fastest: chunks of ~1 MiB
+// took 1.5-3× as long (`ranktune_bench dequant`, docs/quantization.md).
 int64_t dequant_rows_per_chunk(const QuantizedWeight& w) {
-  constexpr int64_t kElements = 1 << 18;
+  constexpr int64_t kElements = int64_t{1} << 24;
   return std::max<int64_t>(1, kElements / std::max<int64_t>(1, w.cols()));
 }
 

@@ -40,11 +40,12 @@ class QuantizedLogitsTest : public ::testing::TestWithParam<Case> {};
 
 // The bound (docs/quantization.md, "Logits error"): a layer's output error is E x, E = Ŵ - W.
 // The rounding errors are independent of x, so ‖E x‖ / ‖W x‖ ≈ ε = ‖E‖_F / ‖W‖_F. Errors of
-// different layers are independent, so to first order their variances add, and the pre-norm
-// residual stream carries a relative error through with a gain near 1 (each norm rescales it):
-//   rms(Δlogits) / rms(logits) ≈ sqrt(Σ_layers ε²).
-// The test allows 3× that estimate (the gain of a layer's Jacobian is not exactly 1), and asserts
-// that the error is not far below it either (at least a tenth), so a no-op quantisation fails.
+// different layers are independent, so to first order their variances add. A block's output is
+// added to the residual stream, which it does not dominate, and the norms rescale the stream, so
+// each layer's relative error reaches the logits with a gain of at most about 1:
+//   rms(Δlogits) / rms(logits) <= sqrt(Σ_layers ε²).
+// The test asserts that bound, and that the error is not far below it either (at least a tenth),
+// so a quantisation that did nothing would fail.
 TEST_P(QuantizedLogitsTest, LogitsErrorIsWhatTheWeightErrorPredicts) {
   const Case& c = GetParam();
   RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny/" + c.model + "/golden_logits.safetensors");
@@ -74,7 +75,7 @@ TEST_P(QuantizedLogitsTest, LogitsErrorIsWhatTheWeightErrorPredicts) {
   const double relative = rms(q->forward(ids).logits - reference) / rms(reference);
   std::cout << c.model << " " << quant_format_name(c.format) << ": rms(Δlogits)/rms(logits) = " << relative
             << ", predicted " << estimate << " (" << layers << " layers)" << std::endl;
-  EXPECT_LT(relative, 3 * estimate);
+  EXPECT_LT(relative, estimate);
   EXPECT_GT(relative, estimate / 10);
 }
 
