@@ -8,11 +8,14 @@ cd "$(dirname "$0")/.."
 BENCH="${RANKTUNE_BUILD_DIR:-build}/bench/ranktune_bench"
 SHAPE="${SHAPE:-smollm2}"
 STEPS="${STEPS:-4}"
+BATCH="${BATCH:-4}"
+SEQ="${SEQ:-256}"
 THREADS="${THREADS:-2}"
 {
   for quantize in none int8 nf4 "nf4 --double-quant"; do
     # shellcheck disable=SC2086  # "nf4 --double-quant" is two arguments on purpose
-    "$BENCH" --shape "$SHAPE" --threads "$THREADS" --quantize $quantize train --method lora --steps "$STEPS" --warmup 1
+    "$BENCH" --shape "$SHAPE" --threads "$THREADS" --quantize $quantize train --method lora --steps "$STEPS" --warmup 1 \
+      --batch "$BATCH" --seq "$SEQ"
   done
 } | /usr/bin/python3 -c '
 import json, sys
