@@ -37,9 +37,6 @@ void add_member(std::vector<Member>& out, const char* name, torch::Tensor& t, bo
 std::optional<std::vector<Member>> substitutable_members(torch::nn::Module& m) {
   std::vector<Member> out;
   if (auto* l = dynamic_cast<LinearImpl*>(&m)) {
-    // A trained copy is a full-precision tensor: copying a quantized one is not supported.
-    RANKTUNE_CHECK(!l->quantized(), "modules_to_save cannot copy a layer whose base weight is quantized (",
-                   quant_format_name(l->quantized_weight().format()), "); load the model without model.quantize");
     add_member(out, "weight", l->weight, !l->weight_is_tied());
     add_member(out, "bias", l->bias);
   } else if (auto* t = dynamic_cast<torch::nn::LinearImpl*>(&m)) {
@@ -179,6 +176,11 @@ DetailedPlan make_plan(const torch::nn::Module& root, const LoraConfig& config) 
         throw Error(c10::str("modules_to_save: ", name, " cannot be copied: ", sub.key(), " is a ", sub.value()->name(),
                              ", whose parameters ranktune cannot substitute (known: peft::Linear, torch::nn::Linear, "
                              "Embedding, LayerNorm, and modules implementing SubstitutableParameters)"));
+      }
+      if (auto* l = dynamic_cast<LinearImpl*>(sub.value().get()); l != nullptr && l->quantized()) {
+        // A trained copy is a full-precision tensor: copying a quantized one is not supported.
+        throw Error(c10::str("modules_to_save: ", name, " cannot be copied: ", sub.key(), "'s base weight is quantized (",
+                             quant_format_name(l->quantized_weight().format()), "); load the model without model.quantize"));
       }
       if (auto* l = dynamic_cast<LinearImpl*>(sub.value().get()); l != nullptr && !l->adapter_names().empty()) {
         throw Error(c10::str("modules_to_save: ", name, " cannot be copied: ", sub.key(), " carries LoRA adapters (",

@@ -188,6 +188,20 @@ TEST(QuantizedModelTest, ParameterCountsIncludeTheQuantizedWeights) {
   EXPECT_EQ(q.trainable_parameters().trainable, dense.trainable_parameters().trainable);
 }
 
+TEST(QuantizedModelTest, ModulesToSaveCopyDenseModulesButNotQuantizedLayers) {
+  RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny/llama/model.safetensors");
+  auto m = model::load_causal_lm(fixture("llama"), quantized(QuantFormat::int8));
+  // The embeddings stay dense: a trained copy of them works on a quantized base (the quickstart's recipe).
+  EXPECT_NO_THROW(peft::PeftModel(m, peft::LoraConfig().r(4).target_modules("all-linear").modules_to_save(
+                                         std::vector<std::string>{"model.embed_tokens"})));
+  auto other = model::load_causal_lm(fixture("llama"), quantized(QuantFormat::int8));
+  const std::string message = error_of([&] {
+    peft::PeftModel(other, peft::LoraConfig().r(4).target_modules({"q_proj"}).modules_to_save(
+                               std::vector<std::string>{"model.layers.0.mlp"}));
+  });
+  EXPECT_THAT(message, HasSubstr("model.layers.0.mlp.gate_proj's base weight is quantized (int8)"));
+}
+
 TEST(QuantizedModelTest, RandomlyInitialisedModelsAreQuantizedToo) {
   RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny/llama/config.json");
   const auto config = model::ModelConfig::load(fixture("llama"));
