@@ -29,11 +29,19 @@ struct ExitCode {
   int code;
 };
 
+// --quantize none|int8|nf4 and --double-quant: how the base's projection weights are stored
+// (the recipe's model.quantize and model.double_quant).
+struct QuantizeFlags {
+  std::string quantize = "none";
+  bool double_quant = false;
+};
+void add_quantize_flags(CLI::App& cmd, QuantizeFlags& flags);
+
 // A model directory, with an adapter directory attached when `adapter_dir` is not empty.
 struct LoadedModel {
   std::shared_ptr<model::CausalLMImpl> model;
   std::shared_ptr<peft::PeftModel> adapters;  // null without an adapter
 };
-LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir);
+LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir, const QuantizeFlags& quantize = {});
 
 }  // namespace ranktune::cli

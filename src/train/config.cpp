@@ -168,6 +168,8 @@ const std::vector<Key>& keys() {
       // model
       {"model.path", Kind::string, "null", "Hugging Face model directory (config.json, safetensors weights, tokenizer files). Without weights the model is initialised randomly from `model.init_seed`.", {}, RT_SCALAR(model.path, std::string)},
       {"model.dtype", Kind::string, "float32", "Compute dtype. bf16 is emulated on CPUs without AVX512-BF16 (2.5-3x slower than fp32 there).", {"float32", "bfloat16"}, RT_SCALAR(model.dtype, std::string)},
+      {"model.quantize", Kind::string, "none", "Store the frozen projection weights quantized (QLoRA): `int8` per output channel (~4x smaller than fp32) or `nf4` in blocks of 64 (~7x smaller); embeddings, norms and the output head stay in `model.dtype`. Costs dequantisation time per step (docs/quantization.md).", {"none", "int8", "nf4"}, RT_SCALAR(model.quantize, std::string)},
+      {"model.double_quant", Kind::boolean, "false", "With `model.quantize: nf4`, quantize the per-block scales to 8 bits as well (QLoRA's double quantisation: 0.52 instead of 0.56 bytes per weight).", {}, RT_SCALAR(model.double_quant, bool)},
       {"model.init_seed", Kind::integer, "0", "Seed of the random initialisation when the model directory has no weights.", {}, RT_SCALAR(model.init_seed, int64_t)},
       // data
       {"data.train_file", Kind::string, "null", "JSONL training file (GSM8K: `question`, `answer` ending in `#### N`).", {}, RT_SCALAR(data.train_file, std::string)},

@@ -19,6 +19,8 @@ struct ModelSection {
   std::string path;       // Hugging Face model directory
   std::string dtype;      // float32 | bfloat16
   int64_t init_seed = 0;  // used when the directory has a config but no weights (random init)
+  std::string quantize;   // none | int8 | nf4: how the frozen projection weights are stored
+  bool double_quant = false;  // nf4: quantize the block scales too
 };
 
 struct DataSection {
