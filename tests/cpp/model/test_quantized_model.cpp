@@ -23,7 +23,11 @@ using ranktune::testing::max_abs_diff;
 using ranktune::testing::shared_dir;
 using ::testing::HasSubstr;
 
-std::string fixture(const std::string& name) { return shared_dir() + "/fixtures/hf-tiny/" + name; }
+// A fixture under ../shared/fixtures: "llama" is hf-tiny/llama; "hf-tiny-moe/mixtral_tiny" is itself.
+std::string fixture_path(const std::string& name) {
+  return name.find('/') == std::string::npos ? "fixtures/hf-tiny/" + name : "fixtures/" + name;
+}
+std::string fixture(const std::string& name) { return shared_dir() + "/" + fixture_path(name); }
 
 model::LoadOptions quantized(QuantFormat format, bool double_quant = false) {
   return model::LoadOptions().quantize(format).double_quant(double_quant);
@@ -48,7 +52,7 @@ class QuantizedLogitsTest : public ::testing::TestWithParam<Case> {};
 // so a quantisation that did nothing would fail.
 TEST_P(QuantizedLogitsTest, LogitsErrorIsWhatTheWeightErrorPredicts) {
   const Case& c = GetParam();
-  RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny/" + c.model + "/golden_logits.safetensors");
+  RANKTUNE_REQUIRE_SHARED(fixture_path(c.model) + "/golden_logits.safetensors");
   auto dense = model::load_causal_lm(fixture(c.model));
   auto q = model::load_causal_lm(fixture(c.model), quantized(c.format));
   const auto checkpoint = io::SafetensorsFile::open(fixture(c.model) + "/model.safetensors");
@@ -83,8 +87,16 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, QuantizedLogitsTest,
                          ::testing::Values(Case{"llama", QuantFormat::int8}, Case{"llama", QuantFormat::nf4},
                                            Case{"qwen2", QuantFormat::int8}, Case{"qwen2", QuantFormat::nf4},
                                            Case{"mistral", QuantFormat::int8}, Case{"mistral", QuantFormat::nf4},
-                                           Case{"gpt2", QuantFormat::int8}, Case{"gpt2", QuantFormat::nf4}),
-                         [](const auto& info) { return info.param.model + "_" + quant_format_name(info.param.format); });
+                                           Case{"gpt2", QuantFormat::int8}, Case{"gpt2", QuantFormat::nf4},
+                                           // Every expert and every latent-attention projection too.
+                                           Case{"hf-tiny-moe/mixtral_tiny", QuantFormat::int8},
+                                           Case{"hf-tiny-moe/qwen2_moe_tiny", QuantFormat::nf4},
+                                           Case{"hf-tiny-moe/deepseek_v2_tiny", QuantFormat::int8},
+                                           Case{"hf-tiny-moe/deepseek_v2_tiny", QuantFormat::nf4}),
+                         [](const auto& info) {
+                           std::string name = info.param.model.substr(info.param.model.rfind('/') + 1);
+                           return name + "_" + quant_format_name(info.param.format);
+                         });
 
 // Loss after each of `steps` SGD steps of a LoRA (or DoRA) adapter on one batch.
 std::vector<double> train_curve(const model::LoadOptions& options, bool dora, int steps = 8) {
