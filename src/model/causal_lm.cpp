@@ -117,7 +117,7 @@ std::shared_ptr<CausalLMImpl> instantiate(const ModelConfig& config, const LoadO
 }  // namespace
 
 std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, const LoadOptions& options) {
-  check_parameters_fit_memory(config, options.dtype());
+  check_parameters_fit_memory(config, options.dtype(), options.quantize(), options.double_quant());
   std::shared_ptr<CausalLMImpl> model = instantiate(config, options, /*initialise=*/true);
   initialize_like_transformers(*model);
   return model;
@@ -239,7 +239,7 @@ std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadO
   const ModelConfig config = ModelConfig::load(dir);
   // Sizes are checked against the weights' headers and the memory before anything is allocated.
   check_sizes_against_checkpoint(config, config_file, io::SafetensorsCheckpoint::open(dir));
-  check_parameters_fit_memory(config, options.dtype(), config_file);
+  check_parameters_fit_memory(config, options.dtype(), options.quantize(), options.double_quant(), config_file);
   std::shared_ptr<CausalLMImpl> model = instantiate(config, options, /*initialise=*/false);
   load_weights(*model, dir, /*strict=*/true);
   model->set_name_or_path(dir);

@@ -178,14 +178,38 @@ double parameter_count(const ModelConfig& c) {
   return total;
 }
 
-void check_parameters_fit_memory(const ModelConfig& c, torch::Dtype dtype, const std::string& config_file) {
-  const double bytes = parameter_count(c) * static_cast<double>(c10::elementSize(dtype));
+double dense_parameter_count(const ModelConfig& c) {
+  const double v = c.vocab_size, h = c.hidden_size;
+  const double head = c.tie_word_embeddings ? 0 : v * h;
+  const double positions = c.is_gpt2() ? static_cast<double>(c.max_position_embeddings) * h : 0;
+  return v * h + head + positions;
+}
+
+double parameter_bytes(const ModelConfig& c, torch::Dtype dtype, QuantFormat quantize, bool double_quant) {
+  const double dense_bytes = static_cast<double>(c10::elementSize(dtype));
+  // Per weight, codes and scales (tests/cpp/core measures them): int8 one byte plus an fp32 scale
+  // per row; nf4 half a byte plus an fp32 absmax per 64 (double quantisation: an int8 per 64 and
+  // an fp32 per 256 of those). The int8 row scale is bounded by 4 bytes per 64 columns.
+  double quantized_bytes = dense_bytes;
+  if (quantize == QuantFormat::int8) quantized_bytes = 1.0 + 4.0 / 64;
+  if (quantize == QuantFormat::nf4) quantized_bytes = double_quant ? 0.5 + 1.0 / 64 + 4.0 / (64 * 256) : 0.5 + 4.0 / 64;
+  const double dense = dense_parameter_count(c);
+  return dense * dense_bytes + (parameter_count(c) - dense) * quantized_bytes;
+}
+
+void check_parameters_fit_memory(const ModelConfig& c, torch::Dtype dtype, QuantFormat quantize, bool double_quant,
+                                 const std::string& config_file) {
+  const double bytes = parameter_bytes(c, dtype, quantize, double_quant);
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
   if (pages <= 0 || page_size <= 0) return;
   const double memory = static_cast<double>(pages) * static_cast<double>(page_size);
   if (bytes <= memory) return;
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  throw Error(c10::str("the model it describes needs ", bytes / gib, " GiB for its parameters in ", dtype,
+  const std::string stored = quantize == QuantFormat::none
+                                 ? c10::str(dtype)
+                                 : c10::str(dtype, " (projections ", quant_format_name(quantize),
+                                            double_quant ? " with double quantisation" : "", ")");
+  throw Error(c10::str("the model it describes needs ", bytes / gib, " GiB for its parameters in ", stored,
                        ", more than this machine's ", memory / gib, " GiB of memory (vocab_size ", c.vocab_size,
                        ", hidden_size ", c.hidden_size, ", intermediate_size ", c.intermediate_size,
                        ", num_hidden_layers ", c.num_hidden_layers, ")"),

@@ -6,6 +6,7 @@
 // Token ids: against the vocabulary, where they enter a model (forward, generate), instead of
 // LibTorch's "index out of range in self".
 
+#include "ranktune/core/quantized_weight.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/config.h"
 
@@ -27,9 +28,19 @@ void check_sizes_against_checkpoint(const ModelConfig& config, const std::string
 // (biases counted whether present or not: an upper estimate).
 double parameter_count(const ModelConfig& config);
 
-// Throws ranktune::Error (naming `config_file` when known, and the sizes) when the parameters in
-// `dtype` would need more than this machine's physical memory.
-void check_parameters_fit_memory(const ModelConfig& config, torch::Dtype dtype, const std::string& config_file = "");
+// The parameters that stay in the compute dtype whatever `model.quantize` says: the embeddings
+// (GPT-2's positions too) and an untied output head.
+double dense_parameter_count(const ModelConfig& config);
+
+// The bytes the parameters take: the dense ones in `dtype`, the rest (projections, experts; norms
+// and biases counted with them, a negligible share) as `quantize` stores them.
+double parameter_bytes(const ModelConfig& config, torch::Dtype dtype, QuantFormat quantize = QuantFormat::none,
+                       bool double_quant = false);
+
+// Throws ranktune::Error (naming `config_file` when known, and the sizes) when the parameters, as
+// parameter_bytes counts them, would need more than this machine's physical memory.
+void check_parameters_fit_memory(const ModelConfig& config, torch::Dtype dtype, QuantFormat quantize,
+                                 bool double_quant, const std::string& config_file = "");
 
 // Every id must be in [0, vocab_size). Throws ranktune::Error naming the first id outside, where
 // it is, and the vocabulary size.

@@ -109,6 +109,32 @@ TEST(ModelSizeLimitsTest, AModelLargerThanMemoryIsRefusedBeforeAllocating) {
   EXPECT_THAT(message, HasSubstr("vocab_size 16777216, hidden_size 262144"));
 }
 
+// A quantized base is counted as it is stored: a Llama-2-7B shape needs ~27 GB in fp32 and
+// ~4.7 GB with nf4 projections, so `model.quantize` is what lets it past the memory check.
+TEST(ModelSizeLimitsTest, AQuantizedBaseIsCountedAsItIsStored) {
+  const model::ModelConfig config = model::ModelConfig::from_json(
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 11008,
+          "num_attention_heads": 32, "num_hidden_layers": 32, "vocab_size": 32000})", "llama-7b/config.json");
+  const double total = model::parameter_count(config), dense = model::dense_parameter_count(config);
+  EXPECT_NEAR(total, 6.74e9, 0.02e9);
+  EXPECT_DOUBLE_EQ(dense, 2.0 * 32000 * 4096);  // embeddings and the untied head
+  EXPECT_DOUBLE_EQ(model::parameter_bytes(config, torch::kFloat), 4 * total);
+  EXPECT_DOUBLE_EQ(model::parameter_bytes(config, torch::kFloat, QuantFormat::int8), 4 * dense + 1.0625 * (total - dense));
+  EXPECT_DOUBLE_EQ(model::parameter_bytes(config, torch::kFloat, QuantFormat::nf4), 4 * dense + 0.5625 * (total - dense));
+  EXPECT_LT(model::parameter_bytes(config, torch::kFloat, QuantFormat::nf4, /*double_quant=*/true),
+            model::parameter_bytes(config, torch::kFloat, QuantFormat::nf4));
+  // The embeddings and head stay in the compute dtype.
+  EXPECT_DOUBLE_EQ(model::parameter_bytes(config, torch::kBFloat16, QuantFormat::int8), 2 * dense + 1.0625 * (total - dense));
+  // Too large even quantized: the message says how it was counted.
+  model::ModelConfig huge = config;
+  huge.num_hidden_layers = 1000000;
+  const std::string message = error_of([&] {
+    model::check_parameters_fit_memory(huge, torch::kFloat, QuantFormat::nf4, true, "huge/config.json");
+  });
+  EXPECT_THAT(message, HasSubstr("huge/config.json"));
+  EXPECT_THAT(message, HasSubstr("for its parameters in Float (projections nf4 with double quantisation), more than"));
+}
+
 TEST(ModelSizeLimitsTest, ParameterCountMatchesTheModelsBuilt) {
   RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny/gpt2/config.json");
   for (const std::string name : {"llama", "gpt2", "qwen2", "mistral"}) {
