@@ -15,41 +15,57 @@ std::string TokenizeReport::describe() const {
                   " skipped as too long; longest ", longest, " tokens)");
 }
 
-std::vector<TokenizedExample> tokenize_pairs(const std::vector<TextPair>& pairs, const tokenizer::Tokenizer& tokenizer,
-                                             const TokenizeOptions& options, TokenizeReport* report) {
+std::vector<TokenizedExample> tokenize_segments(const std::vector<std::vector<Segment>>& examples,
+                                                const tokenizer::Tokenizer& tokenizer, const TokenizeOptions& options,
+                                                TokenizeReport* report) {
   RANKTUNE_CHECK(options.max_length > 1, "max_length must be at least 2, got ", options.max_length);
   const std::optional<int64_t> eos = tokenizer.eos_token_id();
   RANKTUNE_CHECK(!options.add_eos || eos.has_value(), "the tokenizer (", tokenizer.source(),
                  ") has no EOS token; set the template to end with its own end marker or disable add_eos");
   TokenizeReport local;
   std::vector<TokenizedExample> out;
-  out.reserve(pairs.size());
-  for (size_t i = 0; i < pairs.size(); ++i) {
+  out.reserve(examples.size());
+  for (size_t i = 0; i < examples.size(); ++i) {
     ++local.total;
-    std::vector<int64_t> prompt = tokenizer.encode(pairs[i].prompt, options.add_bos);
-    std::vector<int64_t> response = tokenizer.encode(pairs[i].response, /*add_special_tokens=*/false);
-    if (options.add_eos) response.push_back(*eos);
-    const auto length = static_cast<int64_t>(prompt.size() + response.size());
+    TokenizedExample e;
+    e.source_index = static_cast<int64_t>(i);
+    for (size_t s = 0; s < examples[i].size(); ++s) {
+      const Segment& segment = examples[i][s];
+      const std::vector<int64_t> ids = tokenizer.encode(segment.text, /*add_special_tokens=*/s == 0 && options.add_bos);
+      e.input_ids.insert(e.input_ids.end(), ids.begin(), ids.end());
+      e.labels.insert(e.labels.end(), ids.begin(), ids.end());
+      if (!segment.trained) std::fill(e.labels.end() - static_cast<std::ptrdiff_t>(ids.size()), e.labels.end(), -100);
+    }
+    if (options.add_eos) {
+      e.input_ids.push_back(*eos);
+      e.labels.push_back(!examples[i].empty() && examples[i].back().trained ? *eos : -100);
+    }
+    const auto length = static_cast<int64_t>(e.input_ids.size());
     local.longest = std::max(local.longest, length);
-    const auto prompt_length = static_cast<int64_t>(prompt.size());
     if (length > options.max_length) {
-      if (options.overlong == Overlong::skip || prompt_length >= options.max_length) {
+      // Cut from the end; an example left with no label that counts (the first never does) is skipped.
+      const auto keep = static_cast<std::ptrdiff_t>(options.max_length);
+      const bool any_label = std::any_of(e.labels.begin() + 1, e.labels.begin() + keep, [](int64_t l) { return l != -100; });
+      if (options.overlong == Overlong::skip || !any_label) {
         ++local.skipped;
         continue;
       }
-      response.resize(static_cast<size_t>(options.max_length - prompt_length));
+      e.input_ids.resize(static_cast<size_t>(keep));
+      e.labels.resize(static_cast<size_t>(keep));
       ++local.truncated;
     }
-    TokenizedExample e;
-    e.source_index = static_cast<int64_t>(i);
-    e.input_ids = prompt;
-    e.input_ids.insert(e.input_ids.end(), response.begin(), response.end());
-    e.labels.assign(prompt.size(), -100);
-    e.labels.insert(e.labels.end(), response.begin(), response.end());
     out.push_back(std::move(e));
   }
   if (report != nullptr) *report = local;
   return out;
+}
+
+std::vector<TokenizedExample> tokenize_pairs(const std::vector<TextPair>& pairs, const tokenizer::Tokenizer& tokenizer,
+                                             const TokenizeOptions& options, TokenizeReport* report) {
+  std::vector<std::vector<Segment>> examples;
+  examples.reserve(pairs.size());
+  for (const auto& p : pairs) examples.push_back({{p.prompt, false}, {p.response, true}});
+  return tokenize_segments(examples, tokenizer, options, report);
 }
 
 Batch collate(const std::vector<const TokenizedExample*>& examples, int64_t pad_token_id) {

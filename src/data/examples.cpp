@@ -71,9 +71,7 @@ std::vector<Example> load_jsonl(const std::string& path, const LoadOptions& opti
   return out;
 }
 
-std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std::vector<Example>& examples,
-                                                                       int64_t count, uint64_t seed, double fraction) {
-  const auto n = static_cast<int64_t>(examples.size());
+std::pair<std::vector<int64_t>, std::vector<int64_t>> split_indices(int64_t n, int64_t count, uint64_t seed, double fraction) {
   int64_t held = count > 0 ? count : static_cast<int64_t>(fraction * static_cast<double>(n));
   RANKTUNE_CHECK(held >= 0 && held < n, "validation split of ", held, " examples leaves none of the ", n, " to train on");
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -82,8 +80,17 @@ std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std
   std::shuffle(order.begin(), order.end(), rng);
   std::vector<bool> is_held(static_cast<size_t>(n), false);
   for (int64_t i = 0; i < held; ++i) is_held[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
+  std::pair<std::vector<int64_t>, std::vector<int64_t>> out;
+  for (int64_t i = 0; i < n; ++i) (is_held[static_cast<size_t>(i)] ? out.second : out.first).push_back(i);
+  return out;
+}
+
+std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std::vector<Example>& examples,
+                                                                       int64_t count, uint64_t seed, double fraction) {
+  const auto [kept, held] = split_indices(static_cast<int64_t>(examples.size()), count, seed, fraction);
   std::pair<std::vector<Example>, std::vector<Example>> out;
-  for (int64_t i = 0; i < n; ++i) (is_held[static_cast<size_t>(i)] ? out.second : out.first).push_back(examples[static_cast<size_t>(i)]);
+  for (const int64_t i : kept) out.first.push_back(examples[static_cast<size_t>(i)]);
+  for (const int64_t i : held) out.second.push_back(examples[static_cast<size_t>(i)]);
   return out;
 }
 

@@ -236,51 +236,49 @@ std::string PromptTemplate::end_of_turn() const {
   return "";
 }
 
+std::string PromptTemplate::render_chat(const std::vector<std::pair<std::string, std::string>>& turns,
+                                        bool add_generation_prompt) const {
+  std::string out;
+  switch (format_) {
+    case ChatFormat::plain: {
+      std::vector<std::string> blocks;
+      for (const auto& turn : turns) blocks.push_back(turn.second);
+      out = join(blocks, "\n\n");
+      if (add_generation_prompt && !turns.empty()) out += "\n\n";
+      return out;
+    }
+    case ChatFormat::chatml:
+      for (const auto& [role, text] : turns) out += "<|im_start|>" + role + "\n" + text + "<|im_end|>\n";
+      return add_generation_prompt ? out + "<|im_start|>assistant\n" : out;
+    case ChatFormat::llama3:
+      out = "<|begin_of_text|>";
+      for (const auto& [role, text] : turns) out += "<|start_header_id|>" + role + "<|end_header_id|>\n\n" + text + "<|eot_id|>";
+      return add_generation_prompt ? out + "<|start_header_id|>assistant<|end_header_id|>\n\n" : out;
+  }
+  return out;
+}
+
 std::string PromptTemplate::render_prompt(const std::string& question) const {
   const auto user = [&](const std::string& q) { return substitute(prompt_, {{"question", &q}}); };
   const auto assistant = [&](const FewShotExample& ex) {
     return substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}});
   };
-  std::string out;
-  switch (format_) {
-    case ChatFormat::plain: {
-      std::vector<std::string> blocks;
-      if (!system_.empty()) blocks.push_back(system_);
-      for (const auto& ex : few_shot_) blocks.push_back(user(ex.question) + assistant(ex));
-      blocks.push_back(user(question));
-      return join(blocks, "\n\n");
-    }
-    case ChatFormat::chatml: {
-      const auto turn = [&](const char* role, const std::string& text) {
-        out += "<|im_start|>";
-        out += role;
-        out += "\n" + text + "<|im_end|>\n";
-      };
-      if (!system_.empty()) turn("system", system_);
-      for (const auto& ex : few_shot_) {
-        turn("user", user(ex.question));
-        turn("assistant", assistant(ex));
-      }
-      turn("user", user(question));
-      return out + "<|im_start|>assistant\n";
-    }
-    case ChatFormat::llama3: {
-      const auto turn = [&](const char* role, const std::string& text) {
-        out += "<|start_header_id|>";
-        out += role;
-        out += "<|end_header_id|>\n\n" + text + "<|eot_id|>";
-      };
-      out = "<|begin_of_text|>";
-      if (!system_.empty()) turn("system", system_);
-      for (const auto& ex : few_shot_) {
-        turn("user", user(ex.question));
-        turn("assistant", assistant(ex));
-      }
-      turn("user", user(question));
-      return out + "<|start_header_id|>assistant<|end_header_id|>\n\n";
-    }
+  if (format_ == ChatFormat::plain) {
+    // Each exemplar is one block: its prompt runs straight into its response.
+    std::vector<std::string> blocks;
+    if (!system_.empty()) blocks.push_back(system_);
+    for (const auto& ex : few_shot_) blocks.push_back(user(ex.question) + assistant(ex));
+    blocks.push_back(user(question));
+    return join(blocks, "\n\n");
   }
-  return out;
+  std::vector<std::pair<std::string, std::string>> turns;
+  if (!system_.empty()) turns.emplace_back("system", system_);
+  for (const auto& ex : few_shot_) {
+    turns.emplace_back("user", user(ex.question));
+    turns.emplace_back("assistant", assistant(ex));
+  }
+  turns.emplace_back("user", user(question));
+  return render_chat(turns, /*add_generation_prompt=*/true);
 }
 
 std::string PromptTemplate::render_response(const std::string& rationale, const std::string& answer) const {

@@ -17,6 +17,7 @@
 #include "ranktune/tokenizer/tokenizer.h"
 #include "checkpoint.h"
 #include "optimizer.h"
+#include "sft_data.h"
 #include "step.h"
 
 #include <ATen/ATen.h>
@@ -172,10 +173,11 @@ void Trainer::setup() {
   if (!inputs_.peft_model && config_.adapter.method != "full") adapter = config_.adapter_config();
   s.tokenizer = inputs_.tokenizer ? *inputs_.tokenizer : tokenizer::Tokenizer::from_pretrained(config_.model.path);
   s.prompt_template = std::make_unique<prompt::PromptTemplate>(prompt::PromptTemplate::load(config_.template_name));
+  const bool sft = !inputs_.train_examples && is_sft_format(config_.data);  // tokenized with its own loader below
   if (inputs_.train_examples) {
     s.train_examples = *inputs_.train_examples;
     if (inputs_.eval_examples) s.validation_examples = *inputs_.eval_examples;
-  } else {
+  } else if (!sft) {
     auto all = load_examples(config_.data.train_file, config_.data, config_.data.limit);
     if (inputs_.eval_examples) {
       s.train_examples = std::move(all);
@@ -188,11 +190,11 @@ void Trainer::setup() {
           data::split_validation(all, config_.data.validation_size, t.seed);
     }
   }
-  RANKTUNE_CHECK(!s.train_examples.empty(), "no training examples");
+  RANKTUNE_CHECK(sft || !s.train_examples.empty(), "no training examples");
   if (config_.eval.options.max_new_tokens > 0) {
     if (!config_.eval.file.empty()) s.test_examples = evaluation_questions(config_);
     else if (!s.validation_examples.empty()) s.test_examples = s.validation_examples;
-    else if (!inputs_.train_examples) s.test_examples = evaluation_questions(config_);
+    else if (!inputs_.train_examples && !sft) s.test_examples = evaluation_questions(config_);
     // In-memory training data without validation examples or eval.file: nothing to evaluate on.
     const int64_t limit = config_.eval.limit;
     if (limit > 0 && static_cast<int64_t>(s.test_examples.size()) > limit) s.test_examples.resize(static_cast<size_t>(limit));
@@ -241,9 +243,15 @@ void Trainer::setup() {
   tokenize.overlong = config_.data.overlong == "truncate" ? data::Overlong::truncate : data::Overlong::skip;
   tokenize.add_bos = !s.prompt_template->text_has_bos();
   tokenize.add_eos = s.prompt_template->format() == prompt::ChatFormat::plain;
-  s.train_tokens = data::tokenize_pairs(train_pairs, *s.tokenizer, tokenize, &s.train_report);
-  data::TokenizeReport validation_report;
-  s.validation_tokens = data::tokenize_pairs(validation_pairs, *s.tokenizer, tokenize, &validation_report);
+  if (sft) {
+    SftData d = load_sft_data(config_.data, t.seed, template_chat(*s.prompt_template), *s.tokenizer, tokenize);
+    s.train_tokens = std::move(d.train);
+    s.validation_tokens = std::move(d.validation);
+    s.train_report = d.train_report;
+  } else {
+    s.train_tokens = data::tokenize_pairs(train_pairs, *s.tokenizer, tokenize, &s.train_report);
+    s.validation_tokens = data::tokenize_pairs(validation_pairs, *s.tokenizer, tokenize);
+  }
   log_info("training data: " + s.train_report.describe());
   RANKTUNE_CHECK_CTX(!s.train_tokens.empty(), (ErrorContext{config_.data.train_file, "data.max_length", -1}),
                      "every training example is longer than data.max_length=", config_.data.max_length,

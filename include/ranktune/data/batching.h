@@ -4,6 +4,7 @@
 // and length-grouped shuffled batches whose order is a pure function of (seed, epoch) so a run
 // can resume at any batch.
 
+#include "ranktune/data/sft.h"
 #include "ranktune/tokenizer/tokenizer.h"
 
 #include <torch/types.h>
@@ -31,8 +32,8 @@ struct TokenizeOptions {
 
 struct TokenizedExample {
   std::vector<int64_t> input_ids;
-  std::vector<int64_t> labels;  // -100 on the prompt, the ids on the response
-  int64_t source_index = 0;     // index into the TextPair list
+  std::vector<int64_t> labels;  // -100 on the prompt (untrained segments), the ids on the response
+  int64_t source_index = 0;     // index into the TextPair (segment) list
 };
 
 struct TokenizeReport {
@@ -48,6 +49,15 @@ struct TokenizeReport {
 // response, or skipped; one whose prompt alone fills max_length is always skipped.
 std::vector<TokenizedExample> tokenize_pairs(const std::vector<TextPair>& pairs, const tokenizer::Tokenizer& tokenizer,
                                              const TokenizeOptions& options, TokenizeReport* report = nullptr);
+
+// The general form (tokenize_pairs is a prompt segment and a trained response segment): each
+// segment is tokenized on its own (the first with the BOS when add_bos) and the ids concatenated;
+// labels are the ids of trained segments and -100 elsewhere; EOS (add_eos) carries a label when the
+// last segment is trained. Over-long examples are cut from the end (truncate) or skipped; one with
+// no label left after cutting is always skipped.
+std::vector<TokenizedExample> tokenize_segments(const std::vector<std::vector<Segment>>& examples,
+                                                const tokenizer::Tokenizer& tokenizer, const TokenizeOptions& options,
+                                                TokenizeReport* report = nullptr);
 
 struct Batch {
   torch::Tensor input_ids;       // [batch, longest] int64, right-padded

@@ -24,8 +24,12 @@ struct ModelSection {
 struct DataSection {
   std::string train_file;
   std::string eval_file;  // optional: validation examples; else held out from train_file
-  std::string format;     // gsm8k | jsonl
+  std::string format;     // gsm8k | jsonl | messages | prompt_completion | text | alpaca | auto
   std::string question_field, rationale_field, answer_field;
+  // The other formats' fields (data/sft.h) and which tokens carry labels.
+  std::string messages_field, prompt_field, completion_field, text_field, instruction_field, input_field, output_field;
+  bool assistant_only_loss = true;
+  bool completion_only_loss = true;
   bool strip_calculator = false;
   int64_t validation_size = 0;
   int64_t max_length = 0;
