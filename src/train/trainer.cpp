@@ -9,6 +9,7 @@
 #include "ranktune/data/examples.h"
 #include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/hub_cache.h"
 #include "ranktune/io/json.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
@@ -107,7 +108,7 @@ std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section)
   } catch (const Error& e) {
     throw e.with_context(ErrorContext{"", "model.dtype", -1});
   }
-  if (has_weights(section.path)) return model::load_causal_lm(section.path, model::LoadOptions().dtype(dtype));
+  if (has_weights(io::resolve_pretrained(section.path))) return model::load_causal_lm(section.path, model::LoadOptions().dtype(dtype));
   torch::manual_seed(section.init_seed);
   auto model = model::create_causal_lm(model::ModelConfig::load(section.path), dtype);
   model->set_name_or_path(section.path);
