@@ -149,8 +149,9 @@ const std::vector<Key>& keys() {
   static const std::vector<Key> table = [] {
     std::vector<Key> t = {
       // model
-      {"model.path", Kind::string, "null", "Hugging Face model directory (config.json, safetensors weights, tokenizer files). Without weights the model is initialised randomly from `model.init_seed`.", {}, RT_SCALAR(model.path, std::string)},
+      {"model.path", Kind::string, "null", "Hugging Face model directory (config.json, safetensors weights, tokenizer files), or a hub name `org/name[@revision]` found in the local Hugging Face cache. Without weights the model is initialised randomly from `model.init_seed`.", {}, RT_SCALAR(model.path, std::string)},
       {"model.dtype", Kind::string, "float32", "Compute dtype. bf16 is emulated on CPUs without AVX512-BF16 (2.5-3x slower than fp32 there).", {"float32", "bfloat16"}, RT_SCALAR(model.dtype, std::string)},
+      {"model.download", Kind::boolean, "false", "When `model.path` is a hub name (`org/name` or `org/name@revision`) missing from the local Hugging Face cache, download it there first (HF_ENDPOINT and HF_TOKEN are honoured; docs/data.md).", {}, RT_SCALAR(model.download, bool)},
       {"model.init_seed", Kind::integer, "0", "Seed of the random initialisation when the model directory has no weights.", {}, RT_SCALAR(model.init_seed, int64_t)},
       // data
       {"data.train_file", Kind::string, "null", "JSONL training file (GSM8K: `question`, `answer` ending in `#### N`).", {}, RT_SCALAR(data.train_file, std::string)},

@@ -10,6 +10,7 @@
 #include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/io/file.h"
 #include "ranktune/io/hub_cache.h"
+#include "ranktune/io/hub_download.h"
 #include "ranktune/io/json.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
@@ -172,6 +173,7 @@ void Trainer::setup() {
   // before anything is loaded.
   std::optional<peft::LoraConfig> adapter;
   if (!inputs_.peft_model && config_.adapter.method != "full") adapter = config_.adapter_config();
+  if (config_.model.download && !inputs_.model && !inputs_.peft_model) io::download_if_missing(config_.model.path);
   s.tokenizer = inputs_.tokenizer ? *inputs_.tokenizer : tokenizer::Tokenizer::from_pretrained(config_.model.path);
   s.prompt_template = std::make_unique<prompt::PromptTemplate>(prompt::PromptTemplate::load(config_.template_name));
   const bool sft = !inputs_.train_examples && is_sft_format(config_.data);  // tokenized with its own loader below

@@ -222,6 +222,33 @@ else
   fi
 fi
 
+# ---- hub names: download from a local imitation of the hub, then train from the cache offline ------
+/usr/bin/env python3 - "$WORK/hub-spec.json" <<'PY'
+import json, pathlib, sys
+model = pathlib.Path("examples/gsm8k/quickstart/model")
+files = {p.name: {"text": p.read_text(), "lfs": p.name == "tokenizer.json"} for p in sorted(model.iterdir())}
+spec = {"repos": {"acme/quickstart": {"commit": "c0ffee" + "0" * 34, "refs": ["main"], "files": files}}}
+pathlib.Path(sys.argv[1]).write_text(json.dumps(spec))
+PY
+python3 tests/tools/fake_hub.py "$WORK/hub-spec.json" "$WORK/hub-port" "$WORK/hub.log" &
+HUB_PID=$!
+for _ in $(seq 100); do [ -s "$WORK/hub-port" ] && break; sleep 0.05; done
+HUB="http://127.0.0.1:$(cat "$WORK/hub-port" 2>/dev/null)"
+HUBRUN=(train.max_steps=2 train.log_every=1 eval.max_new_tokens=0 train.threads=1 model.path=acme/quickstart)
+snapshot=$(HF_HUB_CACHE="$WORK/hub-cache" HF_ENDPOINT="$HUB" "$RANKTUNE" download acme/quickstart 2>"$WORK/download.log")
+[ "$snapshot" = "$WORK/hub-cache/models--acme--quickstart/snapshots/c0ffee$(printf '0%.0s' $(seq 34))" ] && [ -L "$snapshot/config.json" ] &&
+  pass "ranktune download writes the cache layout" || fail "download: $snapshot $(cat "$WORK/download.log")"
+HF_HUB_CACHE="$WORK/hub-cache2" HF_ENDPOINT="$HUB" "$RANKTUNE" train "$RECIPE" "${HUBRUN[@]}" model.download=true \
+  train.output_dir="$WORK/hub-run" >"$WORK/hub-run.log" 2>&1 && [ -s "$WORK/hub-run/adapter_model.safetensors" ] &&
+  grep -q '"base_model_name_or_path": "acme/quickstart"' "$WORK/hub-run/adapter_config.json" &&
+  pass "model.download fetches a missing model, and the adapter names it as the hub does" || fail "model.download: $(tail -3 "$WORK/hub-run.log")"
+kill "$HUB_PID" 2>/dev/null; wait "$HUB_PID" 2>/dev/null
+HF_HUB_CACHE="$WORK/hub-cache" "$RANKTUNE" train "$RECIPE" "${HUBRUN[@]}" train.output_dir="$WORK/hub-offline" >"$WORK/hub-offline.log" 2>&1 &&
+  pass "org/name trains from the cache with the hub gone" || fail "offline: $(tail -3 "$WORK/hub-offline.log")"
+HF_HUB_CACHE="$WORK/hub-cache" "$RANKTUNE" train "$RECIPE" "${HUBRUN[@]}" model.path=acme/absent train.output_dir="$WORK/hub-absent" >"$WORK/hub-absent.log" 2>&1
+grep -q "acme/absent: not found: no local directory 'acme/absent', and not in the Hugging Face cache ($WORK/hub-cache/models--acme--absent/refs/main" "$WORK/hub-absent.log" &&
+  [ ! -e "$WORK/hub-absent" ] && pass "a missing hub name lists the places tried, nothing written" || fail "absent: $(cat "$WORK/hub-absent.log")"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures train check(s) failed"
   exit 1

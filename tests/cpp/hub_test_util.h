@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -14,7 +16,7 @@ namespace ranktune::testing {
 // Sets the given environment variables (and clears the other hub variables) for the scope.
 class ScopedHubEnv {
  public:
-  explicit ScopedHubEnv(const std::map<std::string, std::string>& values) {
+  explicit ScopedHubEnv(std::initializer_list<std::pair<const std::string, std::string>> values) {
     for (const char* name : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME", "HF_ENDPOINT", "HF_TOKEN"}) {
       const char* old = std::getenv(name);
       saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
@@ -45,8 +47,9 @@ inline void add_cached_file(const std::filesystem::path& repo, const std::string
   const fs::path entry = repo / "snapshots" / commit / name;
   fs::create_directories(entry.parent_path());
   std::ofstream(repo / "blobs" / blob, std::ios::binary) << bytes;
+  const fs::path relative(name);
   fs::path up = "../..";
-  for (auto it = fs::path(name).begin(); std::next(it) != fs::path(name).end(); ++it) up /= "..";
+  for (auto depth = std::distance(relative.begin(), relative.end()); depth > 1; --depth) up /= "..";
   fs::create_symlink(up / "blobs" / blob, entry);
 }
 

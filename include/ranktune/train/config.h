@@ -19,6 +19,7 @@ struct ModelSection {
   std::string path;       // Hugging Face model directory
   std::string dtype;      // float32 | bfloat16
   int64_t init_seed = 0;  // used when the directory has a config but no weights (random init)
+  bool download = false;  // fetch an org/name path from the hub when it is not in the local cache
 };
 
 struct DataSection {
