@@ -2,6 +2,7 @@
 // its config resolve in the local Hugging Face cache (a fake one, laid out as huggingface_hub does).
 
 #include "ranktune/io/file.h"
+#include "ranktune/model/causal_lm.h"
 #include "ranktune/model/config.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/trainer.h"
@@ -26,10 +27,10 @@ TEST(HubNamesTest, ARecipesModelAndTokenizerLoadFromTheCache) {
   const std::string model_dir = std::string(RANKTUNE_SOURCE_DIR) + "/examples/gsm8k/quickstart/model/";
   int blob = 0;
   for (const std::string name : {"config.json", "tokenizer.json", "tokenizer_config.json"}) {
-    testing::add_cached_file(repo, commit, name, io::read_file(model_dir + name), std::string(40, static_cast<char>('a' + blob++)));
+    ranktune::testing::add_cached_file(repo, commit, name, io::read_file(model_dir + name), std::string(40, static_cast<char>('a' + blob++)));
   }
-  testing::set_cached_ref(repo, "main", commit);
-  testing::ScopedHubEnv env({{"HF_HUB_CACHE", cache.string()}});
+  ranktune::testing::set_cached_ref(repo, "main", commit);
+  ranktune::testing::ScopedHubEnv env({{"HF_HUB_CACHE", cache.string()}});
 
   EXPECT_EQ(model::ModelConfig::load("acme/quickstart").hidden_size, 128);
   const auto from_cache = tokenizer::Tokenizer::from_pretrained("acme/quickstart");
