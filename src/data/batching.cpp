@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -68,6 +69,39 @@ std::vector<TokenizedExample> tokenize_pairs(const std::vector<TextPair>& pairs,
   return tokenize_segments(examples, tokenizer, options, report);
 }
 
+std::vector<TokenizedExample> pack_examples(const std::vector<TokenizedExample>& examples, int64_t max_length) {
+  std::vector<size_t> order(examples.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return examples[a].input_ids.size() > examples[b].input_ids.size();
+  });
+  // Best fit decreasing: each example (longest first) goes to the fullest sequence it still fits in.
+  std::vector<TokenizedExample> packed;
+  std::multimap<int64_t, size_t> by_room;  // room left -> sequence
+  for (const size_t i : order) {
+    const TokenizedExample& e = examples[i];
+    const auto length = static_cast<int64_t>(e.input_ids.size());
+    RANKTUNE_CHECK(length <= max_length, "cannot pack an example of ", length, " tokens into ", max_length);
+    size_t target;
+    const auto fit = by_room.lower_bound(length);
+    if (fit == by_room.end()) {
+      target = packed.size();
+      packed.emplace_back();
+      packed.back().source_index = -1;
+    } else {
+      target = fit->second;
+      by_room.erase(fit);
+    }
+    TokenizedExample& p = packed[target];
+    p.input_ids.insert(p.input_ids.end(), e.input_ids.begin(), e.input_ids.end());
+    p.labels.insert(p.labels.end(), e.labels.begin(), e.labels.end());
+    p.labels[p.labels.size() - e.labels.size()] = -100;
+    p.packed_lengths.push_back(length);
+    by_room.emplace(max_length - static_cast<int64_t>(p.input_ids.size()), target);
+  }
+  return packed;
+}
+
 Batch collate(const std::vector<const TokenizedExample*>& examples, int64_t pad_token_id) {
   RANKTUNE_CHECK(!examples.empty(), "collate needs at least one example");
   size_t longest = 0;
@@ -84,9 +118,12 @@ Batch collate(const std::vector<const TokenizedExample*>& examples, int64_t pad_
   auto labels = b.labels.accessor<int64_t, 2>();
   for (int64_t r = 0; r < batch; ++r) {
     const TokenizedExample& e = *examples[static_cast<size_t>(r)];
+    int64_t example = 1;  // the number of the example token t belongs to (always 1 unless packed)
+    size_t example_end = e.packed_lengths.empty() ? e.input_ids.size() : static_cast<size_t>(e.packed_lengths[0]);
     for (size_t t = 0; t < e.input_ids.size(); ++t) {
+      if (t == example_end) example_end += static_cast<size_t>(e.packed_lengths[static_cast<size_t>(example++)]);
       ids[r][static_cast<int64_t>(t)] = e.input_ids[t];
-      mask[r][static_cast<int64_t>(t)] = 1;
+      mask[r][static_cast<int64_t>(t)] = example;
       labels[r][static_cast<int64_t>(t)] = e.labels[t];
       // The loss predicts labels[t] from position t-1, so the first label never counts.
       if (t > 0 && e.labels[t] != -100) ++b.loss_tokens;

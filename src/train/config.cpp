@@ -174,6 +174,7 @@ const std::vector<Key>& keys() {
       {"data.max_length", Kind::integer, "512", "Longest tokenized example (prompt + response). Cost grows with it.", {}, RT_SCALAR(data.max_length, int64_t)},
       {"data.overlong", Kind::string, "skip", "What to do with longer examples: drop them, or cut the response.", {"skip", "truncate"}, RT_SCALAR(data.overlong, std::string)},
       {"data.limit", Kind::integer, "0", "Use only the first N examples of the training file (0: all).", {}, RT_SCALAR(data.limit, int64_t)},
+      {"data.packing", Kind::boolean, "false", "Pack the training examples into sequences of up to `data.max_length` tokens (best fit decreasing), attention confined to each example and positions restarting per example: the same loss with fewer, fuller rows (docs/data.md).", {}, RT_SCALAR(data.packing, bool)},
       {"data.group_by_length", Kind::boolean, "true", "Batch examples of similar length together (less padding, faster).", {}, RT_SCALAR(data.group_by_length, bool)},
       // template
       {"template", Kind::string, "gsm8k-cot", "Chain-of-thought template: a name from examples/templates or a path to a YAML file (docs/templates.md).", {}, RT_SCALAR(template_name, std::string)},

@@ -256,6 +256,11 @@ void Trainer::setup() {
     s.validation_tokens = data::tokenize_pairs(validation_pairs, *s.tokenizer, tokenize);
   }
   log_info("training data: " + s.train_report.describe());
+  if (config_.data.packing && !s.train_tokens.empty()) {
+    const size_t examples = s.train_tokens.size();
+    s.train_tokens = data::pack_examples(s.train_tokens, config_.data.max_length);
+    log_info(c10::str("packing: ", examples, " examples in ", s.train_tokens.size(), " sequences of up to ", config_.data.max_length, " tokens"));
+  }
   RANKTUNE_CHECK_CTX(!s.train_tokens.empty(), (ErrorContext{config_.data.train_file, "data.max_length", -1}),
                      "every training example is longer than data.max_length=", config_.data.max_length,
                      " tokens; raise it or set data.overlong=truncate");

@@ -37,6 +37,7 @@ struct DataSection {
   std::string overlong;  // skip | truncate
   int64_t limit = 0;     // use only the first N training examples (0: all)
   bool group_by_length = true;
+  bool packing = false;  // training examples packed into sequences of max_length (data/batching.h)
 };
 
 struct AdapterSection {

@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 
 #include <filesystem>
+#include <set>
 
 using namespace ranktune;
 using ::testing::HasSubstr;
@@ -240,6 +241,42 @@ TEST(SftTokenizeTest, OverlongConversationsAreCutOrSkippedWhenNoLabelRemains) {
   o.max_length = prompt_length;
   EXPECT_TRUE(data::tokenize_segments({segments}, tok, o, &report).empty());
   EXPECT_EQ(report.skipped, 1);
+}
+
+TEST(PackingDataTest, EveryExampleLandsOnceBestFitWithItsFirstLabelMasked) {
+  std::vector<data::TokenizedExample> examples;
+  for (const int64_t length : {7, 3, 5, 2, 6, 4, 1}) {
+    data::TokenizedExample e;
+    for (int64_t t = 0; t < length; ++t) e.input_ids.push_back(length * 100 + t);
+    e.labels = e.input_ids;
+    examples.push_back(e);
+  }
+  const auto packed = data::pack_examples(examples, 10);
+  // Best fit decreasing: 7+3, 6+4, 5+2+1 (every sequence full but the last).
+  ASSERT_EQ(packed.size(), 3u);
+  EXPECT_EQ(packed[0].packed_lengths, (std::vector<int64_t>{7, 3}));
+  EXPECT_EQ(packed[1].packed_lengths, (std::vector<int64_t>{6, 4}));
+  EXPECT_EQ(packed[2].packed_lengths, (std::vector<int64_t>{5, 2, 1}));
+  std::multiset<int64_t> seen;
+  for (const auto& p : packed) {
+    EXPECT_LE(p.input_ids.size(), 10u);
+    size_t start = 0;
+    for (const int64_t length : p.packed_lengths) {
+      EXPECT_EQ(p.labels[start], -100);
+      for (size_t t = start + 1; t < start + static_cast<size_t>(length); ++t) EXPECT_EQ(p.labels[t], p.input_ids[t]);
+      start += static_cast<size_t>(length);
+    }
+    seen.insert(p.input_ids.begin(), p.input_ids.end());
+  }
+  std::multiset<int64_t> all;
+  for (const auto& e : examples) all.insert(e.input_ids.begin(), e.input_ids.end());
+  EXPECT_EQ(seen, all);
+  // collate numbers each token's example in the attention mask; padding stays 0.
+  const data::Batch batch = data::collate({&packed[2], &packed[0]}, 0);
+  EXPECT_TRUE(torch::equal(batch.attention_mask[0], torch::tensor({1, 1, 1, 1, 1, 2, 2, 3, 0, 0}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(batch.attention_mask[1], torch::tensor({1, 1, 1, 1, 1, 1, 1, 2, 2, 2}, torch::kLong)));
+  EXPECT_EQ(batch.loss_tokens, (5 - 1) + (2 - 1) + (1 - 1) + (7 - 1) + (3 - 1));
+  EXPECT_THAT(error_of([&] { data::pack_examples(examples, 6); }), HasSubstr("cannot pack an example of 7 tokens into 6"));
 }
 
 }  // namespace
