@@ -1,5 +1,6 @@
 #include "ranktune/data/examples.h"
 
+#include "jsonl.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
@@ -35,39 +36,27 @@ std::optional<std::pair<std::string, std::string>> split_gsm8k_answer(const std:
 }
 
 std::vector<Example> load_jsonl(const std::string& path, const LoadOptions& options) {
-  std::istringstream in(io::read_file(path));
   std::vector<Example> out;
-  std::string line;
-  int64_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (trim(line).empty()) continue;
-    if (options.limit > 0 && static_cast<int64_t>(out.size()) >= options.limit) break;
-    try {
-      const io::ordered_json record = io::parse_json(line, path);
-      io::JsonFields fields(record, path);
-      auto required = [&](const std::string& key) {
-        if (!fields.has_value(key)) fields.fail(key, "is missing");
-        return fields.get_string(key);
-      };
-      Example e;
-      e.line = number;
-      e.question = required(options.question_field);
-      if (options.gsm8k_answer) {
-        const auto split = split_gsm8k_answer(required(options.answer_field));
-        if (!split) fields.fail(options.answer_field, "has no '####' before the final answer (GSM8K format)");
-        std::tie(e.rationale, e.answer) = *split;
-      } else {
-        e.rationale = trim(required(options.rationale_field));
-        e.answer = trim(required(options.answer_field));
-      }
-      if (options.strip_calculator) e.rationale = strip_calculator_annotations(e.rationale);
-      out.push_back(std::move(e));
-    } catch (const Error& e) {
-      throw e.with_context(ErrorContext{path, "", number});
+  for_each_jsonl_record(path, options.limit, [&](const io::ordered_json& record, int64_t line) {
+    io::JsonFields fields(record, path);
+    auto required = [&](const std::string& key) {
+      if (!fields.has_value(key)) fields.fail(key, "is missing");
+      return fields.get_string(key);
+    };
+    Example e;
+    e.line = line;
+    e.question = required(options.question_field);
+    if (options.gsm8k_answer) {
+      const auto split = split_gsm8k_answer(required(options.answer_field));
+      if (!split) fields.fail(options.answer_field, "has no '####' before the final answer (GSM8K format)");
+      std::tie(e.rationale, e.answer) = *split;
+    } else {
+      e.rationale = trim(required(options.rationale_field));
+      e.answer = trim(required(options.answer_field));
     }
-  }
-  RANKTUNE_CHECK_CTX(!out.empty(), (ErrorContext{path, "", -1}), "no examples in the file");
+    if (options.strip_calculator) e.rationale = strip_calculator_annotations(e.rationale);
+    out.push_back(std::move(e));
+  });
   return out;
 }
 

@@ -1,12 +1,11 @@
 #include "ranktune/data/sft.h"
 
+#include "jsonl.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
-#include "ranktune/io/file.h"
 #include "ranktune/io/json.h"
 
 #include <optional>
-#include <sstream>
 
 namespace ranktune::data {
 namespace {
@@ -31,6 +30,14 @@ std::optional<SftFormat> detect(const io::ordered_json& record, const SftOptions
   if (record.contains(o.text_field)) return SftFormat::text;
   if (record.contains(o.instruction_field) && record.contains(o.output_field)) return SftFormat::alpaca;
   return std::nullopt;
+}
+
+[[noreturn]] void fail_undetected(const SftOptions& options, const std::string& source) {
+  throw Error(c10::str("cannot tell the data format: the record has none of the fields '", options.messages_field,
+                       "' (messages), '", options.prompt_field, "' + '", options.completion_field,
+                       "' (prompt_completion), '", options.text_field, "' (text), '", options.instruction_field,
+                       "' + '", options.output_field, "' (alpaca); set data.format or the data.*_field names"),
+              ErrorContext{source, "data.format", -1});
 }
 
 // A list of {"role", "content"} objects; roles are TRL's three.
@@ -109,37 +116,22 @@ bool is_sft_format(const std::string& name) {
 
 SftFormat detect_format(const std::string& json_line, const SftOptions& options, const std::string& source) {
   const auto found = detect(io::parse_json(json_line, source), options);
-  if (found) return *found;
-  throw Error(c10::str("cannot tell the data format: the record has none of the fields '", options.messages_field,
-                       "' (messages), '", options.prompt_field, "' + '", options.completion_field,
-                       "' (prompt_completion), '", options.text_field, "' (text), '", options.instruction_field,
-                       "' + '", options.output_field, "' (alpaca); set data.format or the data.*_field names"),
-              ErrorContext{source, "data.format", -1});
+  if (!found) fail_undetected(options, source);
+  return *found;
 }
 
 std::vector<SftRecord> load_sft_jsonl(const std::string& path, const SftOptions& options) {
-  std::istringstream in(io::read_file(path));
   std::vector<SftRecord> out;
   std::optional<SftFormat> format;
   if (options.format != "auto") format = parse_format(options.format);
-  std::string line;
-  int64_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (trim(line).empty()) continue;
-    if (options.limit > 0 && static_cast<int64_t>(out.size()) >= options.limit) break;
-    try {
-      if (!format) format = detect_format(line, options, path);
-      const io::ordered_json record = io::parse_json(line, path);
-      io::JsonFields fields(record, path);
-      SftRecord r = read_record(fields, *format, options);
-      r.line = number;
-      out.push_back(std::move(r));
-    } catch (const Error& e) {
-      throw e.with_context(ErrorContext{path, "", number});
-    }
-  }
-  RANKTUNE_CHECK_CTX(!out.empty(), (ErrorContext{path, "", -1}), "no examples in the file");
+  for_each_jsonl_record(path, options.limit, [&](const io::ordered_json& record, int64_t line) {
+    if (!format) format = detect(record, options);
+    if (!format) fail_undetected(options, path);
+    io::JsonFields fields(record, path);
+    SftRecord r = read_record(fields, *format, options);
+    r.line = line;
+    out.push_back(std::move(r));
+  });
   return out;
 }
 
