@@ -4,7 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace ranktune::model {
@@ -30,11 +32,14 @@ struct ExitCode {
   int code;
 };
 
-// A model directory, with an adapter directory attached when `adapter_dir` is not empty.
+// A model directory, with an adapter directory attached when `adapter_dir` is not empty. A model
+// directory without weights (config.json only, like the quickstart's) is initialised from
+// `init_seed`, or else from the model.init_seed recorded in the adapter's run (its config.yaml).
 struct LoadedModel {
   std::shared_ptr<model::CausalLMImpl> model;
   std::shared_ptr<peft::PeftModel> adapters;  // null without an adapter
 };
-LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir);
+LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir,
+                       std::optional<int64_t> init_seed = std::nullopt);
 
 }  // namespace ranktune::cli

@@ -36,6 +36,18 @@ fi
   [ -s "$WORK/eval/eval-predictions.jsonl" ] && [ -s "$WORK/eval/eval-summary.json" ] && pass "eval writes predictions and a summary" ||
   fail "eval: $(tail -3 "$WORK/eval.log")"
 
+# ---- the quickstart's model afterwards: generate finds the seed of its random base in the run ------
+QS_MODEL=examples/gsm8k/quickstart/model
+QS_PROMPT="Q: Ivan has 6 jars and gets 3 more. How many jars does he have?
+A: Let's think step by step."
+"$RANKTUNE" generate --model "$QS_MODEL" --adapter "$WORK/run" --prompt "$QS_PROMPT" --max-new-tokens 8 >"$WORK/gen.out" 2>&1 &&
+  "$RANKTUNE" generate --model "$QS_MODEL" --adapter "$WORK/run" --init-seed 0 --prompt "$QS_PROMPT" --max-new-tokens 8 >"$WORK/gen0.out" 2>&1 &&
+  cmp -s "$WORK/gen.out" "$WORK/gen0.out" && grep -q "Let's think step by step" "$WORK/gen.out" &&
+  pass "generate with the quickstart's model and adapter (seed from the run's config.yaml)" || fail "generate: $(tail -3 "$WORK/gen.out")"
+"$RANKTUNE" generate --model "$QS_MODEL" --prompt "$QS_PROMPT" --max-new-tokens 4 >"$WORK/gen-noseed.out" 2>&1
+grep -q "has a config.json but no weights: pass --init-seed N" "$WORK/gen-noseed.out" &&
+  pass "generate without weights or seed says to pass --init-seed" || fail "no seed: $(cat "$WORK/gen-noseed.out")"
+
 "$RANKTUNE" train "$RECIPE" "${QUICK[@]}" train.max_steps=4 eval.max_new_tokens=0 adapter.method=dora train.output_dir="$WORK/dora" >"$WORK/dora.log" 2>&1 &&
   grep -q lora_magnitude_vector "$WORK/dora/adapter_model.safetensors" && pass "DoRA run saves magnitudes" || fail "dora: $(tail -3 "$WORK/dora.log")"
 
