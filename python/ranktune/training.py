@@ -301,6 +301,8 @@ class Trainer:
             if not args._sets("model.path"):
                 raise _core.Error("Trainer needs a model, or model.path in the TrainingArguments")
             path = values["model.path"]
+            if values["model.download"]:
+                _core.download_if_missing(path)
             model = AutoModelForCausalLM.from_pretrained(path, values["model.dtype"], init_seed=None) \
                 if _has_weights(path) else AutoModelForCausalLM.from_config(path, values["model.dtype"],
                                                                              seed=int(values["model.init_seed"]))
