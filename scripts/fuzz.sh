@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer targets of fuzz/ (docs/reliability.md, "Fuzzing"). Configures and builds
-# build-fuzz/ with clang (ASan + UBSan) when needed, writes the seed corpora from the repository's
+# Runs the libFuzzer targets of fuzz/ (docs/reliability.md, "Fuzzing"). Builds build-fuzz/ with
+# clang (ASan + UBSan; scripts/build_fuzz_tree.sh), writes the seed corpora from the repository's
 # and ../shared's files, then runs each target for SECONDS and prints executions and crashes.
 #   ./scripts/fuzz.sh                    every target, 60 s each
 #   ./scripts/fuzz.sh 600 recipe jsonl   two targets, 10 min each
@@ -12,20 +12,13 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 BUILD_DIR="${RANKTUNE_FUZZ_BUILD_DIR:-build-fuzz}"
-ALL_TARGETS=(safetensors safetensors_index model_config adapter_config tokenizer_json recipe jsonl template)
+# Every fuzz/fuzz_<target>.cpp is a target.
+ALL_TARGETS=()
+for f in fuzz/fuzz_*.cpp; do t="${f#fuzz/fuzz_}"; ALL_TARGETS+=("${t%.cpp}"); done
 TARGETS=("$@")
 [ "${#TARGETS[@]}" -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 
-if ! command -v clang++ >/dev/null || ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; then
-  echo "fuzz.sh: needs clang and libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2
-  exit 2
-fi
-if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
-  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-    -DRANKTUNE_FUZZ=ON -DRANKTUNE_BUILD_TESTS=OFF -DRANKTUNE_BUILD_EXAMPLES=OFF \
-    -DRANKTUNE_BUILD_PYTHON=OFF >/dev/null
-fi
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target "${TARGETS[@]/#/fuzz_}"
+scripts/build_fuzz_tree.sh "$BUILD_DIR" "${TARGETS[@]/#/fuzz_}"
 python3 fuzz/make_seeds.py "$PWD" "$BUILD_DIR/seeds"
 
 # Leaks are not findings here (LibTorch and yaml-cpp keep static state); memory errors and UB are.

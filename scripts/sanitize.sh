@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# Builds the C++ test suite with gcc's AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/
-# and runs a fast subset of it (docs/reliability.md, "Sanitizers"). LibTorch is not instrumented:
-# memory errors inside it are not seen, and its static state is reported as leaks, so leak checking
-# is off. Not part of CI: a build from scratch takes ~20-30 min on 2 cores.
-#   ./scripts/sanitize.sh                 the subset below
-#   ./scripts/sanitize.sh 'Json*:Yaml*'   another --gtest_filter
+# Runs C++ unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (docs/reliability.md,
+# "Sanitizers"). LibTorch is not instrumented: memory errors inside it are not seen, and its static
+# state is reported as leaks, so leak checking is off.
+#   ./scripts/sanitize.sh                  the parsers' tests (core, io, tokenizer, prompt, data, the
+#                                          LoRA config and recipe tests) in build-fuzz/, with clang:
+#                                          what CI runs (scripts/test.sh)
+#   ./scripts/sanitize.sh --full           the whole suite's fast subset below, gcc, in build-asan/
+#                                          (adapter maths and PEFT files too; ~20-30 min from scratch)
+#   ./scripts/sanitize.sh --full 'Json*'   another --gtest_filter
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+export OMP_NUM_THREADS=1 RANKTUNE_NUM_THREADS=1
+
+if [ "${1:-}" != "--full" ]; then
+  FUZZ_BUILD_DIR="${RANKTUNE_FUZZ_BUILD_DIR:-build-fuzz}"
+  scripts/build_fuzz_tree.sh "$FUZZ_BUILD_DIR" sanitized_tests
+  # Timing tests measure speed, which ASan changes.
+  "$FUZZ_BUILD_DIR/fuzz/sanitized_tests" --gtest_brief=1 --gtest_filter="-*Performance*"
+  exit
+fi
+shift
 BUILD_DIR="${RANKTUNE_ASAN_BUILD_DIR:-build-asan}"
 # The parsers, file I/O, configs, tokenizer, data, templates and adapter layers: everything that
 # reads user input, plus the adapter maths (fast on the tiny test models). Left out: whole-model
@@ -25,7 +40,4 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
 fi
 cmake --build "$BUILD_DIR" -j "$(nproc)" --target ranktune_tests
 
-export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
-export OMP_NUM_THREADS=1 RANKTUNE_NUM_THREADS=1
 "$BUILD_DIR/tests/ranktune_tests" --gtest_filter="$FILTER"

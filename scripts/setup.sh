@@ -2,6 +2,7 @@
 # Installs the Debian packages ranktune needs (skipping what is installed), then configures and
 # builds a Release tree in build/ with ccache and one job per core.
 #   ./scripts/setup.sh            install + configure + build
+#   ./scripts/setup.sh --sanitizers  also install clang and libFuzzer (scripts/sanitize.sh, fuzz.sh)
 #   RANKTUNE_SKIP_APT=1 ...       do not touch packages (e.g. on a machine without root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,10 @@ PACKAGES=(
   python3-setuptools python3-wheel python3-nbclient python3-ipykernel python3-nbformat jupyter-nbconvert
   python3-matplotlib
 )
+# The sanitizer and fuzzing builds (scripts/test.sh runs both): clang with its sanitizer runtimes.
+if [ "${1:-}" = "--sanitizers" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

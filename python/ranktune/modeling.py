@@ -65,17 +65,22 @@ class ModelConfig:
 
 class CausalLMOutput:
     """The result of a forward pass: ``logits`` [batch, seq, vocab] and ``loss`` (a scalar, or None
-    without labels). Also indexable like transformers' ModelOutput (``out["logits"]``, ``out[0]``)."""
+    without labels); for a mixture-of-experts model with ``output_router_logits`` in its config,
+    ``aux_loss`` (transformers' load-balancing loss, already in ``loss`` times
+    ``router_aux_loss_coef``). Also indexable like transformers' ModelOutput (``out["logits"]``,
+    ``out[0]``)."""
 
-    __slots__ = ("loss", "logits")
+    __slots__ = ("loss", "aux_loss", "logits")
 
-    def __init__(self, logits: torch.Tensor, loss: Optional[torch.Tensor] = None):
+    def __init__(self, logits: torch.Tensor, loss: Optional[torch.Tensor] = None,
+                 aux_loss: Optional[torch.Tensor] = None):
         self.logits = logits
         self.loss = loss
+        self.aux_loss = aux_loss
 
     def to_tuple(self) -> Tuple[torch.Tensor, ...]:
-        """(loss, logits) without the Nones, as transformers orders them."""
-        return tuple(v for v in (self.loss, self.logits) if v is not None)
+        """(loss, aux_loss, logits) without the Nones, as transformers orders them."""
+        return tuple(v for v in (self.loss, self.aux_loss, self.logits) if v is not None)
 
     def __getitem__(self, key):
         if isinstance(key, str):
@@ -87,7 +92,7 @@ class CausalLMOutput:
 
     def keys(self) -> List[str]:
         """The fields that are set."""
-        return [k for k in ("loss", "logits") if getattr(self, k) is not None]
+        return [k for k in ("loss", "aux_loss", "logits") if getattr(self, k) is not None]
 
     def __repr__(self) -> str:
         loss = None if self.loss is None else float(self.loss)
@@ -153,8 +158,8 @@ class CausalLM:
         ids = _as_long_tensor(input_ids, "input_ids")
         mask = _as_long_tensor(attention_mask, "attention_mask")
         lab = _as_long_tensor(labels, "labels")
-        logits, loss = self._core.forward(ids, mask, lab)
-        return CausalLMOutput(logits=logits, loss=loss)
+        logits, loss, aux_loss = self._core.forward(ids, mask, lab)
+        return CausalLMOutput(logits=logits, loss=loss, aux_loss=aux_loss)
 
     __call__ = forward
 
@@ -369,7 +374,8 @@ def _has_weights(path: str) -> bool:
 
 class AutoModelForCausalLM:
     """transformers' ``AutoModelForCausalLM``: loads the architecture config.json names
-    (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel)."""
+    (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, MixtralForCausalLM,
+    Qwen2MoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)."""
 
     def __init__(self):
         raise TypeError("use AutoModelForCausalLM.from_pretrained(path) or .from_config(config)")

@@ -21,7 +21,8 @@ class PromptTemplate:
     """A chain-of-thought template: how a question becomes a prompt, how a worked solution becomes
     the training target, where generation stops and how the final answer is found.
 
-    Attributes: ``name``, ``description``, ``format`` ("plain", "chatml", "llama3"), ``system``,
+    Attributes: ``name``, ``description``, ``format`` ("plain", "chatml", "llama3", "chat": the
+    model's own chat template, see :meth:`use_tokenizer`), ``system``,
     ``prompt`` (contains ``{question}``), ``response`` (``{rationale}``, ``{answer}``),
     ``few_shot`` (list of dicts), ``stop`` (stop strings), ``answer_pattern`` (regex, one group:
     the strict answer format), ``format_pattern``, ``end_of_turn``, ``text_has_bos``, ``source``.
@@ -39,13 +40,20 @@ class PromptTemplate:
         (chat formats end with their end-of-turn marker; plain ones need the tokenizer's EOS)."""
         return self._core.render_response(rationale, answer)
 
+    def use_tokenizer(self, tokenizer) -> "PromptTemplate":
+        """``format: chat``: render through `tokenizer`'s own chat template from now on (the
+        system text, exemplars and question become messages); adds the template's end-of-turn
+        marker to ``stop``. No effect on other formats. Returns self."""
+        self._core.use_tokenizer(getattr(tokenizer, "_core", tokenizer))
+        return self
+
     def extract(self, completion: str):
         """(strict, flexible) answers of a completion, cut at this template's stop strings."""
         return _core.extract(completion, self._core)
 
     name = property(lambda self: self._core.name, doc="The template's name (default: the file stem).")
     description = property(lambda self: self._core.description, doc="What the template is for.")
-    format = property(lambda self: self._core.format, doc='"plain", "chatml" or "llama3".')
+    format = property(lambda self: self._core.format, doc='"plain", "chatml", "llama3" or "chat".')
     system = property(lambda self: self._core.system, doc="System text ('' when none).")
     prompt = property(lambda self: self._core.prompt, doc="The prompt text with {question}.")
     response = property(lambda self: self._core.response, doc="The response text with {rationale} and {answer}.")

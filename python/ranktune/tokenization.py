@@ -5,10 +5,13 @@ behind the part of transformers' tokenizer API that fine-tuning scripts use.
     ids = tok.encode("Hello world")                      # BOS added as transformers adds it
     batch = tok(["a", "b c"], padding=True, return_tensors="pt")
     text = tok.decode(ids, skip_special_tokens=True)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                     add_generation_prompt=True)   # the model's own chat template
 """
 
+import json
 import os
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 
@@ -128,6 +131,93 @@ class Tokenizer:
             if return_attention_mask:
                 out["attention_mask"] = masks[0] if single else masks
         return out
+
+    # ---- chat templates ----------------------------------------------------------------------------
+    @property
+    def chat_template(self) -> Optional[Union[str, Dict[str, str]]]:
+        """The model's chat template (tokenizer_config.json's ``chat_template`` or chat_template.jinja):
+        its text, a dict of name -> text when the model names several, or None. Settable, as in
+        transformers (a string, or None to go back to the model's)."""
+        if getattr(self, "_chat_template_override", None) is not None:
+            return self._chat_template_override
+        names = list(self._core.chat_template_names)
+        if not names:
+            return None
+        if names == ["default"]:
+            return self._core.chat_template("default")
+        return {name: self._core.chat_template(name) for name in names}
+
+    @chat_template.setter
+    def chat_template(self, template: Optional[str]) -> None:
+        if template is not None and not isinstance(template, str):
+            raise TypeError("chat_template must be a string (a Jinja template) or None")
+        self._chat_template_override = template
+
+    def apply_chat_template(self, conversation, tools: Optional[List[Dict[str, Any]]] = None,
+                            documents: Optional[List[Dict[str, str]]] = None, chat_template: Optional[str] = None,
+                            add_generation_prompt: bool = False, continue_final_message: bool = False,
+                            tokenize: bool = True, padding: Union[bool, str] = False, truncation: bool = False,
+                            max_length: Optional[int] = None, return_tensors: Optional[str] = None,
+                            return_dict: bool = False, return_assistant_tokens_mask: bool = False,
+                            tokenizer_kwargs: Optional[Dict[str, Any]] = None, **kwargs):
+        """transformers' ``apply_chat_template``, rendered by ranktune's C++ Jinja interpreter with
+        exactly transformers' output (docs/chat_templates.md lists the Jinja supported).
+
+        ``conversation``: a list of message dicts (``role``, ``content``, and e.g. ``tool_calls``), or
+        a list of such lists (a batch). ``tools``: JSON-schema dicts (Python functions are not
+        converted). ``chat_template``: a name of the model's templates or a template's text.
+        Extra keyword arguments become template variables (``date_string``, ``enable_thinking``, ...).
+        Returns the text (``tokenize=False``; a list for a batch), else the token ids (special tokens
+        are not added again: the template writes them), or with ``return_dict`` the
+        :class:`BatchEncoding`. Template errors, ``raise_exception`` included, raise
+        :class:`ranktune.Error` with the template's message.
+        """
+        if return_dict and not tokenize:
+            raise _core.Error("`return_dict=True` is incompatible with `tokenize=False`, because there is no "
+                              "dict of tokenizer outputs to return.")
+        if return_assistant_tokens_mask:
+            raise _core.Error("return_assistant_tokens_mask is not supported by ranktune's apply_chat_template")
+        if continue_final_message and add_generation_prompt:
+            raise _core.Error("continue_final_message and add_generation_prompt are not compatible")
+        batched = (isinstance(conversation, (list, tuple)) and len(conversation) > 0
+                   and (isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")))
+        conversations = conversation if batched else [conversation]
+        if tools is not None:
+            for tool in tools:
+                if not isinstance(tool, dict):
+                    raise TypeError("tools must be JSON-schema dicts; ranktune does not convert Python functions "
+                                    "to schemas")
+        if documents is not None:
+            for document in documents:
+                if not isinstance(document, dict):
+                    raise TypeError("Documents should be a list of dicts with 'title' and 'text' keys!")
+        if chat_template is None:
+            chat_template = getattr(self, "_chat_template_override", None)
+
+        def dumps(value, what):
+            if value is None:
+                return ""
+            try:
+                return json.dumps(value, ensure_ascii=False)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"{what} must be JSON-like (dicts, lists, strings, numbers, bools, None): {e}") from None
+
+        tools_json = dumps(tools, "tools")
+        documents_json = dumps(documents, "documents")
+        variables_json = dumps(kwargs, "chat template variables") if kwargs else ""
+        rendered = []
+        for chat in conversations:
+            if hasattr(chat, "messages"):
+                chat = chat.messages
+            rendered.append(self._core.apply_chat_template(
+                dumps(list(chat), "the conversation"), add_generation_prompt, continue_final_message,
+                chat_template or "", tools_json, documents_json, variables_json))
+        text = rendered if batched else rendered[0]
+        if not tokenize:
+            return text
+        out = self(text, add_special_tokens=False, padding=padding, truncation=truncation, max_length=max_length,
+                   return_tensors=return_tensors, **(tokenizer_kwargs or {}))
+        return out if return_dict else out["input_ids"]
 
     # ---- vocabulary ----------------------------------------------------------------------------------
     @property

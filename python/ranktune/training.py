@@ -23,8 +23,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Opt
 import torch
 
 from . import _core
-from .gsm8k import load_jsonl, normalize_examples, split_validation
-from .modeling import AutoModelForCausalLM, CausalLM
+from .gsm8k import normalize_examples
+from .modeling import CausalLM
 from .peft import PeftModel
 from .tokenization import Tokenizer
 
@@ -276,47 +276,31 @@ class Trainer:
         self._bar = None
         self._callback_error: Optional[BaseException] = None
         self._stop_requested = False
-        self._train_size: Optional[int] = None
 
     def add_callback(self, callback: Callable[[Dict[str, float]], Any]) -> None:
         """Adds a callback (see the class documentation)."""
         self.callbacks.append(callback)
 
     # ---- setup -------------------------------------------------------------------------------------------
-    def _load_file(self, path: str, data: Mapping[str, Any], limit: int) -> List[Dict[str, Any]]:
-        return load_jsonl(path, gsm8k_answer=data["format"] == "gsm8k", question_field=data["question_field"],
-                          answer_field=data["answer_field"], rationale_field=data["rationale_field"],
-                          strip_calculator=bool(data["strip_calculator"]), limit=int(limit))
-
     def _setup(self, extra: Sequence[str] = ()) -> None:
+        """Passes the inputs to the C++ setup, which decides everything else once, as for
+        ``ranktune train``: the model loaded from model.path when none is given, the validation
+        examples (eval_dataset, data.eval_file, else held out of the training data), the adapter
+        attached, the number of steps."""
         args = self.args
         extra = list(extra)
-        values = args._values
-        data = args.to_dict()["data"]
-        seed = int(values["train.seed"])
-
-        # The model: given, or loaded as `ranktune train` loads model.path.
         model = self.model
         if model is None:
             if not args._sets("model.path"):
                 raise _core.Error("Trainer needs a model, or model.path in the TrainingArguments")
-            path = values["model.path"]
-            if values["model.download"]:
-                _core.download_if_missing(path)
-            model = AutoModelForCausalLM.from_pretrained(path, values["model.dtype"], init_seed=None) \
-                if _has_weights(path) else AutoModelForCausalLM.from_config(path, values["model.dtype"],
-                                                                             seed=int(values["model.init_seed"]))
         elif not args._sets("model.path"):
             base = model.base_model if isinstance(model, PeftModel) else model
             extra.append(f"model.path={_yaml_value(base.name_or_path or '<in-memory model>')}")
 
-        # The data: in memory (or read here) when given, else the recipe's files.
+        # The data: files by their path (read with the recipe's data.* options), lists in memory.
         train_examples = eval_examples = None
         if isinstance(self.train_dataset, (str, os.PathLike)):
-            path = os.fspath(self.train_dataset)
-            extra.append(f"data.train_file={_yaml_value(path)}")
-            if self.eval_dataset is not None and not isinstance(self.eval_dataset, (str, os.PathLike)):
-                train_examples = self._load_file(path, data, int(data["limit"]))
+            extra.append(f"data.train_file={_yaml_value(os.fspath(self.train_dataset))}")
         elif self.train_dataset is not None:
             train_examples = normalize_examples(self.train_dataset, "train_dataset")
             if not args._sets("data.train_file"):
@@ -324,53 +308,31 @@ class Trainer:
         elif not args._sets("data.train_file"):
             raise _core.Error("Trainer needs a train_dataset, or data.train_file in the TrainingArguments")
         if isinstance(self.eval_dataset, (str, os.PathLike)):
-            if train_examples is None:
-                extra.append(f"data.eval_file={_yaml_value(os.fspath(self.eval_dataset))}")
-            else:
-                eval_examples = self._load_file(os.fspath(self.eval_dataset), data, int(data["validation_size"]))
+            extra.append(f"data.eval_file={_yaml_value(os.fspath(self.eval_dataset))}")
         elif self.eval_dataset is not None:
             eval_examples = normalize_examples(self.eval_dataset, "eval_dataset")
-        if train_examples is not None and eval_examples is None:
-            size = int(data["validation_size"])
-            if size > 0:
-                if size >= len(train_examples):
-                    raise _core.Error(f"data.validation_size={size} would hold out all {len(train_examples)} examples "
-                                     "of train_dataset: pass eval_dataset, or set validation_size lower (0: none)")
-                train_examples, eval_examples = split_validation(train_examples, size, seed)
-            else:
-                eval_examples = []
-            if not eval_examples and not args._values["eval.file"] and not args._sets("eval.max_new_tokens", extra):
-                extra.append("eval.max_new_tokens=0")  # nothing to evaluate on
-        self._train_size = len(train_examples) if train_examples is not None else None
 
         config = args._parse(extra)
         self._config = config
-        cfg = _flatten(config.to_dict())
-
-        # The adapter: as `ranktune train` attaches it when the model has none.
-        peft_core = None
-        model_core = None
-        if isinstance(model, PeftModel):
-            peft_core = model._core
-        elif cfg["adapter.method"] == "full":
-            model_core = model._core
-        else:
-            torch.manual_seed(seed)
-            model = PeftModel._wrap(model, _core.PeftModel(model._core, config.adapter_config_json(), "default"))
-            peft_core = model._core
-        self.model = model
-
-        if self.tokenizer is None:
-            base = model.base_model if isinstance(model, PeftModel) else model
-            from .tokenization import AutoTokenizer
-            self.tokenizer = AutoTokenizer.from_pretrained(base.name_or_path or cfg["model.path"])
-        core = _core.Trainer(config, model_core, peft_core, self.tokenizer._core, train_examples, eval_examples)
+        given_peft = model._core if isinstance(model, PeftModel) else None
+        given_model = model._core if model is not None and given_peft is None else None
+        given_tokenizer = self.tokenizer._core if self.tokenizer is not None else None
+        core = _core.Trainer(config, given_model, given_peft, given_tokenizer, train_examples, eval_examples)
         # A weak reference: the C++ trainer must not keep this Python object alive (a cycle the
         # garbage collector cannot see through).
         on_metrics = weakref.WeakMethod(self._on_metrics)
         core.add_callback(lambda row: on_metrics() and on_metrics()(row))
         core.setup()
         self._core = core
+        # What the setup built: the tokenizer and model loaded from model.path, the adapter attached.
+        model_path = _flatten(config.to_dict())["model.path"]
+        if self.tokenizer is None:
+            self.tokenizer = Tokenizer(core.tokenizer, name_or_path=model_path)
+        if model is None:
+            model = _wrap_loaded_model(core.model, model_path)
+        if not isinstance(model, PeftModel) and core.peft_model is not None:
+            model = PeftModel._wrap(model, core.peft_model)
+        self.model = model
 
     def _ensure_setup(self) -> None:
         if self._core is None:
@@ -440,13 +402,7 @@ class Trainer:
                            result["output_dir"])
 
     def _estimated_steps(self) -> Optional[int]:
-        cfg = _flatten(self._config.to_dict())
-        if int(cfg["train.max_steps"]) > 0:
-            return int(cfg["train.max_steps"])
-        if self._train_size is None:
-            return None
-        batches = math.ceil(self._train_size / int(cfg["train.batch_size"])) * int(cfg["train.epochs"])
-        return max(1, batches // int(cfg["train.gradient_accumulation_steps"]))
+        return int(self._core.total_steps)
 
     def evaluate(self) -> Dict[str, float]:
         """Validation loss and greedy GSM8K accuracy on the evaluation questions (``eval.*``):
@@ -469,6 +425,11 @@ class Trainer:
             self._core.request_stop()
 
 
-def _has_weights(path: str) -> bool:
-    return os.path.exists(os.path.join(path, "model.safetensors")) or os.path.exists(
-        os.path.join(path, "model.safetensors.index.json"))
+def _wrap_loaded_model(core: "_core.CausalLM", path: str) -> CausalLM:
+    """The Python face of the model the C++ setup loaded from model.path (`path`)."""
+    config_file = os.path.join(path, "config.json")
+    raw = None
+    if os.path.isfile(config_file):
+        with open(config_file) as f:
+            raw = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    return CausalLM(core, name_or_path=path, raw_config=raw)

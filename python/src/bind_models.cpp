@@ -31,6 +31,7 @@ const char* rope_type_name(model::RopeScaling::Type t) {
     case model::RopeScaling::Type::linear: return "linear";
     case model::RopeScaling::Type::dynamic: return "dynamic";
     case model::RopeScaling::Type::llama3: return "llama3";
+    case model::RopeScaling::Type::yarn: return "yarn";
   }
   return "none";
 }
@@ -60,6 +61,13 @@ py::dict config_to_dict(const model::ModelConfig& c) {
       rs["low_freq_factor"] = c.rope_scaling.low_freq_factor;
       rs["high_freq_factor"] = c.rope_scaling.high_freq_factor;
       rs["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
+    }
+    if (c.rope_scaling.type == model::RopeScaling::Type::yarn) {
+      rs["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
+      rs["beta_fast"] = c.rope_scaling.beta_fast;
+      rs["beta_slow"] = c.rope_scaling.beta_slow;
+      rs["mscale"] = c.rope_scaling.mscale;
+      rs["mscale_all_dim"] = c.rope_scaling.mscale_all_dim;
     }
     d["rope_scaling"] = rs;
   }
@@ -148,7 +156,7 @@ void bind_models(py::module_& m) {
       },
       py::arg("name_or_path"), "model.download: a local path or cached name as it resolves, else downloaded.");
 
-  py::class_<CausalLMImpl, CausalLMPtr>(m, "CausalLM", "A ranktune decoder-only model (Llama, Mistral, Qwen2, GPT-2).")
+    py::class_<CausalLMImpl, CausalLMPtr>(m, "CausalLM", "A ranktune decoder-only model (Llama, Mistral, Qwen2, GPT-2, Mixtral, Qwen2-MoE, DeepSeek-V2/V3).")
       .def_static(
           "load",
           [](const std::string& path, const std::string& dtype) {
@@ -181,7 +189,8 @@ void bind_models(py::module_& m) {
               py::gil_scoped_release release;
               out = self.forward(input_ids, attention_mask.value_or(at::Tensor()), labels.value_or(at::Tensor()));
             }
-            return py::make_tuple(out.logits, out.loss.defined() ? py::cast(out.loss) : py::none());
+            return py::make_tuple(out.logits, out.loss.defined() ? py::cast(out.loss) : py::none(),
+                                  out.aux_loss.defined() ? py::cast(out.aux_loss) : py::none());
           },
           py::arg("input_ids"), py::arg("attention_mask") = py::none(), py::arg("labels") = py::none())
       .def("generate", &generate, py::arg("prompts"), py::arg("max_new_tokens"), py::arg("temperature"),

@@ -61,6 +61,7 @@ void bind_text(py::module_& m) {
       .def_static("parse", &PromptTemplate::parse, py::arg("yaml_text"), py::arg("source"))
       .def("render_prompt", &PromptTemplate::render_prompt, py::arg("question"))
       .def("render_response", &PromptTemplate::render_response, py::arg("rationale"), py::arg("answer"))
+      .def("use_tokenizer", &PromptTemplate::use_tokenizer, py::arg("tokenizer"))
       .def_property_readonly("text_has_bos", &PromptTemplate::text_has_bos)
       .def_property_readonly("end_of_turn", &PromptTemplate::end_of_turn)
       .def_property_readonly("name", &PromptTemplate::name)

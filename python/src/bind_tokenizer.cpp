@@ -45,6 +45,27 @@ void bind_tokenizer(py::module_& m) {
       .def("token_to_id", &Tokenizer::token_to_id, py::arg("token"))
       .def("id_to_token", &Tokenizer::id_to_token, py::arg("id"))
       .def("is_special", &Tokenizer::is_special, py::arg("id"))
+      .def_property_readonly("chat_template_names", &Tokenizer::chat_template_names)
+      .def("chat_template", &Tokenizer::chat_template, py::arg("name_or_template") = "", py::arg("with_tools") = false)
+      .def(
+          "apply_chat_template",
+          // The conversation, tools, documents and variables arrive as JSON text (python/ranktune/
+          // tokenization.py writes it with json.dumps, which keeps dict order).
+          [](const Tokenizer& self, const std::string& conversation_json, bool add_generation_prompt,
+             bool continue_final_message, const std::string& chat_template, const std::string& tools_json,
+             const std::string& documents_json, const std::string& variables_json) {
+            tokenizer::ChatTemplateOptions options;
+            options.add_generation_prompt = add_generation_prompt;
+            options.continue_final_message = continue_final_message;
+            options.chat_template = chat_template;
+            options.tools_json = tools_json;
+            options.documents_json = documents_json;
+            options.variables_json = variables_json;
+            return self.apply_chat_template(conversation_json, options);
+          },
+          py::arg("conversation_json"), py::arg("add_generation_prompt") = false,
+          py::arg("continue_final_message") = false, py::arg("chat_template") = "", py::arg("tools_json") = "",
+          py::arg("documents_json") = "", py::arg("variables_json") = "", py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("kind", &Tokenizer::kind)
       .def_property_readonly("source", &Tokenizer::source);
 }

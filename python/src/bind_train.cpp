@@ -138,6 +138,7 @@ void bind_train(py::module_& m) {
              if (tok) inputs.tokenizer = std::make_shared<const tokenizer::Tokenizer>(*tok);
              if (!train_examples.is_none()) inputs.train_examples = examples_from_list(train_examples);
              if (!eval_examples.is_none()) inputs.eval_examples = examples_from_list(eval_examples);
+             inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
              return std::make_unique<Trainer>(std::move(config), std::move(inputs));
            }),
            py::arg("config"), py::arg("model") = nullptr, py::arg("peft_model") = nullptr,
@@ -174,6 +175,9 @@ void bind_train(py::module_& m) {
       .def("request_stop", &Trainer::request_stop)
       .def("set_progress_bar", &Trainer::set_progress_bar, py::arg("enabled"))
       .def_property_readonly("model", &Trainer::model)
+      .def_property_readonly("peft_model", &Trainer::peft_model)
+      .def_property_readonly("tokenizer", [](const Trainer& self) { return self.tokenizer(); })
+      .def_property_readonly("total_steps", &Trainer::total_steps)
       .def_property_readonly("config", &Trainer::config, py::return_value_policy::copy);
 
   m.def(

@@ -1,5 +1,8 @@
 // ranktune generate --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids "1 2 3") --max-new-tokens N
-//                   [--temperature T --top-k K --top-p P --seed S] [--stop STR ...] [--merge] [--print-ids]
+//                   [--chat [--system TEXT]] [--temperature T --top-k K --top-p P --seed S] [--stop STR ...]
+//                   [--merge] [--print-ids]
+// --chat renders the prompt as a user message (after an optional system message) through the
+// model's own chat template, with the assistant header after it (add_generation_prompt).
 
 #include "commands.h"
 #include "ranktune/core/error.h"
@@ -38,12 +41,12 @@ std::vector<int64_t> parse_ids(const std::string& text) {
 void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a model (greedy unless --temperature is given)");
   struct Options {
-    std::string model, adapter, tokenizer, prompt, prompt_ids;
+    std::string model, adapter, tokenizer, prompt, prompt_ids, system;
     int64_t max_new_tokens = 64, top_k = 0, no_repeat_ngram_size = 0;
     double temperature = 0.0, top_p = 1.0, repetition_penalty = 1.0;
     uint64_t seed = 0;
     std::vector<std::string> stop;
-    bool merge = false, print_ids = false;
+    bool merge = false, print_ids = false, chat = false;
     std::optional<int64_t> init_seed;
   };
   auto o = std::make_shared<Options>();
@@ -53,6 +56,11 @@ void add_generate_command(CLI::App& app) {
   auto* prompt = cmd->add_option("--prompt", o->prompt, "prompt text (BOS is added as the tokenizer's config says)");
   auto* prompt_ids = cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids, space separated");
   prompt->excludes(prompt_ids);
+  auto* chat = cmd->add_flag("--chat", o->chat,
+                             "render --prompt as a user message through the model's chat template, then the "
+                             "assistant header (the template writes any special tokens)");
+  chat->excludes(prompt_ids);
+  cmd->add_option("--system", o->system, "with --chat: a system message before the prompt")->needs(chat);
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate at most")->required()->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", o->temperature, "sample at this temperature (0: greedy)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-k", o->top_k, "sample among the k most likely tokens (0: all)")->check(CLI::NonNegativeNumber);
@@ -74,7 +82,17 @@ void add_generate_command(CLI::App& app) {
     if (!o->prompt.empty() || !o->print_ids || !o->stop.empty()) {
       tok = tokenizer::Tokenizer::from_pretrained(o->tokenizer.empty() ? o->model : o->tokenizer);
     }
-    if (!o->prompt.empty()) prompt = tok->encode(o->prompt, /*add_special_tokens=*/true);
+    if (!o->prompt.empty() && o->chat) {
+      std::vector<tokenizer::ChatMessage> messages;
+      if (!o->system.empty()) messages.push_back({"system", o->system});
+      messages.push_back({"user", o->prompt});
+      tokenizer::ChatTemplateOptions chat_options;
+      chat_options.add_generation_prompt = true;
+      // As transformers' apply_chat_template(tokenize=True): no special tokens added to the text.
+      prompt = tok->encode(tok->apply_chat_template(messages, chat_options), /*add_special_tokens=*/false);
+    } else if (!o->prompt.empty()) {
+      prompt = tok->encode(o->prompt, /*add_special_tokens=*/true);
+    }
     auto options = model::GenerationOptions()
                        .max_new_tokens(o->max_new_tokens)
                        .temperature(o->temperature)

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -52,6 +53,19 @@ void add_inspect_command(CLI::App& app) {
     out["vocab_size"] = config.vocab_size;
     out["max_position_embeddings"] = config.max_position_embeddings;
     out["tie_word_embeddings"] = config.tie_word_embeddings;
+    // fp32 (the compute dtype load_causal_lm used); MLA models cache their latent only.
+    out["kv_cache_bytes_per_token"] = model->make_cache(1, 1).bytes_per_token();
+    if (config.is_moe()) {
+      const model::MoeConfig& moe = config.moe;
+      const int64_t sparse = std::count(moe.sparse_layers.begin(), moe.sparse_layers.end(), true);
+      // Each token runs through num_experts_per_tok of the routed experts (gate/up/down each).
+      const int64_t idle = sparse * (moe.num_experts - moe.num_experts_per_tok) * 3 * config.hidden_size *
+                           moe.expert_intermediate_size;
+      out["experts"] = {{"routed", moe.num_experts},
+                        {"per_token", moe.num_experts_per_tok},
+                        {"sparse_layers", sparse},
+                        {"active_parameters", parameters - idle}};
+    }
     out["files"] = checkpoint.files();
     const bool has_tokenizer = std::filesystem::exists(std::filesystem::path(*dir) / "tokenizer.json") ||
                                std::filesystem::exists(std::filesystem::path(*dir) / "tokenizer.model");

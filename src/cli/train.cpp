@@ -1,6 +1,7 @@
 // ranktune train CONFIG.yaml [key.path=value ...] — fine-tune as a recipe says.
 
 #include "commands.h"
+#include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/train/trainer.h"
 
 #include <iostream>
@@ -17,7 +18,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("config", o->config, "YAML recipe (see docs/config.md)")->required();
   cmd->add_option("overrides", o->overrides, "key.path=value overrides, e.g. train.lr=1e-4 train.max_steps=100");
   cmd->callback([o] {
-    train::Trainer trainer(train::RunConfig::load(o->config, o->overrides));
+    train::RunConfig config = train::RunConfig::load(o->config, o->overrides);
+    train::TrainerInputs inputs;
+    inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
+    train::Trainer trainer(std::move(config), std::move(inputs));
     trainer.setup();
     const train::TrainResult result = trainer.train();
     std::cout << "status: " << result.status << "\nsteps: " << result.steps << "\nloss: " << result.first_loss << " -> "

@@ -15,14 +15,6 @@ const std::vector<std::string>& format_names() {
   return names;
 }
 
-SftFormat parse_format(const std::string& name) {
-  if (name == "messages") return SftFormat::messages;
-  if (name == "prompt_completion") return SftFormat::prompt_completion;
-  if (name == "text") return SftFormat::text;
-  if (name == "alpaca") return SftFormat::alpaca;
-  throw Error("unknown data format '" + name + "' (expected one of " + join(format_names(), ", ") + ")");
-}
-
 std::optional<SftFormat> detect(const io::ordered_json& record, const SftOptions& o) {
   if (!record.is_object()) return std::nullopt;
   if (record.contains(o.messages_field)) return SftFormat::messages;
@@ -107,13 +99,6 @@ SftRecord read_record(io::JsonFields& fields, SftFormat format, const SftOptions
 
 std::string to_string(SftFormat format) { return format_names()[static_cast<size_t>(format)]; }
 
-bool is_sft_format(const std::string& name) {
-  for (const auto& n : format_names()) {
-    if (n == name) return true;
-  }
-  return false;
-}
-
 SftFormat detect_format(const std::string& json_line, const SftOptions& options, const std::string& source) {
   const auto found = detect(io::parse_json(json_line, source), options);
   if (!found) fail_undetected(options, source);
@@ -122,8 +107,7 @@ SftFormat detect_format(const std::string& json_line, const SftOptions& options,
 
 std::vector<SftRecord> load_sft_jsonl(const std::string& path, const SftOptions& options) {
   std::vector<SftRecord> out;
-  std::optional<SftFormat> format;
-  if (options.format != "auto") format = parse_format(options.format);
+  std::optional<SftFormat> format = options.format;
   for_each_jsonl_record(path, options.limit, [&](const io::ordered_json& record, int64_t line) {
     if (!format) format = detect(record, options);
     if (!format) fail_undetected(options, path);

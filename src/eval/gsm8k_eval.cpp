@@ -103,8 +103,10 @@ std::string EvalSummary::to_json() const {
 }
 
 EvalSummary evaluate_gsm8k(model::CausalLMImpl& model, const tokenizer::Tokenizer& tokenizer,
-                           const prompt::PromptTemplate& tpl, const std::vector<data::Example>& examples,
+                           const prompt::PromptTemplate& given_template, const std::vector<data::Example>& examples,
                            const EvalOptions& options, const std::string& predictions_path) {
+  prompt::PromptTemplate tpl = given_template;
+  tpl.use_tokenizer(tokenizer);  // template: chat renders with the model's chat template
   RANKTUNE_CHECK(!examples.empty(), "nothing to evaluate: no questions");
   for (int64_t k : options.pass_at_k) {
     RANKTUNE_CHECK(k > 0 && k <= options.samples, "eval.pass_at_k: k=", k, " needs eval.samples >= k (samples=",

@@ -108,20 +108,21 @@ struct BlockedAttention : public torch::autograd::Function<BlockedAttention> {
   static Tensor forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cos,
                         const Tensor& sin, const Tensor& key_padding, int64_t window, int64_t block) {
     const int64_t b = q.size(0), t = q.size(1), h = q.size(2), d = q.size(3), kv = k.size(2), rep = h / kv;
+    const int64_t dv = v.size(3);
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     const Tensor qg = grouped(q, cos, sin, kv, scale);               // [B, kv, rep, T, D]
     const Tensor kg = grouped(k, cos, sin, kv, 1.0).squeeze(2);      // [B, kv, T, D]
-    const Tensor vg = v.permute({0, 2, 1, 3}).contiguous();          // [B, kv, T, D]
-    Tensor out = at::empty({b, t, h, d}, q.options());
+    const Tensor vg = v.permute({0, 2, 1, 3}).contiguous();          // [B, kv, T, Dv]
+    Tensor out = at::empty({b, t, h, dv}, q.options());
     Tensor lse = at::empty({b, kv, rep, t}, q.options().dtype(at::kFloat));
     const bool packed = is_packed(key_padding);
     for (const Block& blk : blocks_of(t, block)) {
       Tensor s = block_scores(qg, kg, blk, key_padding, window, packed, nullptr);
       const Tensor row_lse = at::logsumexp(s, -1, /*keepdim=*/true);
       const Tensor p = s.sub_(row_lse).exp_().to(q.scalar_type());
-      const Tensor ob = at::bmm(p, vg.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, d}));
-      out.narrow(1, blk.start, blk.length).view({b, blk.length, kv, rep, d})
-          .copy_(ob.view({b, kv, rep, blk.length, d}).permute({0, 3, 1, 2, 4}));
+      const Tensor ob = at::bmm(p, vg.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, dv}));
+      out.narrow(1, blk.start, blk.length).view({b, blk.length, kv, rep, dv})
+          .copy_(ob.view({b, kv, rep, blk.length, dv}).permute({0, 3, 1, 2, 4}));
       lse.narrow(3, blk.start, blk.length).copy_(row_lse.view({b, kv, rep, blk.length}));
     }
     ctx->save_for_backward({q, k, v, cos, sin, key_padding, out, lse});
@@ -136,13 +137,14 @@ struct BlockedAttention : public torch::autograd::Function<BlockedAttention> {
                  &out = saved[6], &lse = saved[7];
     const int64_t window = ctx->saved_data["window"].toInt(), block = ctx->saved_data["block"].toInt();
     const int64_t b = q.size(0), t = q.size(1), h = q.size(2), d = q.size(3), kv = k.size(2), rep = h / kv;
+    const int64_t dv = v.size(3);
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     // Recomputed instead of saved: RoPE'd and grouped q, k (and v's layout) are cheap to redo.
     const Tensor qg = grouped(q, cos, sin, kv, scale);
     const Tensor kg = grouped(k, cos, sin, kv, 1.0).squeeze(2);
     const Tensor vg = v.permute({0, 2, 1, 3}).contiguous();
-    const Tensor go = grads[0].view({b, t, kv, rep, d}).permute({0, 2, 3, 1, 4}).contiguous();  // [B, kv, rep, T, D]
-    const Tensor og = out.view({b, t, kv, rep, d}).permute({0, 2, 3, 1, 4});
+    const Tensor go = grads[0].reshape({b, t, kv, rep, dv}).permute({0, 2, 3, 1, 4}).contiguous();  // [B, kv, rep, T, Dv]
+    const Tensor og = out.view({b, t, kv, rep, dv}).permute({0, 2, 3, 1, 4});
     const Tensor row_dot = (go * og).sum(-1).to(at::kFloat);  // Σ_d dO·O per query row
     Tensor dqg = at::zeros_like(qg), dkg = at::zeros_like(kg), dvg = at::zeros_like(vg);
     const bool packed = is_packed(key_padding);
@@ -150,11 +152,11 @@ struct BlockedAttention : public torch::autograd::Function<BlockedAttention> {
       Tensor qb;
       Tensor s = block_scores(qg, kg, blk, key_padding, window, packed, &qb);
       const Tensor p = s.sub_(lse.narrow(3, blk.start, blk.length).reshape({b * kv, rep * blk.length, 1})).exp_();
-      const Tensor gob = go.narrow(3, blk.start, blk.length).reshape({b * kv, rep * blk.length, d});
-      const Tensor vb = vg.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, d});
+      const Tensor gob = go.narrow(3, blk.start, blk.length).reshape({b * kv, rep * blk.length, dv});
+      const Tensor vb = vg.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, dv});
       const Tensor kb = kg.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, d});
       const Tensor p_cast = p.to(q.scalar_type());
-      dvg.narrow(2, 0, blk.keys).view({b * kv, blk.keys, d}).add_(at::bmm(p_cast.transpose(1, 2), gob));
+      dvg.narrow(2, 0, blk.keys).view({b * kv, blk.keys, dv}).add_(at::bmm(p_cast.transpose(1, 2), gob));
       Tensor ds = at::bmm(gob, vb.transpose(1, 2)).to(at::kFloat);
       ds.sub_(row_dot.narrow(3, blk.start, blk.length).reshape({b * kv, rep * blk.length, 1})).mul_(p);
       const Tensor ds_cast = ds.to(q.scalar_type());
@@ -163,8 +165,8 @@ struct BlockedAttention : public torch::autograd::Function<BlockedAttention> {
     }
     const Tensor dq = ungrouped_gradient(dqg, cos, sin, scale);
     const Tensor dk = ungrouped_gradient(dkg.unsqueeze(2), cos, sin, 1.0);
-    const Tensor dv = dvg.permute({0, 2, 1, 3});
-    return {dq, dk, dv, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    const Tensor dvalue = dvg.permute({0, 2, 1, 3});
+    return {dq, dk, dvalue, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -172,8 +174,9 @@ struct BlockedAttention : public torch::autograd::Function<BlockedAttention> {
 
 Tensor blocked_causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cos, const Tensor& sin,
                                 const Tensor& key_padding_mask, std::optional<int64_t> sliding_window, int64_t block) {
-  RANKTUNE_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) % k.size(2) == 0,
-                 "blocked_causal_attention: q [B, T, H, D], k and v [B, T, Hkv, D] with Hkv dividing H expected, got ",
+  RANKTUNE_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) % k.size(2) == 0 && k.size(3) == q.size(3) &&
+                     v.size(2) == k.size(2),
+                 "blocked_causal_attention: q [B, T, H, D], k [B, T, Hkv, D] and v [B, T, Hkv, Dv] with Hkv dividing H expected, got ",
                  q.sizes(), ", ", k.sizes(), ", ", v.sizes());
   // LibTorch 1.13's custom functions reject undefined tensor inputs: absent ones travel as empty.
   auto or_empty = [&](const Tensor& t, at::ScalarType dtype) { return t.defined() ? t : at::empty({0}, q.options().dtype(dtype)); };

@@ -6,6 +6,7 @@
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/gpt2.h"
 #include "ranktune/model/llama.h"
+#include "ranktune/model/moe_causal_lm.h"
 #include "checkpointing.h"
 #include "size_limits.h"
 #include "ranktune/model/loss.h"
@@ -56,14 +57,14 @@ KVCache CausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {
 namespace {
 
 // transformers' _init_weights: N(0, initializer_range) for linear and embedding weights, zero
-// biases; norms keep their ones.
+// biases (DeepSeek-V3's router correction bias too); norms keep their ones.
 void initialize_like_transformers(torch::nn::Module& model) {
   at::NoGradGuard no_grad;
   for (auto& item : model.named_parameters()) {
     const std::string& name = item.key();
     torch::Tensor& p = item.value();
     if (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos) continue;
-    if (ends_with(name, ".bias")) p.zero_();
+    if (ends_with(name, ".bias") || ends_with(name, ".e_score_correction_bias")) p.zero_();
     else p.normal_(0.0, 0.02);
   }
 }
@@ -81,6 +82,9 @@ std::vector<std::pair<std::string, torch::Tensor>> base_parameters(torch::nn::Mo
 
 std::shared_ptr<CausalLMImpl> instantiate(const ModelConfig& config, torch::Dtype dtype) {
   if (config.is_gpt2()) return std::make_shared<GPT2LMHeadModelImpl>(config, dtype);
+  if (config.is_moe() || config.is_mla() || config.model_type == "qwen2_moe") {
+    return std::make_shared<MoeForCausalLMImpl>(config, dtype);
+  }
   return std::make_shared<LlamaForCausalLMImpl>(config, dtype);
 }
 

@@ -1,5 +1,7 @@
 #include "ranktune/model/config.h"
 
+#include "config_fields.h"
+
 #include "ranktune/core/error.h"
 #include "ranktune/io/file.h"
 #include "ranktune/io/hub_cache.h"
@@ -22,7 +24,11 @@ const std::vector<Family>& families() {
   static const std::vector<Family> f = {{"LlamaForCausalLM", "llama", 2048},
                                         {"MistralForCausalLM", "mistral", 4096 * 32},
                                         {"Qwen2ForCausalLM", "qwen2", 32768},
-                                        {"GPT2LMHeadModel", "gpt2", 1024}};
+                                        {"GPT2LMHeadModel", "gpt2", 1024},
+                                        {"MixtralForCausalLM", "mixtral", 4096 * 32},
+                                        {"Qwen2MoeForCausalLM", "qwen2_moe", 32768},
+                                        {"DeepseekV2ForCausalLM", "deepseek_v2", 2048},
+                                        {"DeepseekV3ForCausalLM", "deepseek_v3", 4096}};
   return f;
 }
 
@@ -44,12 +50,19 @@ int64_t size_limit(const std::string& key) {
       {"n_layer", int64_t{1} << 12},             {"num_attention_heads", int64_t{1} << 14},
       {"n_head", int64_t{1} << 14},              {"num_key_value_heads", int64_t{1} << 14},
       {"head_dim", int64_t{1} << 14},            {"max_position_embeddings", int64_t{1} << 26},
-      {"n_positions", int64_t{1} << 26}};
+      {"n_positions", int64_t{1} << 26},         {"num_local_experts", int64_t{1} << 16},
+      {"num_experts", int64_t{1} << 16},         {"n_routed_experts", int64_t{1} << 16},
+      {"moe_intermediate_size", int64_t{1} << 20}, {"shared_expert_intermediate_size", int64_t{1} << 20},
+      {"kv_lora_rank", int64_t{1} << 16},        {"q_lora_rank", int64_t{1} << 16},
+      {"qk_nope_head_dim", int64_t{1} << 14},    {"qk_rope_head_dim", int64_t{1} << 14},
+      {"v_head_dim", int64_t{1} << 14}};
   for (const auto& [name, limit] : limits) {
     if (name == key) return limit;
   }
   return std::numeric_limits<int64_t>::max();
 }
+
+}  // namespace
 
 int64_t positive(io::JsonFields& f, const std::string& key) {
   const int64_t v = f.get_int(key);
@@ -67,6 +80,8 @@ int64_t required_positive(io::JsonFields& f, const std::string& key) {
   return positive(f, key);
 }
 
+namespace {
+
 RopeScaling parse_rope_scaling(io::JsonFields& f) {
   RopeScaling s;
   if (!f.has_value("rope_scaling")) return s;
@@ -78,7 +93,8 @@ RopeScaling parse_rope_scaling(io::JsonFields& f) {
   if (type == "linear") s.type = RopeScaling::Type::linear;
   else if (type == "dynamic") s.type = RopeScaling::Type::dynamic;
   else if (type == "llama3") s.type = RopeScaling::Type::llama3;
-  else f.fail("rope_scaling", "type '" + type + "' is not supported; supported: linear, dynamic, llama3");
+  else if (type == "yarn") s.type = RopeScaling::Type::yarn;
+  else f.fail("rope_scaling", "type '" + type + "' is not supported; supported: linear, dynamic, llama3, yarn");
   if (!r.has_value("factor")) f.fail("rope_scaling", "needs a 'factor'");
   s.factor = r.get_number("factor");
   if (!(s.factor >= 1.0)) f.fail("rope_scaling", "factor must be >= 1");
@@ -89,6 +105,17 @@ RopeScaling parse_rope_scaling(io::JsonFields& f) {
       s.original_max_position_embeddings = r.get_int("original_max_position_embeddings");
     }
     if (!(s.high_freq_factor > s.low_freq_factor)) f.fail("rope_scaling", "needs high_freq_factor > low_freq_factor");
+  }
+  if (s.type == RopeScaling::Type::yarn) {  // DeepSeek's defaults
+    s.original_max_position_embeddings =
+        r.has_value("original_max_position_embeddings") ? r.get_int("original_max_position_embeddings") : 4096;
+    if (r.has_value("beta_fast")) s.beta_fast = r.get_number("beta_fast");
+    if (r.has_value("beta_slow")) s.beta_slow = r.get_number("beta_slow");
+    if (r.has_value("mscale")) s.mscale = r.get_number("mscale");
+    if (r.has_value("mscale_all_dim")) s.mscale_all_dim = r.get_number("mscale_all_dim");
+    if (!(s.original_max_position_embeddings > 0 && s.beta_fast > 0 && s.beta_slow > 0)) {
+      f.fail("rope_scaling", "yarn needs positive original_max_position_embeddings, beta_fast and beta_slow");
+    }
   }
   return s;
 }
@@ -179,8 +206,24 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     } else if (c.model_type == "llama") {
       c.attention_bias = c.attention_output_bias = f.has_value("attention_bias") && f.get_bool("attention_bias");
       c.mlp_bias = f.has_value("mlp_bias") && f.get_bool("mlp_bias");
-    } else if (c.model_type == "mistral") {
+    } else if (c.model_type == "mistral" || c.model_type == "mixtral") {
       c.sliding_window = optional_int(f, "sliding_window");
+    } else if (c.model_type == "qwen2_moe") {
+      c.attention_bias = true;  // as Qwen2
+      if (f.has_value("use_sliding_window") && f.get_bool("use_sliding_window")) {
+        f.fail("use_sliding_window", "true is not supported for Qwen2-MoE (per-layer windows)");
+      }
+    } else if (c.is_deepseek()) {
+      // q_a_proj, kv_a_proj_with_mqa and o_proj (DeepSeek's attention_bias)
+      c.attention_bias = c.attention_output_bias = f.has_value("attention_bias") && f.get_bool("attention_bias");
+    }
+    parse_moe(f, c);
+    if (c.is_deepseek()) parse_mla(f, c);
+    if (c.rope_scaling.type == RopeScaling::Type::yarn && !c.is_deepseek()) {
+      f.fail("rope_scaling", "type 'yarn' is supported for DeepSeek-V2/V3 only");
+    }
+    if (c.is_deepseek() && c.rope_scaling.type == RopeScaling::Type::dynamic) {
+      f.fail("rope_scaling", "type 'dynamic' is not supported for DeepSeek (supported: linear, yarn)");
     }
   }
   c.head_dim = f.has_value("head_dim") ? positive(f, "head_dim") : c.hidden_size / c.num_attention_heads;

@@ -6,14 +6,22 @@
 
 namespace ranktune::model {
 
-KVCache::KVCache(int64_t num_layers, int64_t batch, int64_t num_kv_heads, int64_t capacity, int64_t head_dim,
-                 const torch::TensorOptions& options)
+KVCache::KVCache(int64_t num_layers, int64_t batch, int64_t num_kv_heads, int64_t capacity, int64_t key_dim,
+                 int64_t value_dim, const torch::TensorOptions& options)
     : capacity_(capacity) {
   RANKTUNE_CHECK(num_layers > 0 && batch > 0 && capacity > 0, "KVCache needs positive layers, batch and capacity");
   for (int64_t i = 0; i < num_layers; ++i) {
-    keys_.push_back(at::empty({batch, num_kv_heads, capacity, head_dim}, options));
-    values_.push_back(at::empty({batch, num_kv_heads, capacity, head_dim}, options));
+    keys_.push_back(at::empty({batch, num_kv_heads, capacity, key_dim}, options));
+    values_.push_back(at::empty({batch, num_kv_heads, capacity, value_dim}, options));
   }
+}
+
+int64_t KVCache::bytes_per_token() const {
+  int64_t bytes = 0;
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    bytes += (keys_[i].size(1) * keys_[i].size(3) + values_[i].size(1) * values_[i].size(3)) * keys_[i].element_size();
+  }
+  return bytes;
 }
 
 std::pair<torch::Tensor, torch::Tensor> KVCache::update(int64_t layer, const torch::Tensor& k, const torch::Tensor& v) {

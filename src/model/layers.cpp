@@ -56,21 +56,49 @@ torch::Tensor llama3_inv_freq(const torch::Tensor& inv_freq, const RopeScaling& 
   return out;
 }
 
+// yarn (Peng et al. 2023) as DeepSeek implements it: dimensions that rotate more than beta_fast
+// times over the original context keep their frequency, those rotating fewer than beta_slow times
+// are interpolated (divided by factor), with a linear ramp between.
+torch::Tensor yarn_inv_freq(double base, int64_t dim, const RopeScaling& s) {
+  const torch::Tensor powers =
+      at::pow(base, at::arange(0, dim, 2, at::TensorOptions().dtype(torch::kLong)).to(torch::kFloat32) / dim);
+  const torch::Tensor extrapolated = 1.0 / powers;
+  const torch::Tensor interpolated = 1.0 / (s.factor * powers);
+  auto correction_dim = [&](double rotations) {
+    return (dim * std::log(s.original_max_position_embeddings / (rotations * 2 * M_PI))) / (2 * std::log(base));
+  };
+  const double low = std::max(std::floor(correction_dim(s.beta_fast)), 0.0);
+  double high = std::min(std::ceil(correction_dim(s.beta_slow)), static_cast<double>(dim - 1));
+  if (low == high) high += 0.001;  // as DeepSeek: no division by zero
+  const torch::Tensor ramp =
+      ((at::arange(dim / 2, at::TensorOptions().dtype(torch::kFloat32)) - low) / (high - low)).clamp(0, 1);
+  const torch::Tensor keep = 1.0 - ramp;  // 1: extrapolate (keep the frequency)
+  return interpolated * (1 - keep) + extrapolated * keep;
+}
+
 }  // namespace
 
-RotaryEmbedding::RotaryEmbedding(const ModelConfig& config) : config_(config) {
-  inv_freq_ = default_inv_freq(config.rope_theta, config.head_dim);
-  if (config.rope_scaling.type == RopeScaling::Type::llama3) inv_freq_ = llama3_inv_freq(inv_freq_, config.rope_scaling);
+double yarn_mscale(double factor, double mscale) { return factor <= 1 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0; }
+
+RotaryEmbedding::RotaryEmbedding(const ModelConfig& config, int64_t dim)
+    : config_(config), dim_(dim > 0 ? dim : config.head_dim) {
+  const RopeScaling& s = config.rope_scaling;
+  inv_freq_ = default_inv_freq(config.rope_theta, dim_);
+  if (s.type == RopeScaling::Type::llama3) inv_freq_ = llama3_inv_freq(inv_freq_, s);
+  if (s.type == RopeScaling::Type::yarn) {
+    inv_freq_ = yarn_inv_freq(config.rope_theta, dim_, s);
+    cos_sin_scale_ = yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim);
+  }
 }
 
 torch::Tensor RotaryEmbedding::inv_freq_for(int64_t seq_len) const {
   const RopeScaling& s = config_.rope_scaling;
   if (s.type != RopeScaling::Type::dynamic || seq_len <= config_.max_position_embeddings) return inv_freq_;
   // Dynamic NTK: stretch the base once the sequence outgrows the trained context.
-  const double dim = static_cast<double>(config_.head_dim);
+  const double dim = static_cast<double>(dim_);
   const double base = config_.rope_theta *
                       std::pow(s.factor * seq_len / config_.max_position_embeddings - (s.factor - 1), dim / (dim - 2));
-  return default_inv_freq(base, config_.head_dim);
+  return default_inv_freq(base, dim_);
 }
 
 std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const {
@@ -80,6 +108,7 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(const torch::Te
       config_.rope_scaling.type == RopeScaling::Type::dynamic ? inv_freq_for(position_ids.max().item<int64_t>() + 1) : inv_freq_;
   const torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // [batch, seq, dim/2]
   const torch::Tensor emb = at::cat({freqs, freqs}, -1);
+  if (cos_sin_scale_ != 1.0) return {(emb.cos() * cos_sin_scale_).to(dtype), (emb.sin() * cos_sin_scale_).to(dtype)};
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
@@ -146,7 +175,7 @@ torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch,
 // ---- attention -----------------------------------------------------------------------------------
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias) {
-  const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3);
+  const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3), value_dim = v.size(3);
   const int64_t kv_heads = k.size(1), keys = k.size(2);
   const int64_t n_rep = heads / kv_heads;
   // Query heads h and h' share key/value head h / n_rep: fold the repeats into the sequence
@@ -156,7 +185,20 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   scores = scores.div(std::sqrt(static_cast<double>(dim)));  // a division, as transformers
   if (bias.defined()) scores = scores + bias;
   const torch::Tensor probs = at::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  return at::matmul(probs.view({batch, kv_heads, n_rep * seq, keys}), v).view({batch, heads, seq, dim});
+  return at::matmul(probs.view({batch, kv_heads, n_rep * seq, keys}), v).view({batch, heads, seq, value_dim});
+}
+
+AttentionContext rotary_attention_context(const RotaryEmbedding& rotary, const torch::Tensor& attention_mask,
+                                          int64_t batch, int64_t seq, KVCache* cache, torch::Dtype dtype,
+                                          std::optional<int64_t> sliding_window) {
+  const int64_t past = cache != nullptr ? cache->length() : 0;
+  AttentionContext context;
+  std::tie(context.cos, context.sin) = rotary.cos_sin(position_ids(attention_mask, batch, seq, past), dtype);
+  context.attention_mask = attention_mask;
+  context.sliding_window = sliding_window;
+  context.cache = cache;
+  if (cache != nullptr) context.bias = attention_bias(attention_mask, batch, seq, past, dtype, sliding_window);
+  return context;
 }
 
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionContext& c,

@@ -39,16 +39,24 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
 
 // ---- MLP -----------------------------------------------------------------------------------------
 
-LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c, torch::Dtype dtype) : act_(c.hidden_act) {
-  gate_proj = register_module("gate_proj", projection(c.hidden_size, c.intermediate_size, c.mlp_bias, dtype));
-  up_proj = register_module("up_proj", projection(c.hidden_size, c.intermediate_size, c.mlp_bias, dtype));
-  down_proj = register_module("down_proj", projection(c.intermediate_size, c.hidden_size, c.mlp_bias, dtype));
+LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c, torch::Dtype dtype) : LlamaMlpImpl(c, c.intermediate_size, dtype) {}
+
+LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c, int64_t intermediate_size, torch::Dtype dtype, const GatedMlpNames& names)
+    : act_(c.hidden_act) {
+  gate_proj = register_module(names.gate, projection(c.hidden_size, intermediate_size, c.mlp_bias, dtype));
+  up_proj = register_module(names.up, projection(c.hidden_size, intermediate_size, c.mlp_bias, dtype));
+  down_proj = register_module(names.down, projection(intermediate_size, c.hidden_size, c.mlp_bias, dtype));
   gate_up_ = std::make_shared<const FusedProjections>(std::vector<peft::LinearImpl*>{gate_proj.get(), up_proj.get()});
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
   const std::vector<torch::Tensor> gate_up = gate_up_->forward(x);
   return down_proj->forward_add(activation(act_, gate_up[0]) * gate_up[1], residual);
+}
+
+torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
+  const std::vector<torch::Tensor> gate_up = gate_up_->forward(x);
+  return down_proj->forward(activation(act_, gate_up[0]) * gate_up[1]);
 }
 
 // ---- decoder layer -------------------------------------------------------------------------------
@@ -86,16 +94,9 @@ CausalLMOutput LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, con
                                              const torch::Tensor& labels, KVCache* cache, bool need_logits) {
   check_token_ids(input_ids, config_.vocab_size);
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
-  const int64_t past = cache != nullptr ? cache->length() : 0;
   torch::Tensor h = model->embed_tokens(input_ids);
-  AttentionContext context;
-  std::tie(context.cos, context.sin) = rotary_.cos_sin(position_ids(attention_mask, batch, seq, past), h.scalar_type());
-  context.attention_mask = attention_mask;
-  context.sliding_window = config_.sliding_window;
-  context.cache = cache;
-  if (cache != nullptr) {
-    context.bias = attention_bias(attention_mask, batch, seq, past, h.scalar_type(), config_.sliding_window);
-  }
+  const AttentionContext context =
+      rotary_attention_context(rotary_, attention_mask, batch, seq, cache, h.scalar_type(), config_.sliding_window);
   int64_t index = 0;
   for (const auto& layer : *model->layers) {
     auto* decoder = layer->as<LlamaDecoderLayerImpl>();

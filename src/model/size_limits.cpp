@@ -68,6 +68,21 @@ class SizeChecker {
   const io::SafetensorsCheckpoint& checkpoint_;
 };
 
+// The router and expert widths of the first sparse layer.
+void check_moe_sizes(const ModelConfig& c, const SizeChecker& check) {
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    if (!c.moe.sparse(layer)) continue;
+    const std::string block = c10::str("model.layers.", layer, c.model_type == "mixtral" ? ".block_sparse_moe." : ".mlp.");
+    const std::string experts_key =
+        c.model_type == "mixtral" ? "num_local_experts" : c.is_deepseek() ? "n_routed_experts" : "num_experts";
+    check.dimension(experts_key, c.moe.num_experts, block + "gate.weight", 0);
+    const std::string width_key = c.model_type == "mixtral" ? "intermediate_size" : "moe_intermediate_size";
+    check.dimension(width_key, c.moe.expert_intermediate_size,
+                    block + (c.model_type == "mixtral" ? "experts.0.w1.weight" : "experts.0.gate_proj.weight"), 0);
+    return;
+  }
+}
+
 [[noreturn]] void throw_outside_vocabulary(int64_t id, const std::string& where, int64_t vocab_size) {
   throw Error(c10::str("token id ", id, " (", where, ") is outside the vocabulary: vocab_size is ", vocab_size,
                        ", so ids are 0 to ", vocab_size - 1));
@@ -113,8 +128,20 @@ void check_sizes_against_checkpoint(const ModelConfig& c, const std::string& con
   }
   check.dimension("vocab_size", c.vocab_size, "model.embed_tokens.weight", 0);
   check.dimension("hidden_size", c.hidden_size, "model.embed_tokens.weight", 1);
-  check.layers("num_hidden_layers", c.num_hidden_layers, "model.layers.");
-  check.dimension("intermediate_size", c.intermediate_size, "model.layers.0.mlp.gate_proj.weight", 0);
+  check.layers("num_hidden_layers", c.num_hidden_layers + c.num_nextn_predict_layers, "model.layers.");
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {  // the first dense MLP
+    if (c.moe.sparse(layer)) continue;
+    check.dimension("intermediate_size", c.intermediate_size, c10::str("model.layers.", layer, ".mlp.gate_proj.weight"), 0);
+    break;
+  }
+  if (c.is_moe()) check_moe_sizes(c, check);
+  if (c.is_mla()) {
+    const std::string attn = "model.layers.0.self_attn.";
+    check.heads("num_attention_heads", c.num_attention_heads, c.mla.q_head_dim(), attn + (c.mla.q_lora_rank > 0 ? "q_b_proj.weight" : "q_proj.weight"));
+    check.dimension("q_lora_rank", c.mla.q_lora_rank, attn + "q_a_proj.weight", 0);
+    check.dimension("kv_lora_rank", c.mla.kv_lora_rank, attn + "kv_a_layernorm.weight", 0);
+    return;
+  }
   // q_proj is [heads × head_dim, hidden], k_proj [kv_heads × head_dim, hidden].
   check.heads("num_attention_heads", c.num_attention_heads, c.head_dim, "model.layers.0.self_attn.q_proj.weight");
   check.heads("num_key_value_heads", c.num_key_value_heads, c.head_dim, "model.layers.0.self_attn.k_proj.weight");
@@ -129,8 +156,26 @@ double parameter_count(const ModelConfig& c) {
     const double per_layer = h * 3 * h + 3 * h + h * h + h + 2 * h * i + i + h + 4 * h;
     return v * h + static_cast<double>(c.max_position_embeddings) * h + layers * per_layer + 2 * h + head;
   }
-  const double per_layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h + q + 2 * kv + h + 2 * i + h;
-  return v * h + layers * per_layer + h + head;
+  if (!c.is_moe() && !c.is_mla()) {
+    const double per_layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h + q + 2 * kv + h + 2 * i + h;
+    return v * h + layers * per_layer + h + head;
+  }
+  const MlaConfig& a = c.mla;
+  const double heads = static_cast<double>(c.num_attention_heads);
+  const double attention =
+      c.is_mla() ? (a.q_lora_rank > 0 ? h * a.q_lora_rank + 2.0 * a.q_lora_rank + a.q_lora_rank * heads * a.q_head_dim()
+                                       : h * heads * a.q_head_dim()) +
+                       h * (a.kv_lora_rank + a.qk_rope_head_dim) + 2.0 * a.kv_lora_rank +
+                       a.kv_lora_rank * heads * (a.qk_nope_head_dim + a.v_head_dim) + heads * a.v_head_dim * h + 2 * h
+                 : h * q + 2 * h * kv + q * h + q + 2 * kv + h;
+  const double experts = static_cast<double>(c.moe.num_experts);
+  const double sparse_mlp = experts * 3 * h * static_cast<double>(c.moe.expert_intermediate_size) + experts * h +
+                            3 * h * static_cast<double>(c.moe.shared_expert_intermediate_size) + h + experts;
+  double total = v * h + h + head;
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    total += attention + 2 * h + (c.moe.sparse(layer) ? sparse_mlp : 3 * h * i);
+  }
+  return total;
 }
 
 void check_parameters_fit_memory(const ModelConfig& c, torch::Dtype dtype, const std::string& config_file) {

@@ -80,34 +80,80 @@ LoraConfig with_model_provenance(LoraConfig config, const torch::nn::Module& mod
   return config;
 }
 
-void save_adapter(torch::nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
-                  const std::string& dir) {
+namespace {
+
+// The tensors save_adapter writes, under PEFT's keys, sharing storage with the model's parameters.
+struct AdapterTensors {
   io::NamedTensors tensors;
+  bool any_fan_in_fan_out = false;
+};
+
+AdapterTensors adapter_tensors(torch::nn::Module& model, const LoraConfig& config, const std::string& adapter_name) {
+  AdapterTensors out;
   std::vector<std::string> adapted;
-  bool any_in_out = false;
   for (auto& [name, linear] : find_linears(model)) {
     if (!linear->has_adapter(adapter_name)) continue;
     const Adapter& a = linear->adapter(adapter_name);
     adapted.push_back(name);
-    any_in_out = any_in_out || linear->options.fan_in_fan_out();
-    tensors.emplace_back(peft_adapter_key(name, "lora_A"), a.lora_A.detach());
-    tensors.emplace_back(peft_adapter_key(name, "lora_B"), a.lora_B.detach());
-    if (a.magnitude.defined()) tensors.emplace_back(peft_adapter_key(name, "lora_magnitude_vector"), a.magnitude.detach());
+    out.any_fan_in_fan_out = out.any_fan_in_fan_out || linear->options.fan_in_fan_out();
+    out.tensors.emplace_back(peft_adapter_key(name, "lora_A"), a.lora_A.detach());
+    out.tensors.emplace_back(peft_adapter_key(name, "lora_B"), a.lora_B.detach());
+    if (a.magnitude.defined()) out.tensors.emplace_back(peft_adapter_key(name, "lora_magnitude_vector"), a.magnitude.detach());
   }
-  RANKTUNE_CHECK(!adapted.empty(), "cannot save adapter '", adapter_name, "': no layer of the model has it");
+  RANKTUNE_CHECK(!adapted.empty(), "adapter '", adapter_name, "': no layer of the model has it");
   const auto copies = saved_module_tensors(model, adapter_name);
   std::vector<std::string> saved_modules;
   if (config.modules_to_save()) saved_modules = plan_saved_modules(model, config).modules;
   for (const auto& b : saved_biases(model, config, adapted, saved_modules)) {
-    tensors.emplace_back(peft_parameter_key(b.name), b.parameter.detach());
+    out.tensors.emplace_back(peft_parameter_key(b.name), b.parameter.detach());
   }
-  for (const auto& [name, t] : copies) tensors.emplace_back(peft_parameter_key(name), t.detach());
+  for (const auto& [name, t] : copies) out.tensors.emplace_back(peft_parameter_key(name), t.detach());
+  return out;
+}
+
+}  // namespace
+
+void save_adapter(torch::nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
+                  const std::string& dir) {
+  const AdapterTensors saved = adapter_tensors(model, config, adapter_name);
   LoraConfig written = with_model_provenance(config, model);
-  written.inference_mode(true);          // as PEFT's save_pretrained writes it
-  written.fan_in_fan_out(any_in_out);    // what PEFT would find in the layers (GPT-2's Conv1D)
+  written.inference_mode(true);                       // as PEFT's save_pretrained writes it
+  written.fan_in_fan_out(saved.any_fan_in_fan_out);   // what PEFT would find in the layers (GPT-2's Conv1D)
   fs::create_directories(dir);
-  io::save_safetensors((fs::path(dir) / kWeightsFile).string(), tensors);
+  io::save_safetensors((fs::path(dir) / kWeightsFile).string(), saved.tensors);
   written.save(dir);
+}
+
+void restore_adapter_weights(torch::nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
+                             const std::string& dir) {
+  const AdapterTensors target = adapter_tensors(model, config, adapter_name);
+  const fs::path weights = fs::path(dir) / kWeightsFile;
+  const io::SafetensorsFile file = io::SafetensorsFile::open(weights.string());
+  std::vector<std::string> missing, mismatched, unexpected;
+  std::set<std::string> expected;
+  for (const auto& [key, tensor] : target.tensors) {
+    expected.insert(key);
+    if (!file.contains(key)) missing.push_back(key);
+    else if (shape_of(file, key) != tensor.sizes().vec()) {
+      mismatched.push_back(c10::str(key, ": file ", torch::IntArrayRef(shape_of(file, key)), " vs model ", tensor.sizes()));
+    }
+  }
+  for (const auto& key : file.names()) {
+    if (expected.count(key) == 0) unexpected.push_back(key);
+  }
+  if (!missing.empty() || !mismatched.empty() || !unexpected.empty()) {
+    std::string problems;
+    if (!missing.empty()) problems += c10::str("\n  missing (", missing.size(), "): ", first_few(missing));
+    if (!mismatched.empty()) problems += c10::str("\n  wrong shape (", mismatched.size(), "): ", first_few(mismatched));
+    if (!unexpected.empty()) problems += c10::str("\n  not in adapter '", adapter_name, "' (", unexpected.size(), "): ", first_few(unexpected));
+    throw Error("does not hold the weights of adapter '" + adapter_name + "'; nothing was restored:" + problems,
+                ErrorContext{weights.string(), "", -1});
+  }
+  at::NoGradGuard no_grad;
+  for (const auto& [key, tensor] : target.tensors) {
+    torch::Tensor destination = tensor;  // shares the parameter's storage
+    destination.copy_(file.tensor(key));
+  }
 }
 
 AdapterLoadReport load_adapter(torch::nn::Module& model, const std::string& name_or_path, const std::string& adapter_name,

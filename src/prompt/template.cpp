@@ -139,7 +139,8 @@ ChatFormat parse_format(const std::string& text, io::YamlFields& fields) {
   if (text == "plain") return ChatFormat::plain;
   if (text == "chatml") return ChatFormat::chatml;
   if (text == "llama3") return ChatFormat::llama3;
-  const std::vector<std::string> valid = {"plain", "chatml", "llama3"};
+  if (text == "chat") return ChatFormat::chat;
+  const std::vector<std::string> valid = {"plain", "chatml", "llama3", "chat"};
   const std::string hint = nearest(text, valid);
   fields.fail("format", c10::str("unknown format '", text, "'", hint.empty() ? "" : " (did you mean '" + hint + "'?)",
                                  "; expected one of: ", join(valid)));
@@ -166,6 +167,7 @@ std::string to_string(ChatFormat format) {
     case ChatFormat::plain: return "plain";
     case ChatFormat::chatml: return "chatml";
     case ChatFormat::llama3: return "llama3";
+    case ChatFormat::chat: return "chat";
   }
   return "plain";
 }
@@ -232,57 +234,101 @@ std::string PromptTemplate::end_of_turn() const {
     case ChatFormat::plain: return "";
     case ChatFormat::chatml: return "<|im_end|>";
     case ChatFormat::llama3: return "<|eot_id|>";
+    case ChatFormat::chat: return chat_end_of_turn_;
   }
   return "";
 }
 
-std::string PromptTemplate::render_chat(const std::vector<std::pair<std::string, std::string>>& turns,
+namespace {
+
+// Marks a message whose rendering is looked for in the template's output; no template changes it.
+const char* const kSentinel = "\x01ranktune-sentinel\x01";
+
+}  // namespace
+
+std::vector<tokenizer::ChatMessage> PromptTemplate::messages(const std::string& question) const {
+  std::vector<tokenizer::ChatMessage> out;
+  if (!system_.empty()) out.push_back({"system", system_});
+  for (const auto& ex : few_shot_) {
+    out.push_back({"user", substitute(prompt_, {{"question", &ex.question}})});
+    out.push_back({"assistant", substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}})});
+  }
+  out.push_back({"user", substitute(prompt_, {{"question", &question}})});
+  return out;
+}
+
+void PromptTemplate::use_tokenizer(const tokenizer::Tokenizer& tok) {
+  if (format_ != ChatFormat::chat) return;
+  chat_tokenizer_ = tok;
+  // The end-of-turn marker is what the template writes after an assistant message's text (in the
+  // plainest conversation, one user turn and the answer).
+  const std::string completed = tok.apply_chat_template({{"user", "?"}, {"assistant", kSentinel}});
+  const size_t at = completed.rfind(kSentinel);
+  chat_end_of_turn_ = at == std::string::npos ? "" : trim(completed.substr(at + std::string(kSentinel).size()));
+  if (!chat_end_of_turn_.empty() && std::find(stop_.begin(), stop_.end(), chat_end_of_turn_) == stop_.end()) {
+    stop_.push_back(chat_end_of_turn_);
+  }
+}
+
+std::string PromptTemplate::render_chat(const std::vector<tokenizer::ChatMessage>& messages,
                                         bool add_generation_prompt) const {
   std::string out;
   switch (format_) {
     case ChatFormat::plain: {
       std::vector<std::string> blocks;
-      for (const auto& turn : turns) blocks.push_back(turn.second);
+      for (const auto& m : messages) blocks.push_back(m.content);
       out = join(blocks, "\n\n");
-      if (add_generation_prompt && !turns.empty()) out += "\n\n";
+      if (add_generation_prompt && !messages.empty()) out += "\n\n";
       return out;
     }
     case ChatFormat::chatml:
-      for (const auto& [role, text] : turns) out += "<|im_start|>" + role + "\n" + text + "<|im_end|>\n";
+      for (const auto& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       return add_generation_prompt ? out + "<|im_start|>assistant\n" : out;
     case ChatFormat::llama3:
       out = "<|begin_of_text|>";
-      for (const auto& [role, text] : turns) out += "<|start_header_id|>" + role + "<|end_header_id|>\n\n" + text + "<|eot_id|>";
+      for (const auto& m : messages) {
+        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
+      }
       return add_generation_prompt ? out + "<|start_header_id|>assistant<|end_header_id|>\n\n" : out;
+    case ChatFormat::chat: {
+      RANKTUNE_CHECK_CTX(chat_tokenizer_.has_value(), (ErrorContext{source_, "format", -1}),
+                         "format: chat renders through the model's chat template: call use_tokenizer(tokenizer) first");
+      tokenizer::ChatTemplateOptions options;
+      options.add_generation_prompt = add_generation_prompt;
+      return chat_tokenizer_->apply_chat_template(messages, options);
+    }
   }
   return out;
 }
 
 std::string PromptTemplate::render_prompt(const std::string& question) const {
-  const auto user = [&](const std::string& q) { return substitute(prompt_, {{"question", &q}}); };
-  const auto assistant = [&](const FewShotExample& ex) {
-    return substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}});
-  };
   if (format_ == ChatFormat::plain) {
     // Each exemplar is one block: its prompt runs straight into its response.
+    const auto user = [&](const std::string& q) { return substitute(prompt_, {{"question", &q}}); };
     std::vector<std::string> blocks;
     if (!system_.empty()) blocks.push_back(system_);
-    for (const auto& ex : few_shot_) blocks.push_back(user(ex.question) + assistant(ex));
+    for (const auto& ex : few_shot_) {
+      blocks.push_back(user(ex.question) + substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}}));
+    }
     blocks.push_back(user(question));
     return join(blocks, "\n\n");
   }
-  std::vector<std::pair<std::string, std::string>> turns;
-  if (!system_.empty()) turns.emplace_back("system", system_);
-  for (const auto& ex : few_shot_) {
-    turns.emplace_back("user", user(ex.question));
-    turns.emplace_back("assistant", assistant(ex));
-  }
-  turns.emplace_back("user", user(question));
-  return render_chat(turns, /*add_generation_prompt=*/true);
+  return render_chat(messages(question), /*add_generation_prompt=*/true);
 }
 
 std::string PromptTemplate::render_response(const std::string& rationale, const std::string& answer) const {
-  return substitute(response_, {{"rationale", &rationale}, {"answer", &answer}}) + end_of_turn();
+  const std::string response = substitute(response_, {{"rationale", &rationale}, {"answer", &answer}});
+  if (format_ != ChatFormat::chat) return response + end_of_turn();
+  // The text the chat template adds for the assistant's message: the conversation with the
+  // answer, less the prompt (with a placeholder question; an assistant turn does not depend on it).
+  const std::string prompt = render_prompt(kSentinel);
+  std::vector<tokenizer::ChatMessage> conversation = messages(kSentinel);
+  conversation.push_back({"assistant", response});
+  const std::string full = chat_tokenizer_->apply_chat_template(conversation);
+  RANKTUNE_CHECK_CTX(starts_with(full, prompt), (ErrorContext{source_, "format", -1}),
+                     "the model's chat template renders the conversation differently when an answer follows "
+                     "(its prompt is not a prefix of the whole): it cannot be split into prompt and response");
+  return full.substr(prompt.size());
 }
 
 // ---- lookup ----------------------------------------------------------------------------------

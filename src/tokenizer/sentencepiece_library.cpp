@@ -11,6 +11,17 @@ namespace {
 constexpr const char* kLibrary = "libsentencepiece.so.0";
 constexpr const char* kProtobufVersionCheck = "_ZN6google8protobuf8internal13VerifyVersionEiiPKc";
 
+// RTLD_DEEPBIND keeps the library's protobuf symbols bound to its own protobuf rather than the
+// one LibTorch exports. AddressSanitizer refuses DEEPBIND (google/sanitizers#611), and without it
+// the first model load crashes inside protobuf, so sanitizer builds refuse to load the library.
+#if defined(__SANITIZE_ADDRESS__)
+#define RANKTUNE_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RANKTUNE_ADDRESS_SANITIZER 1
+#endif
+#endif
+
 void* symbol(void* handle, const char* name) {
   void* address = dlsym(handle, name);
   if (address == nullptr) throw Error(c10::str(kLibrary, " has no symbol ", name, " (unexpected version?)"));
@@ -22,6 +33,10 @@ void* symbol(void* handle, const char* name) {
 SentencePieceLibrary::SentencePieceLibrary() {
   // Already loaded (linked into the process)? Then it was bound in the global scope, and is
   // only usable if its protobuf symbols did not bind to another protobuf.
+#ifdef RANKTUNE_ADDRESS_SANITIZER
+  throw Error(c10::str("cannot load ", kLibrary, " (needed for tokenizer.model files) in an AddressSanitizer "
+                       "build: it must be opened with RTLD_DEEPBIND, which the sanitizer forbids"));
+#endif
   const bool preloaded = dlopen(kLibrary, RTLD_LAZY | RTLD_NOLOAD) != nullptr;
   handle_ = dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (handle_ == nullptr) {

@@ -6,6 +6,7 @@
 #include "ranktune/core/utf8.h"
 #include "ranktune/io/hub_cache.h"
 #include "backend.h"
+#include "chat_templates.h"
 #include "post_processors.h"
 #include "tokenizer_config.h"
 #include "utf8.h"
@@ -22,6 +23,7 @@ struct Tokenizer::Impl {
   std::optional<int64_t> bos, eos, pad;
   std::unique_ptr<PostProcessor> config_processor;  // from add_bos_token / add_eos_token
   bool clean_up_spaces = false;
+  ChatTemplates chat;
 };
 
 namespace {
@@ -67,7 +69,11 @@ Tokenizer Tokenizer::from_pretrained(const std::string& name_or_path) {
   impl->backend = ends_with(file, ".model") ? load_sentencepiece_model(file) : load_tokenizer_json(file);
   Backend& backend = *impl->backend;
 
+  const fs::path jinja_file = fs::path(file).parent_path() / "chat_template.jinja";
+  const std::string jinja_path = fs::exists(jinja_file) ? jinja_file.string() : "";
+
   if (config_path.empty()) {
+    if (!jinja_path.empty()) impl->chat = ChatTemplates(TokenizerConfig{}, jinja_path);
     impl->bos = backend.role_id(SpecialRole::bos);
     impl->eos = backend.role_id(SpecialRole::eos);
     impl->pad = backend.role_id(SpecialRole::pad);
@@ -97,6 +103,7 @@ Tokenizer Tokenizer::from_pretrained(const std::string& name_or_path) {
     impl->config_processor = std::make_unique<AffixProcessor>(std::move(prefix), std::move(suffix));
   }
   impl->clean_up_spaces = config.clean_up_tokenization_spaces;
+  impl->chat = ChatTemplates(config, jinja_path);
   return Tokenizer(std::move(impl));
 }
 
@@ -143,6 +150,22 @@ std::string Tokenizer::id_to_token(int64_t id) const {
   RANKTUNE_CHECK_CTX(token.has_value(), (ErrorContext{impl_->source, "", -1}), "no token has id ", id,
                      " (vocabulary size ", vocab_size(), ")");
   return std::move(*token);
+}
+
+std::vector<std::string> Tokenizer::chat_template_names() const { return impl_->chat.names(); }
+
+std::string Tokenizer::chat_template(const std::string& name_or_template, bool with_tools) const {
+  return impl_->chat.select(name_or_template, with_tools);
+}
+
+std::string Tokenizer::apply_chat_template(const std::string& conversation_json,
+                                           const ChatTemplateOptions& options) const {
+  return impl_->chat.apply(conversation_json, options);
+}
+
+std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& conversation,
+                                           const ChatTemplateOptions& options) const {
+  return impl_->chat.apply(conversation, options);
 }
 
 bool Tokenizer::is_special(int64_t id) const { return impl_->backend->is_special(id); }

@@ -37,6 +37,24 @@ ConfigSpecialToken read_role(io::SortedJsonFields& root, const char* key) {
   return out;
 }
 
+// "chat_template": "text", or [{"name": "default", "template": "text"}, {"name": "tool_use", ...}].
+std::vector<std::pair<std::string, std::string>> read_chat_templates(io::SortedJsonFields& root) {
+  std::vector<std::pair<std::string, std::string>> templates;
+  if (!root.has_value("chat_template")) return templates;
+  const io::json& value = root.raw("chat_template");
+  const io::JsonPath at = root.at("chat_template");
+  if (value.is_string()) {
+    templates.emplace_back("default", value.get<std::string>());
+    return templates;
+  }
+  if (!value.is_array()) at.fail("expected a string or a list of {\"name\", \"template\"}, got " + io::json_type_name(value));
+  for (size_t i = 0; i < value.size(); ++i) {
+    io::SortedJsonFields entry(value[i], at[i]);
+    templates.emplace_back(entry.get_string("name"), entry.get_string("template"));
+  }
+  return templates;
+}
+
 std::optional<bool> read_optional_bool(io::SortedJsonFields& root, const char* key) {
   if (!root.has_value(key)) return std::nullopt;
   return root.get_bool(key);
@@ -60,8 +78,15 @@ TokenizerConfig read_tokenizer_config(const std::string& path) {
   if (root.has_value("additional_special_tokens")) {
     const io::json& list = root.get_list("additional_special_tokens");
     const io::JsonPath list_at = root.at("additional_special_tokens");
-    for (size_t i = 0; i < list.size(); ++i) config.additional_special_tokens.push_back(read_token(list[i], list_at[i]));
+    for (size_t i = 0; i < list.size(); ++i) {
+      config.additional_special_tokens.push_back(read_token(list[i], list_at[i]));
+      config.listed_additional_special_tokens.push_back(config.additional_special_tokens.back().content);
+    }
   }
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}) {
+    if (root.has_value(key)) config.template_tokens.emplace_back(key, read_token(root.raw(key), root.at(key)).content);
+  }
+  config.chat_templates = read_chat_templates(root);
   if (root.has_value("added_tokens_decoder")) {
     const io::SortedJsonFields map = root.get_object("added_tokens_decoder");
     for (const auto& [id, value] : map.object().items()) {

@@ -22,6 +22,9 @@
 
 namespace ranktune::train {
 
+// Recipe values, key -> YAML text (RunConfig::key_values()).
+using RecipeValues = std::vector<std::pair<std::string, std::string>>;
+
 struct TrainerState {
   int64_t step = 0;        // optimizer steps done
   int64_t micro_step = 0;  // micro-batches consumed (the data position)
@@ -30,7 +33,7 @@ struct TrainerState {
   uint64_t seed = 0;
   double seconds = 0;  // training time of the whole run up to this step (all segments)
   // The recipe values that must not change on resume (key -> YAML text); see check_resume_recipe.
-  std::vector<std::pair<std::string, std::string>> recipe;
+  RecipeValues recipe;
 };
 
 // Writes a checkpoint: `write_contents(dir)` writes the model/adapter and optimizer files into the

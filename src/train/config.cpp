@@ -43,10 +43,28 @@ YAML::Node node_of(const T& value) {
   return YAML::Node(value);
 }
 
+// The names of an enum's values, in the enum's order: the key's choices, parsed once on loading.
+const std::vector<std::string> kAdapterMethods = {"lora", "dora", "full"};
+const std::vector<std::string> kSchedules = {"constant", "linear", "cosine"};
+const std::vector<std::string> kPrecisions = {"fp32", "bf16"};
+const std::vector<std::string> kDataFormats = {"gsm8k", "jsonl", "messages", "prompt_completion", "text", "alpaca", "auto"};
+
+template <typename E>
+E enum_of(const std::vector<std::string>& names, const std::string& name) {
+  const auto it = std::find(names.begin(), names.end(), name);
+  if (it == names.end()) throw Error("'" + name + "' is not allowed; allowed: " + join(names));
+  return static_cast<E>(it - names.begin());
+}
+
 // Field binding helpers: a member of RunConfig read and written as YAML.
 #define RT_SCALAR(member, type)                                                   \
   [](RunConfig& c, const YAML::Node& n) { c.member = n.as<type>(); },            \
       [](const RunConfig& c) { return node_of(c.member); }
+// An enum member read from and written as one of the key's choices, in the enum's order (the
+// choices are checked before `set` runs, so the lookup always finds the name).
+#define RT_ENUM(member, type, names)                                                         \
+  [](RunConfig& c, const YAML::Node& n) { c.member = enum_of<type>(names, n.as<std::string>()); }, \
+      [](const RunConfig& c) { return node_of(names[static_cast<size_t>(c.member)]); }
 #define RT_LIST(member, type)                                                                       \
   [](RunConfig& c, const YAML::Node& n) {                                                           \
     c.member = n.IsSequence() ? n.as<std::vector<type>>() : std::vector<type>{n.as<type>()};        \
@@ -134,7 +152,7 @@ const char* const kMethodHelp =
     "adapter keys with a warning). `dora` is shorthand for `lora` with adapter.use_dora: true.";
 
 std::vector<Key> adapter_keys() {
-  std::vector<Key> out = {{"adapter.method", Kind::string, "lora", kMethodHelp, {"lora", "dora", "full"}, RT_SCALAR(adapter.method, std::string)}};
+  std::vector<Key> out = {{"adapter.method", Kind::string, "lora", kMethodHelp, kAdapterMethods, RT_ENUM(adapter.method, AdapterMethod, kAdapterMethods)}};
   for (const LoraField& field : peft::lora_config_fields()) {
     if (!field.is_recipe_key()) continue;
     const Kind kind = kind_of(field.kind);
@@ -156,7 +174,7 @@ const std::vector<Key>& keys() {
       // data
       {"data.train_file", Kind::string, "null", "JSONL training file (GSM8K: `question`, `answer` ending in `#### N`).", {}, RT_SCALAR(data.train_file, std::string)},
       {"data.eval_file", Kind::string, "\"\"", "JSONL validation file; empty: `data.validation_size` examples are held out of the training file.", {}, RT_SCALAR(data.eval_file, std::string)},
-      {"data.format", Kind::string, "gsm8k", "`gsm8k`: the answer field holds the rationale and `#### N`; `jsonl`: separate rationale and answer fields; `messages` (conversations), `prompt_completion`, `text`, `alpaca` (instruction/input/output) as TRL's SFTTrainer reads them, with messages in the template's chat roles (docs/data.md); `auto`: one of those four, told by the first record's fields.", {"gsm8k", "jsonl", "messages", "prompt_completion", "text", "alpaca", "auto"}, RT_SCALAR(data.format, std::string)},
+      {"data.format", Kind::string, "gsm8k", "`gsm8k`: the answer field holds the rationale and `#### N`; `jsonl`: separate rationale and answer fields; `messages` (conversations), `prompt_completion`, `text`, `alpaca` (instruction/input/output) as TRL's SFTTrainer reads them, conversations rendered in the template's chat roles or, with a `format: chat` template, through the model's own chat template (docs/data.md); `auto`: one of those four, told by the first record's fields.", kDataFormats, RT_ENUM(data.format, DataFormat, kDataFormats)},
       {"data.question_field", Kind::string, "question", "JSON field with the question.", {}, RT_SCALAR(data.question_field, std::string)},
       {"data.rationale_field", Kind::string, "rationale", "JSON field with the worked solution (format `jsonl` only).", {}, RT_SCALAR(data.rationale_field, std::string)},
       {"data.answer_field", Kind::string, "answer", "JSON field with the answer.", {}, RT_SCALAR(data.answer_field, std::string)},
@@ -195,11 +213,11 @@ const std::vector<Key>& keys() {
       {"train.adam_beta1", Kind::number, "0.9", "AdamW β1.", {}, RT_SCALAR(train.adam_beta1, double)},
       {"train.adam_beta2", Kind::number, "0.999", "AdamW β2.", {}, RT_SCALAR(train.adam_beta2, double)},
       {"train.adam_epsilon", Kind::number, "1e-8", "AdamW ε.", {}, RT_SCALAR(train.adam_epsilon, double)},
-      {"train.schedule", Kind::string, "cosine", "Learning-rate schedule after warmup.", {"constant", "linear", "cosine"}, RT_SCALAR(train.schedule, std::string)},
+      {"train.schedule", Kind::string, "cosine", "Learning-rate schedule after warmup.", kSchedules, RT_ENUM(train.schedule, Schedule, kSchedules)},
       {"train.warmup_steps", Kind::integer, "0", "Linear warmup steps (overrides warmup_ratio when > 0).", {}, RT_SCALAR(train.warmup_steps, int64_t)},
       {"train.warmup_ratio", Kind::number, "0.03", "Warmup as a fraction of the total steps.", {}, RT_SCALAR(train.warmup_ratio, double)},
       {"train.max_grad_norm", Kind::number, "1.0", "Clip the gradient norm to this (0: no clipping).", {}, RT_SCALAR(train.max_grad_norm, double)},
-      {"train.precision", Kind::string, "fp32", "`bf16` runs the forward pass under CPU autocast (useful with native bf16 hardware; slower than fp32 on this CPU).", {"fp32", "bf16"}, RT_SCALAR(train.precision, std::string)},
+      {"train.precision", Kind::string, "fp32", "`bf16` runs the forward pass under CPU autocast (useful with native bf16 hardware; slower than fp32 on this CPU).", kPrecisions, RT_ENUM(train.precision, Precision, kPrecisions)},
       {"train.gradient_checkpointing", Kind::boolean, "false", "Recompute each layer's activations in backward: much less memory for about one more forward pass of time.", {}, RT_SCALAR(train.gradient_checkpointing, bool)},
       {"train.log_every", Kind::integer, "10", "Optimizer steps between metrics rows and progress updates.", {}, RT_SCALAR(train.log_every, int64_t)},
       {"train.eval_every", Kind::integer, "0", "Steps between evaluations (validation loss, and accuracy on eval.during_training questions); 0: only at the end.", {}, RT_SCALAR(train.eval_every, int64_t)},
@@ -235,6 +253,7 @@ const std::vector<Key>& keys() {
 
 #undef RT_SCALAR
 #undef RT_LIST
+#undef RT_ENUM
 
 std::vector<std::string> all_paths() {
   std::vector<std::string> out;
@@ -359,7 +378,7 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
   if (t.max_nan_steps <= 0) fail("train.max_nan_steps", "must be positive");
   if (c.data.max_length < 2) fail("data.max_length", "must be at least 2");
   if (c.data.validation_size < 0) fail("data.validation_size", "must be >= 0");
-  const eval::EvalOptions& e = c.eval.options;
+  const EvalOptions& e = c.eval.options;
   if (e.batch_size <= 0) fail("eval.batch_size", "must be positive");
   if (e.max_new_tokens < 0) fail("eval.max_new_tokens", "must be >= 0");
   if (e.samples < 0) fail("eval.samples", "must be >= 0");
@@ -368,7 +387,7 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
   for (int64_t k : e.pass_at_k) {
     if (k <= 0 || k > e.samples) fail("eval.pass_at_k", c10::str("k=", k, " needs 0 < k <= eval.samples (", e.samples, ")"));
   }
-  if (c.adapter.method != "full") {
+  if (!c.adapter.full()) {
     try {
       c.adapter.lora.validate();
     } catch (const Error& e) {
@@ -384,15 +403,15 @@ void resolve_method(RunConfig& c, const std::map<std::string, ErrorContext>& giv
   const auto method = given.find("adapter.method");
   if (method == given.end()) return;  // the default, lora
   const ErrorContext& where = method->second;
-  if (c.adapter.method == "dora") {
+  if (c.adapter.method == AdapterMethod::dora) {
     if (given.count("adapter.use_dora") != 0 && !c.adapter.lora.use_dora()) {
       throw Error("is dora (LoRA with adapter.use_dora: true) but adapter.use_dora is false: for LoRA use "
                   "adapter.method: lora, for DoRA drop adapter.use_dora",
                   where);
     }
-    c.adapter.method = "lora";
+    c.adapter.method = AdapterMethod::lora;
     c.adapter.lora.use_dora(true);
-  } else if (c.adapter.method == "full") {
+  } else if (c.adapter.full()) {
     // Overriding a recipe's method on the command line switches it to full fine-tuning; setting
     // adapter fields next to `full` in the same place is a contradiction.
     auto on_command_line = [](const ErrorContext& at) { return at.file == kCommandLine; };
@@ -497,15 +516,17 @@ RunConfig RunConfig::load(const std::string& path, const std::vector<std::string
   return parse(io::read_file(path), path, overrides);
 }
 
+std::string to_string(DataFormat format) { return kDataFormats[static_cast<size_t>(format)]; }
+
 // ---- the adapter -------------------------------------------------------------------------------------
 
 std::string AdapterSection::training_method() const {
-  if (method == "full") return "full";
+  if (full()) return "full";
   return lora.use_dora() ? "dora" : "lora";
 }
 
 peft::LoraConfig RunConfig::adapter_config() const {
-  RANKTUNE_CHECK_CTX(adapter.method != "full", (ErrorContext{source, "adapter.method", -1}),
+  RANKTUNE_CHECK_CTX(!adapter.full(), (ErrorContext{source, "adapter.method", -1}),
                      "is full: the run trains every weight and attaches no adapter");
   RANKTUNE_CHECK_CTX(!adapter.lora.target_modules().empty(), (ErrorContext{source, "adapter.target_modules", -1}),
                      "is not set: name the modules to adapt, e.g. [q_proj, v_proj] or all-linear (recipes have no "
@@ -526,7 +547,7 @@ std::string RunConfig::to_yaml() const {
     const std::string path = k.path;
     const size_t dot = path.find('.');
     const std::string section = dot == std::string::npos ? "" : path.substr(0, dot);
-    if (section == "adapter" && path != "adapter.method" && adapter.method == "full") continue;  // no adapter
+    if (section == "adapter" && path != "adapter.method" && adapter.full()) continue;  // no adapter
     if (section != open_section) {
       if (!open_section.empty()) out << YAML::EndMap;
       if (!section.empty()) out << YAML::Key << section << YAML::Value << YAML::BeginMap;
@@ -542,7 +563,7 @@ std::string RunConfig::to_yaml() const {
 std::vector<std::pair<std::string, std::string>> RunConfig::key_values() const {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& k : keys()) {
-    if (k.path.rfind("adapter.", 0) == 0 && k.path != "adapter.method" && adapter.method == "full") continue;
+    if (k.path.rfind("adapter.", 0) == 0 && k.path != "adapter.method" && adapter.full()) continue;
     YAML::Emitter text;
     text << YAML::Flow << k.get(*this);
     out.emplace_back(k.path, text.c_str());

@@ -4,10 +4,14 @@
 #include "ranktune/io/file.h"
 #include "ranktune/io/json.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 namespace ranktune::train {
@@ -53,10 +57,27 @@ MetricsLog::MetricsLog(std::string path, int64_t resume_step) : path_(std::move(
 }
 
 void MetricsLog::write(const MetricsRow& row) {
-  std::ofstream out(path_, std::ios::app);
-  out << row_json(row) << "\n";
-  out.flush();
-  RANKTUNE_CHECK_CTX(out.good(), (ErrorContext{path_, "", -1}), "cannot append metrics");
+  // A failed append (disk full, permission, the file gone) is an error naming the file and the
+  // cause; a partly written line is cut off again, so the file keeps only whole rows.
+  const std::string line = row_json(row) + "\n";
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(c10::str("cannot append metrics: ", std::strerror(errno)), ErrorContext{path_, "", -1});
+  const off_t before = ::lseek(fd, 0, SEEK_END);
+  size_t written = 0;
+  while (written < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + written, line.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string reason = n < 0 ? std::strerror(errno) : "nothing written";
+      if (before >= 0 && ::ftruncate(fd, before) != 0) {
+        // The partial line stays; MetricsLog::read stops at it.
+      }
+      ::close(fd);
+      throw Error("cannot append metrics: " + reason, ErrorContext{path_, "", -1});
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0) throw Error(c10::str("cannot append metrics: ", std::strerror(errno)), ErrorContext{path_, "", -1});
   rows_.push_back(row);
 }
 

@@ -1,27 +1,9 @@
 #include "ranktune/train/schedule.h"
 
-#include "ranktune/core/error.h"
-
 #include <algorithm>
 #include <cmath>
 
 namespace ranktune::train {
-
-Schedule parse_schedule(const std::string& name) {
-  if (name == "constant") return Schedule::constant;
-  if (name == "linear") return Schedule::linear;
-  if (name == "cosine") return Schedule::cosine;
-  throw Error("unknown schedule '" + name + "'; allowed: constant, linear, cosine", ErrorContext{"", "train.schedule", -1});
-}
-
-std::string to_string(Schedule schedule) {
-  switch (schedule) {
-    case Schedule::constant: return "constant";
-    case Schedule::linear: return "linear";
-    case Schedule::cosine: return "cosine";
-  }
-  return "constant";
-}
 
 double lr_multiplier(Schedule schedule, int64_t step, int64_t warmup_steps, int64_t total_steps) {
   if (step < warmup_steps) return static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps));

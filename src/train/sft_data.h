@@ -1,31 +1,30 @@
 #pragma once
-// The recipe's SFT data formats (data.format: messages, prompt_completion, text, alpaca, auto): the
-// training and validation files read with data/sft.h, conversations rendered in the template's
-// chat roles, tokenized with their loss masks. The GSM8K formats keep their own path in the trainer.
+// The recipe's SFT data formats (data.format: messages, prompt_completion, text, alpaca, auto):
+// records read with data/sft.h under the recipe's data.*_field names, conversations rendered by the
+// recipe template's render_chat (its chat roles, or the model's own chat template for
+// format: chat) and tokenized with their loss masks. The GSM8K formats are session.cpp's.
 
 #include "ranktune/data/batching.h"
+#include "ranktune/data/sft.h"
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/config.h"
 
+#include <string>
 #include <vector>
 
 namespace ranktune::train {
 
-// True when data.format is one of data/sft.h's formats (or auto).
-bool is_sft_format(const DataSection& data);
+// The first `limit` records of `path` (0: all), in data.format (data.sft_format() must hold).
+std::vector<data::SftRecord> load_sft_records(const std::string& path, const DataSection& data, int64_t limit);
 
-// The template's chat roles as a data::RenderChat.
-data::RenderChat template_chat(const prompt::PromptTemplate& prompt_template);
-
-struct SftData {
-  std::vector<data::TokenizedExample> train, validation;
-  data::TokenizeReport train_report;
-};
-
-// data.train_file (its first data.limit records), split by data.validation_size and `seed` unless
-// data.eval_file is given (then its first data.validation_size records, 0: all).
-SftData load_sft_data(const DataSection& data, uint64_t seed, const data::RenderChat& chat,
-                      const tokenizer::Tokenizer& tokenizer, const data::TokenizeOptions& options);
+// The records as tokens. An error rendering one (a chat template whose shorter conversations are
+// not prefixes of the longer ones) names `path` and the record's line.
+std::vector<data::TokenizedExample> tokenize_sft_records(const std::vector<data::SftRecord>& records,
+                                                         const std::string& path, const DataSection& data,
+                                                         const prompt::PromptTemplate& prompt_template,
+                                                         const tokenizer::Tokenizer& tokenizer,
+                                                         const data::TokenizeOptions& options,
+                                                         data::TokenizeReport* report = nullptr);
 
 }  // namespace ranktune::train

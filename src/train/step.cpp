@@ -42,7 +42,7 @@ StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::
   result.applied = std::isfinite(result.loss) && std::isfinite(result.grad_norm);
   if (result.applied) {
     optimizer.set_lr_multiplier(
-        lr_multiplier(parse_schedule(settings.schedule), progress.step, warmup_steps, progress.total_steps));
+        lr_multiplier(settings.schedule, progress.step, warmup_steps, progress.total_steps));
     optimizer.step();
     progress.nan_streak = 0;
   } else {

@@ -54,6 +54,19 @@ got=$("$RANKTUNE" tokenize --tokenizer "$SHARED/tokenizers/gpt-2" --file "$WORK/
 got=$("$RANKTUNE" tokenize --tokenizer "$STORIES" --file "$WORK/hello.txt" --add-special-tokens)
 [ "${got%% *}" = "1" ] && pass "tokenize adds BOS when asked" || fail "tokenize --add-special-tokens: got '$got'"
 
+# generate --chat: the prompt goes through the tokenizer's chat template (the ids are those of the
+# rendered text, no BOS added: the template decides); a tokenizer without one is an error.
+mkdir -p "$WORK/chat_tok"
+cp "$STORIES/tokenizer.json" "$WORK/chat_tok/"
+printf '%s' '{"bos_token": "<s>", "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"}' >"$WORK/chat_tok/tokenizer_config.json"
+printf '<s>system: Be kind.\nuser: Once upon a time\nassistant:' >"$WORK/chat_rendered.txt"
+expected=$("$RANKTUNE" tokenize --tokenizer "$WORK/chat_tok" --file "$WORK/chat_rendered.txt")
+got=$("$RANKTUNE" generate --model "$STORIES" --tokenizer "$WORK/chat_tok" --chat --system "Be kind." --prompt "Once upon a time" --max-new-tokens 3 --print-ids)
+[ -n "$expected" ] && [ "${got% * * *}" = "$expected" ] && pass "generate --chat renders the model's chat template" ||
+  fail "generate --chat: got '$got', want the ids '$expected' then 3 more"
+expect_failure "generate --chat without a chat template" "no chat template" \
+  "$RANKTUNE" generate --model "$STORIES" --chat --prompt "x" --max-new-tokens 1
+
 "$RANKTUNE" inspect "$LLAMA" >"$WORK/inspect.json" && grep -q '"architecture": "LlamaForCausalLM"' "$WORK/inspect.json" &&
   grep -q '"kv_heads": 4' "$WORK/inspect.json" && pass "inspect" || fail "inspect: $(cat "$WORK/inspect.json")"
 
@@ -103,6 +116,27 @@ merged=$("$RANKTUNE" generate --model "$WORK/merged_head" --prompt-ids "1 5 17" 
 base=$("$RANKTUNE" generate --model "$QWEN2" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
 [ -n "$merged" ] && [ "$with_adapter" = "$merged" ] && [ "$merged" != "$base" ] && pass "the merged untied head generates as the adapter" ||
   fail "merged head: $merged vs $with_adapter (base $base)"
+
+# Mixture of experts: PEFT's LoRA on Mixtral's experts merges into a model that generates as the
+# adapter does; inspect reads DeepSeek-V2 (MLA); an expert count that disagrees with the router.
+MOE="$SHARED/fixtures/hf-tiny-moe"
+if [ -d "$MOE/mixtral_lora_experts" ]; then
+  "$RANKTUNE" merge --model "$MOE/mixtral_tiny" --adapter "$MOE/mixtral_lora_experts" --out "$WORK/merged_moe" >/dev/null &&
+    pass "merge of a LoRA on Mixtral's experts" || fail "merge moe"
+  with_adapter=$("$RANKTUNE" generate --model "$MOE/mixtral_tiny" --adapter "$MOE/mixtral_lora_experts" --prompt-ids "1 9 33" --max-new-tokens 12 --print-ids 2>/dev/null)
+  merged=$("$RANKTUNE" generate --model "$WORK/merged_moe" --prompt-ids "1 9 33" --max-new-tokens 12 --print-ids)
+  [ -n "$merged" ] && [ "$with_adapter" = "$merged" ] && pass "the merged Mixtral generates as the adapter" ||
+    fail "merged moe: $merged vs $with_adapter"
+  "$RANKTUNE" inspect "$MOE/deepseek_v2_tiny" >"$WORK/inspect_moe.json" && grep -q '"kv_cache_bytes_per_token": 288' "$WORK/inspect_moe.json" &&
+    grep -q '"per_token": 3' "$WORK/inspect_moe.json" && pass "inspect DeepSeek-V2: latent cache, experts" ||
+    fail "inspect deepseek"
+  mkdir -p "$WORK/experts" && ln -s "$MOE/mixtral_tiny/model.safetensors" "$WORK/experts/model.safetensors"
+  sed 's/"num_local_experts": 8/"num_local_experts": 6/' "$MOE/mixtral_tiny/config.json" >"$WORK/experts/config.json"
+  expect_failure "an expert count that disagrees with the router" "experts/config.json: 'num_local_experts': is 6 but the checkpoint's model.layers.0.block_sparse_moe.gate.weight has shape \[8, 64\]" \
+    "$RANKTUNE" inspect "$WORK/experts"
+else
+  echo "skip: $MOE is absent (MoE checks)"
+fi
 
 # ---- malformed input ---------------------------------------------------------------------------
 broken() {  # a copy of the llama fixture to damage

@@ -212,6 +212,46 @@ else
   echo "skip disk-full check: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)"
 fi
 
+# ---- a run file that cannot be written ends the run with an error naming it; the checkpoint stays ---
+# Disk full at the final adapter: room for checkpoint-2 and half the adapter.
+adapter_kb=$(du -sk "$WORK/measure/adapter_model.safetensors" | cut -f1)
+mkdir -p "$WORK/small2"
+if mount -t tmpfs -o size=$((checkpoint_kb + adapter_kb / 2))k tmpfs "$WORK/small2" 2>/dev/null; then
+  "$RANKTUNE" train "$RECIPE" "${DISK[@]}" train.max_steps=2 train.output_dir="$WORK/small2/run" >"$WORK/full2.log" 2>&1
+  rc=$?
+  if [ $rc -eq 1 ] && grep -q "adapter_model.safetensors.*No space left on device" "$WORK/full2.log" &&
+    [ -s "$WORK/small2/run/checkpoint-2/adapter_model.safetensors" ] && ! ls "$WORK/small2/run" | grep -q tmp; then
+    pass "disk full at the final adapter: exit 1, the file and the cause named, no temporaries, checkpoint-2 kept"
+  else
+    fail "disk full at the final adapter (rc $rc): $(ls "$WORK/small2/run") $(tail -3 "$WORK/full2.log")"
+  fi
+  umount "$WORK/small2"
+  # Permission: a read-only file system under the run directory.
+  if mount -t tmpfs -o size=1m tmpfs "$WORK/small2" 2>/dev/null; then
+    mkdir "$WORK/small2/run"
+    mount -o remount,ro "$WORK/small2"
+    "$RANKTUNE" train "$RECIPE" "${DISK[@]}" train.output_dir="$WORK/small2/run" >"$WORK/ro.log" 2>&1
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "config.yaml.*Read-only file system" "$WORK/ro.log" && [ -z "$(ls "$WORK/small2/run")" ]; then
+      pass "read-only run directory: exit 1, the file and the cause named, nothing written"
+    else
+      fail "read-only run directory (rc $rc): $(tail -3 "$WORK/ro.log")"
+    fi
+    umount "$WORK/small2"
+  fi
+else
+  echo "skip disk-full and read-only checks of the run files: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)"
+fi
+# A run directory under a regular file (denied whoever runs it).
+touch "$WORK/a-file"
+"$RANKTUNE" train "$RECIPE" "${DISK[@]}" train.output_dir="$WORK/a-file/run" >"$WORK/notdir.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "a-file/run.*train.output_dir.*cannot create the run directory: Not a directory" "$WORK/notdir.log"; then
+  pass "run directory under a regular file: exit 1, naming the directory, the key and the cause"
+else
+  fail "run directory under a regular file (rc $rc): $(tail -3 "$WORK/notdir.log")"
+fi
+
 # ---- SIGKILL and resume: bit-identical to an uninterrupted run -----------------------------------
 RESUME=(train.max_steps=40 train.save_every=10 train.keep_last=5 eval.max_new_tokens=0 train.eval_every=0 adapter.lora_dropout=0.1 train.threads=1)
 "$RANKTUNE" train "$RECIPE" "${RESUME[@]}" train.output_dir="$WORK/straight" >"$WORK/straight.log" 2>&1 || fail "uninterrupted run: $(tail -3 "$WORK/straight.log")"

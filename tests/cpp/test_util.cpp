@@ -7,11 +7,6 @@
 
 namespace ranktune::testing {
 
-std::string shared_dir() {
-  const std::filesystem::path dir(RANKTUNE_SHARED_DIR);
-  return std::filesystem::is_directory(dir) ? std::filesystem::canonical(dir).string() : std::string();
-}
-
 torch::Tensor numeric_gradient(const std::function<double()>& loss, torch::Tensor param, double eps) {
   at::NoGradGuard no_grad;
   torch::Tensor flat = param.view({-1});

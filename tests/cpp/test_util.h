@@ -27,6 +27,18 @@ std::string shared_dir();
     }                                                                                                \
   } while (false)
 
+// Whether libsentencepiece (tokenizer.model files) can be loaded: not in an AddressSanitizer build
+// (src/tokenizer/sentencepiece_library.cpp explains why).
+bool sentencepiece_loadable();
+
+// Skips the current test, with a message, when libsentencepiece cannot be loaded.
+#define RANKTUNE_REQUIRE_SENTENCEPIECE()                                                             \
+  do {                                                                                               \
+    if (!::ranktune::testing::sentencepiece_loadable()) {                                            \
+      GTEST_SKIP() << "libsentencepiece cannot be loaded in an AddressSanitizer build";              \
+    }                                                                                                \
+  } while (false)
+
 // Central differences of a scalar function with respect to every element of `param` (which is
 // perturbed in place and restored). Double precision expected.
 torch::Tensor numeric_gradient(const std::function<double()>& loss, torch::Tensor param, double eps = 1e-6);

@@ -15,8 +15,10 @@ if(NOT result EQUAL 0)
   message(FATAL_ERROR "peft could not include ranktune/io/file.h:\n${output}")
 endif()
 
-# An upward include and another layer's private header are not found.
+# Upward includes (peft -> train; train -> eval, whose evaluator is injected) and another layer's
+# private header are not found.
 foreach(probe_and_header "peft_includes_train;ranktune/train/trainer.h"
+                         "train_includes_eval;ranktune/eval/gsm8k_eval.h"
                          "prompt_includes_tokenizer_private;tokenizer/pattern.h")
   list(GET probe_and_header 0 probe)
   list(GET probe_and_header 1 header)

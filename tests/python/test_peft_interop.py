@@ -8,18 +8,15 @@ PEFT runs in a subprocess with the reference environment (../shared/tools/hfref 
 """
 
 import json
-import os
 import pathlib
-import subprocess
 
 import pytest
 import torch
 
 import ranktune
-from conftest import HF_TINY, need
+from conftest import HF_TINY, hfref_python, need, run_hfref_jobs
 
 HERE = pathlib.Path(__file__).resolve().parent
-HFREF = pathlib.Path(os.environ.get("RANKTUNE_HFREF", pathlib.Path.home() / "hfref"))
 IDS = [[1, 5, 17, 42, 99, 3, 250, 7], [1, 9, 8, 7, 6, 5, 4, 3]]
 TOLERANCE = 1e-5
 
@@ -35,24 +32,10 @@ CASES = {
 }
 
 
-def hfref_python() -> pathlib.Path:
-    python = HFREF / "bin" / "python"
-    if not python.exists():
-        pytest.skip(f"{python} is absent: these tests need the Hugging Face reference environment "
-                    "(../shared/tools/hfref; set RANKTUNE_HFREF to where it is built)")
-    return python
-
-
 def run_hfref(jobs, tmp: pathlib.Path):
     """Runs hfref_peft.py on `jobs`; returns the warnings PEFT gave for each job."""
-    jobs_file = tmp / "jobs.json"
-    jobs_file.write_text(json.dumps(jobs))
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env.pop("PYTHONPATH", None)
-    out = subprocess.run([str(hfref_python()), str(HERE / "hfref_peft.py"), str(jobs_file)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+    stdout = run_hfref_jobs(HERE / "hfref_peft.py", jobs, tmp)
+    return {int(k): v for k, v in json.loads(stdout.strip().splitlines()[-1]).items()}
 
 
 def logits_of(path: pathlib.Path) -> torch.Tensor:

@@ -282,3 +282,39 @@ def test_ctrl_c_stops_evaluation_between_tokens(tmp_path, tokenizer, data):
     timer.join()
     assert stopped < whole * 0.8, (stopped, whole)
     assert trainer.evaluate() == full  # nothing left half-done
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "adapter_model.safetensors", "training-curve.svg", "summary.json"])
+def test_a_failed_write_of_a_run_file_names_it_and_keeps_the_checkpoint(tmp_path, tokenizer, data, name):
+    # The file's path is taken by a directory while the run goes on (as root, where permissions do
+    # not deny): the write fails as a full disk or a read-only file system would make it fail.
+    train, test = data
+    args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=3, batch_size=4, log_every=1, save_every=2,
+                                      **{**ADAPTER, **SMALL, "eval.max_new_tokens": 0})
+
+    def block(logs):
+        final_row = "eval_loss" in logs
+        if (name == "metrics.jsonl" and logs["step"] == 2) or (name == "adapter_model.safetensors" and logs["step"] == 3) \
+                or (name in ("training-curve.svg", "summary.json") and final_row):
+            target = tmp_path / name
+            if target.exists():
+                target.unlink()
+            target.mkdir()
+
+    trainer = ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test,
+                               callbacks=[block], progress_bar=False)
+    with pytest.raises(ranktune.Error, match=f"{name}.*Is a directory"):
+        trainer.train()
+    assert (tmp_path / "checkpoint-2" / "adapter_model.safetensors").is_file()  # the last good checkpoint
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_a_run_directory_that_cannot_be_made_is_a_ranktune_error(tmp_path, tokenizer, data):
+    train, test = data
+    (tmp_path / "a-file").write_text("")
+    args = ranktune.TrainingArguments(output_dir=tmp_path / "a-file" / "run", max_steps=1, batch_size=4,
+                                      **{**ADAPTER, **SMALL, "eval.max_new_tokens": 0})
+    trainer = ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=train, eval_dataset=test,
+                               progress_bar=False)
+    with pytest.raises(ranktune.Error, match="train.output_dir.*cannot create the run directory: Not a directory"):
+        trainer.train()

@@ -4,7 +4,7 @@
 // plain `text`, and Alpaca records (instruction/input/output). A record becomes text segments, each
 // marked trained or not; tokenize_segments (batching.h) turns them into ids and labels.
 //
-//   data::SftOptions o;                                  // format "auto": detected from the first record
+//   data::SftOptions o;                                  // no format: detected from the first record
 //   auto records = data::load_sft_jsonl("chats.jsonl", o);
 //   data::RenderChat chat = ...;                         // the template's chat roles, or a model's template
 //   auto segments = data::render_record(records[0], chat, o.loss);
@@ -13,17 +13,18 @@
 // assistant spans are found as TRL finds them: render each prefix of the conversation and take the
 // differences, so any template that renders prefixes as prefixes works unchanged.
 
+#include "ranktune/tokenizer/chat_template.h"
+
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace ranktune::data {
 
-struct Message {
-  std::string role;  // system | user | assistant
-  std::string content;
-};
+// One turn: role system | user | assistant, and its text (the tokenizer's chat message).
+using Message = tokenizer::ChatMessage;
 
 // (messages, add_generation_prompt) -> the conversation as text; with add_generation_prompt the
 // text ends with the header of the assistant turn that follows.
@@ -53,7 +54,7 @@ struct LossOptions {
 };
 
 struct SftOptions {
-  std::string format = "auto";  // auto | messages | prompt_completion | text | alpaca
+  std::optional<SftFormat> format;  // empty: detected from the first record (data.format auto)
   std::string messages_field = "messages";
   std::string prompt_field = "prompt", completion_field = "completion";
   std::string text_field = "text";
@@ -62,14 +63,11 @@ struct SftOptions {
   int64_t limit = 0;  // keep at most this many records (from the start of the file); 0 = all
 };
 
-// True for the format names this file reads (the GSM8K formats "gsm8k"/"jsonl" are examples.h's).
-bool is_sft_format(const std::string& name);
-
 // The format of one JSON record, from its fields: messages, then prompt + completion, then text,
 // then instruction + output. Throws (naming the fields looked for) when none fits.
 SftFormat detect_format(const std::string& json_line, const SftOptions& options, const std::string& source);
 
-// Reads a JSONL file of one format (detected from the first record when options.format is "auto").
+// Reads a JSONL file of one format (detected from the first record when options.format is empty).
 // A line that is not JSON, lacks a field, has a field of the wrong type, a message with another
 // role or no text to train on is an error naming the file, the line and the field. Blank lines are
 // skipped.

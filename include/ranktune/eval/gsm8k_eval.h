@@ -6,9 +6,12 @@
 // Optionally the GSM8K paper's calculator: when the model writes `<<expr=`, the result is inserted.
 
 #include "ranktune/data/examples.h"
+#include "ranktune/train/config.h"
+#include "ranktune/train/evaluator.h"
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,27 +28,8 @@ class Tokenizer;
 
 namespace ranktune::eval {
 
-struct EvalOptions {
-  int64_t batch_size = 8;
-  int64_t max_new_tokens = 256;
-  // transformers' repetition_penalty for every completion (1: off); see GenerationOptions.
-  double repetition_penalty = 1.0;
-  // transformers' no_repeat_ngram_size (0: off); see GenerationOptions.
-  int64_t no_repeat_ngram_size = 0;
-  // The main completion of each question (accuracy, format rate, predictions.jsonl): greedy, or
-  // sampled with temperature/top_p/top_k below (seeded).
-  bool greedy = true;
-  // Extra sampled completions per question for maj@k and pass@k (0: none).
-  int64_t samples = 0;
-  double temperature = 0.7;
-  double top_p = 0.95;
-  int64_t top_k = 0;
-  // pass@k for these k (each ≤ samples).
-  std::vector<int64_t> pass_at_k;
-  bool calculator = false;
-  uint64_t seed = 0;
-  bool progress = true;  // a progress bar on stderr
-};
+// The options (eval.* in a recipe) live with the recipe, which the train layer reads.
+using train::EvalOptions;
 
 struct EvalSummary {
   int64_t questions = 0;
@@ -66,6 +50,11 @@ struct EvalSummary {
 EvalSummary evaluate_gsm8k(model::CausalLMImpl& model, const tokenizer::Tokenizer& tokenizer,
                            const prompt::PromptTemplate& prompt_template, const std::vector<data::Example>& examples,
                            const EvalOptions& options, const std::string& predictions_path = "");
+
+// The GSM8K evaluation as a trainer's Evaluator (train/evaluator.h): the final evaluation of a run
+// uses `options` as given; evaluations during training and on request skip the extra samples and
+// pass@k. Metrics: accuracy_strict, accuracy_flexible, format_rate, accuracy_majority, pass_at_<k>.
+std::shared_ptr<train::Evaluator> make_gsm8k_evaluator(EvalOptions options);
 
 // Chen et al.'s unbiased pass@k for n samples of which c are correct: 1 - C(n-c, k) / C(n, k).
 double pass_at_k(int64_t n, int64_t c, int64_t k);

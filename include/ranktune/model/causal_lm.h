@@ -24,7 +24,10 @@ namespace ranktune::model {
 
 struct CausalLMOutput {
   torch::Tensor logits;  // [batch, seq, vocab] in the model's dtype
-  torch::Tensor loss;    // scalar fp32, defined when labels were given
+  torch::Tensor loss;    // scalar fp32, defined when labels were given (with an MoE's aux loss, included)
+  // Mixture-of-experts models with output_router_logits: transformers' load-balancing loss over
+  // every sparse layer's router (loss already includes router_aux_loss_coef times it).
+  torch::Tensor aux_loss;
 };
 
 // Every model has an output head module `lm_head` (a peft::Linear); with tie_word_embeddings its
@@ -62,7 +65,7 @@ class CausalLMImpl : public torch::nn::Module, public peft::AdaptableModel {
   virtual bool ignorable_checkpoint_key(const std::string& name) const = 0;
 
   // An empty cache sized for this model.
-  KVCache make_cache(int64_t batch, int64_t capacity) const;
+  virtual KVCache make_cache(int64_t batch, int64_t capacity) const;
 
   // Recompute each decoder layer's activations in backward instead of storing them (training
   // only; forward passes without gradients are unaffected).

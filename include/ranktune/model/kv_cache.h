@@ -1,7 +1,8 @@
 #pragma once
 // A preallocated key/value cache for incremental decoding: one [batch, kv_heads, capacity, head_dim]
 // buffer per layer for keys and for values, filled in place, so a decoding step allocates no
-// cache memory.
+// cache memory. Keys and values may have different widths (DeepSeek's MLA caches its compressed
+// latent as the "keys" and the shared rotary key as the "values", with kv_heads = 1).
 
 #include <torch/types.h>
 
@@ -13,7 +14,10 @@ namespace ranktune::model {
 class KVCache {
  public:
   KVCache(int64_t num_layers, int64_t batch, int64_t num_kv_heads, int64_t capacity, int64_t head_dim,
-          const torch::TensorOptions& options);
+          const torch::TensorOptions& options)
+      : KVCache(num_layers, batch, num_kv_heads, capacity, head_dim, head_dim, options) {}
+  KVCache(int64_t num_layers, int64_t batch, int64_t num_kv_heads, int64_t capacity, int64_t key_dim,
+          int64_t value_dim, const torch::TensorOptions& options);
 
   // Stores k and v ([batch, kv_heads, n, head_dim]) for `layer` at positions [length(), length()+n)
   // and returns views of everything cached for that layer, [0, length()+n). Throws when full.
@@ -24,6 +28,8 @@ class KVCache {
   int64_t capacity() const { return capacity_; }
   int64_t batch_size() const { return keys_.empty() ? 0 : keys_[0].size(0); }
   void reset() { length_ = 0; }
+  // Bytes the cache holds per token (all layers, one sequence).
+  int64_t bytes_per_token() const;
 
  private:
   std::vector<torch::Tensor> keys_;

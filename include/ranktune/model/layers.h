@@ -34,10 +34,12 @@ class RMSNormImpl : public torch::nn::Cloneable<RMSNormImpl>, public peft::Subst
 };
 TORCH_MODULE(RMSNorm);
 
-// cos/sin tables for rotary embeddings in the rotate-half convention (Llama, Mistral, Qwen2).
+// cos/sin tables for rotary embeddings in the rotate-half convention (Llama, Mistral, Qwen2;
+// DeepSeek's MLA over its qk_rope_head_dim, with yarn scaling).
 class RotaryEmbedding {
  public:
-  explicit RotaryEmbedding(const ModelConfig& config);
+  // Rotates `dim` features per head (0: config.head_dim).
+  explicit RotaryEmbedding(const ModelConfig& config, int64_t dim = 0);
   // cos and sin, [batch, seq, head_dim] in `dtype`, for integer positions [batch, seq].
   std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& position_ids, torch::Dtype dtype) const;
   const torch::Tensor& inv_freq() const { return inv_freq_; }
@@ -45,8 +47,14 @@ class RotaryEmbedding {
  private:
   torch::Tensor inv_freq_for(int64_t seq_len) const;
   ModelConfig config_;
-  torch::Tensor inv_freq_;  // fp32 [head_dim / 2], after static (linear, llama3) scaling
+  int64_t dim_;
+  torch::Tensor inv_freq_;  // fp32 [dim / 2], after static (linear, llama3, yarn) scaling
+  double cos_sin_scale_ = 1.0;  // yarn's mscale ratio
 };
+
+// yarn's magnitude correction 0.1·mscale·ln(factor) + 1 (1 for factor <= 1), DeepSeek's
+// yarn_get_mscale.
+double yarn_mscale(double factor, double mscale);
 
 // x ⊙ cos + rotate_half(x) ⊙ sin for x [batch, seq, heads, head_dim], cos/sin [batch, seq, head_dim].
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
@@ -64,8 +72,8 @@ torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch,
                              torch::Dtype dtype, std::optional<int64_t> sliding_window = std::nullopt);
 
 // softmax(q kᵀ / sqrt(d) + bias) v with grouped key/value heads and no repeated copies of k or v.
-// q [batch, heads, seq, d], k and v [batch, kv_heads, keys, d], bias [batch, 1, seq, keys].
-// The softmax runs in fp32. Returns [batch, heads, seq, d].
+// q [batch, heads, seq, d], k [batch, kv_heads, keys, d], v [batch, kv_heads, keys, dv], bias
+// [batch, 1, seq, keys]. The softmax runs in fp32. Returns [batch, heads, seq, dv].
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
 
 // What one attention call needs beyond q, k, v, shared by all layers of a forward pass.
@@ -76,6 +84,12 @@ struct AttentionContext {
   std::optional<int64_t> sliding_window;
   KVCache* cache = nullptr;
 };
+
+// The context of a rotary decoder's forward pass over `seq` new tokens after `past` cached ones:
+// RoPE tables for their positions, the mask, and with a cache the additive bias.
+AttentionContext rotary_attention_context(const RotaryEmbedding& rotary, const torch::Tensor& attention_mask,
+                                          int64_t batch, int64_t seq, KVCache* cache, torch::Dtype dtype,
+                                          std::optional<int64_t> sliding_window = std::nullopt);
 
 // Causal attention of one layer: q [B, T, H, D], k and v [B, T, Hkv, D] straight from the
 // projections (RoPE is applied here). Without a cache (training, scoring) it is

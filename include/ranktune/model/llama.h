@@ -8,6 +8,7 @@
 #include "ranktune/peft/linear.h"
 
 #include <memory>
+#include <string>
 
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -30,10 +31,18 @@ class LlamaAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaAttention);
 
+// Module names of a gated MLP's projections: Llama's, or Mixtral's experts' (w1, w3, w2).
+struct GatedMlpNames {
+  std::string gate = "gate_proj", up = "up_proj", down = "down_proj";
+};
+
 class LlamaMlpImpl : public torch::nn::Module {
  public:
   LlamaMlpImpl(const ModelConfig& config, torch::Dtype dtype);
+  // Width `intermediate_size`, under `names` (the MLPs of mixture-of-experts models).
+  LlamaMlpImpl(const ModelConfig& config, int64_t intermediate_size, torch::Dtype dtype, const GatedMlpNames& names = {});
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);  // residual + down(act(gate(x)) ⊙ up(x))
+  torch::Tensor forward(const torch::Tensor& x);                                 // down(act(gate(x)) ⊙ up(x))
   peft::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:

@@ -33,6 +33,13 @@ LoraConfig with_model_provenance(LoraConfig config, const torch::nn::Module& mod
 void save_adapter(torch::nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
                   const std::string& dir);
 
+// Copies the weights saved in `dir` (by save_adapter, for the same config) into the existing adapter
+// `adapter_name`: its A, B, magnitudes, saved biases and modules_to_save copies, in place (e.g.
+// resuming training from a checkpoint into the adapter being trained and its optimizer). Every key
+// and shape is checked first; when they differ one error names the file, and nothing changes.
+void restore_adapter_weights(torch::nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
+                             const std::string& dir);
+
 struct AdapterLoadReport {
   LoraConfig config;
   std::vector<std::string> adapted_modules;

@@ -9,7 +9,15 @@
 //
 // For the plain format, render_response has no end marker: append the tokenizer's EOS token. For
 // chat formats it ends with the end-of-turn marker (<|im_end|>, <|eot_id|>).
+//
+// `format: chat` uses the model's own chat template (tokenizer_config.json's chat_template): the
+// system text, few-shot exemplars and question become system/user/assistant messages rendered by
+// Tokenizer::apply_chat_template. Such a template renders once it knows the tokenizer:
+//   t.use_tokenizer(tok);   // the trainer and evaluate_gsm8k do this themselves
 
+#include "ranktune/tokenizer/tokenizer.h"
+
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,10 +25,11 @@
 namespace ranktune::prompt {
 
 // How turns are wrapped. plain: no markers; chatml: <|im_start|>role ... <|im_end|> (Qwen and
-// others); llama3: <|start_header_id|>role<|end_header_id|> ... <|eot_id|> after <|begin_of_text|>.
-enum class ChatFormat { plain, chatml, llama3 };
+// others); llama3: <|start_header_id|>role<|end_header_id|> ... <|eot_id|> after <|begin_of_text|>;
+// chat: the model's own chat template.
+enum class ChatFormat { plain, chatml, llama3, chat };
 
-// "plain", "chatml", "llama3".
+// "plain", "chatml", "llama3", "chat".
 std::string to_string(ChatFormat format);
 
 struct FewShotExample {
@@ -42,17 +51,27 @@ class PromptTemplate {
   // one user/assistant turn pair per exemplar, the user turn, and the assistant header.
   std::string render_prompt(const std::string& question) const;
   // Any conversation in this template's chat roles (its system, prompt and response texts are not
-  // used): `turns` are (role, content) pairs; with add_generation_prompt the assistant header
-  // follows. chatml and llama3 wrap each turn as render_prompt does; plain joins the contents with
-  // a blank line (and ends with one when add_generation_prompt). Roles are written as given.
-  std::string render_chat(const std::vector<std::pair<std::string, std::string>>& turns, bool add_generation_prompt) const;
+  // used); with add_generation_prompt the assistant header follows. chatml and llama3 wrap each
+  // turn as render_prompt does; plain joins the contents with a blank line (and ends with one when
+  // add_generation_prompt); chat renders through the model's chat template (after use_tokenizer).
+  // Roles are written as given.
+  std::string render_chat(const std::vector<tokenizer::ChatMessage>& messages, bool add_generation_prompt) const;
   // `response` with the rationale and answer; chat formats add the end-of-turn marker.
   std::string render_response(const std::string& rationale, const std::string& answer) const;
-  // True when render_prompt already starts with a BOS-like marker (llama3's <|begin_of_text|>):
-  // the caller must not add the tokenizer's BOS token again.
-  bool text_has_bos() const { return format_ == ChatFormat::llama3; }
-  // "<|im_end|>", "<|eot_id|>", or "" for plain.
+  // True when render_prompt already starts with a BOS-like marker (llama3's <|begin_of_text|>), or
+  // the model's chat template decides (format: chat, which writes BOS itself when the model has
+  // one): the caller must not add the tokenizer's BOS token again.
+  bool text_has_bos() const { return format_ == ChatFormat::llama3 || format_ == ChatFormat::chat; }
+  // "<|im_end|>", "<|eot_id|>", or "" for plain; for format: chat, what the model's template
+  // writes after an assistant message ("<|im_end|>", "<|eot_id|>", "</s>"), once use_tokenizer ran.
   std::string end_of_turn() const;
+
+  // format: chat: renders through `tok`'s chat template from now on, and adds its end-of-turn
+  // marker to stop(). Throws when the tokenizer has no chat template. Other formats: no effect.
+  void use_tokenizer(const tokenizer::Tokenizer& tok);
+  // The messages render_prompt gives a chat template: system (when set), a user/assistant pair per
+  // exemplar, the user's question.
+  std::vector<tokenizer::ChatMessage> messages(const std::string& question) const;
 
   const std::string& name() const { return name_; }
   const std::string& description() const { return description_; }
@@ -81,6 +100,8 @@ class PromptTemplate {
   std::vector<FewShotExample> few_shot_;
   std::vector<std::string> stop_;
   std::string answer_pattern_, format_pattern_;
+  std::optional<tokenizer::Tokenizer> chat_tokenizer_;  // format: chat, after use_tokenizer
+  std::string chat_end_of_turn_;
 };
 
 // Directories searched for template names, in order: each entry of $RANKTUNE_TEMPLATE_PATH

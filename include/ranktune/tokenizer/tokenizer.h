@@ -18,6 +18,8 @@
 // A Tokenizer is a cheap-to-copy handle to an immutable tokenizer; all methods are const and
 // safe to call from several threads.
 
+#include "ranktune/tokenizer/chat_template.h"
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -68,6 +70,23 @@ class Tokenizer {
   std::string id_to_token(int64_t id) const;
   // Special tokens are skipped by decode(..., skip_special_tokens=true).
   bool is_special(int64_t id) const;
+
+  // ---- chat templates (include/ranktune/tokenizer/chat_template.h) ----
+  // The model's chat templates by name, in file order: "default" for a single template (from
+  // chat_template.jinja beside the tokenizer, which wins as in transformers, or tokenizer_config's
+  // chat_template), or the names of its list. Empty when the model has none.
+  std::vector<std::string> chat_template_names() const;
+  // The template text transformers would use: `name_or_template` names one of the model's
+  // templates or is a template itself; "" picks "tool_use" when `with_tools` and present, else
+  // "default". Throws ranktune::Error when there is none (naming the names available).
+  std::string chat_template(const std::string& name_or_template = "", bool with_tools = false) const;
+  // The conversation rendered through the chat template, exactly as transformers'
+  // apply_chat_template(conversation, tokenize=False, ...) renders it. `conversation_json` is a
+  // JSON list of message objects. Errors (bad JSON, an unsupported Jinja construct, the template's
+  // raise_exception(msg): message() is msg) are ranktune::Error naming the file and the line.
+  std::string apply_chat_template(const std::string& conversation_json, const ChatTemplateOptions& options = {}) const;
+  std::string apply_chat_template(const std::vector<ChatMessage>& conversation,
+                                  const ChatTemplateOptions& options = {}) const;
 
   // "bpe-byte-level", "bpe-sentencepiece", "bpe" (tokenizer.json) or "sentencepiece-model".
   std::string kind() const;

@@ -5,8 +5,8 @@
 //
 //   auto config = ranktune::train::RunConfig::load("examples/gsm8k/lora.yaml", {"train.lr=1e-4"});
 
-#include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/peft/lora_config.h"
+#include "ranktune/train/schedule.h"
 
 #include <cstdint>
 #include <string>
@@ -22,10 +22,19 @@ struct ModelSection {
   bool download = false;  // fetch an org/name path from the hub when it is not in the local cache
 };
 
+// data.format: GSM8K records (gsm8k: the answer field holds the rationale and "#### N"; jsonl:
+// separate rationale and answer fields), one of data/sft.h's formats, or `auto` (detect: one of
+// those four, told by the first record's fields).
+enum class DataFormat { gsm8k, jsonl, messages, prompt_completion, text, alpaca, detect };
+// The recipe's name of a format ("auto" for detect).
+std::string to_string(DataFormat format);
+
 struct DataSection {
   std::string train_file;
   std::string eval_file;  // optional: validation examples; else held out from train_file
-  std::string format;     // gsm8k | jsonl | messages | prompt_completion | text | alpaca | auto
+  DataFormat format = DataFormat::gsm8k;
+  // True for the SFT formats (data/sft.h: messages, prompt_completion, text, alpaca, auto).
+  bool sft_format() const { return format != DataFormat::gsm8k && format != DataFormat::jsonl; }
   std::string question_field, rationale_field, answer_field;
   // The other formats' fields (data/sft.h) and which tokens carry labels.
   std::string messages_field, prompt_field, completion_field, text_field, instruction_field, input_field, output_field;
@@ -40,13 +49,21 @@ struct DataSection {
   bool packing = false;  // training examples packed into sequences of max_length (data/batching.h)
 };
 
+// adapter.method. `dora` exists only while a recipe is read: RunConfig::parse turns it into lora
+// with lora.use_dora, so a loaded RunConfig holds lora or full.
+enum class AdapterMethod { lora, dora, full };
+
 struct AdapterSection {
-  std::string method;     // lora | full (a recipe's `dora` is read as lora with lora.use_dora)
+  AdapterMethod method = AdapterMethod::lora;
+  bool full() const { return method == AdapterMethod::full; }
   peft::LoraConfig lora;  // adapter.<field>: r, lora_alpha, target_modules, use_dora, ...
 
   // "full", "dora" or "lora": what trains, for summaries and plots.
   std::string training_method() const;
 };
+
+// train.precision: fp32, or bf16 (the forward pass under CPU autocast).
+enum class Precision { fp32, bf16 };
 
 struct TrainSection {
   std::string output_dir;
@@ -59,11 +76,11 @@ struct TrainSection {
   double lora_plus_ratio = 0;
   double weight_decay = 0;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-8;
-  std::string schedule;
+  Schedule schedule = Schedule::cosine;
   int64_t warmup_steps = 0;
   double warmup_ratio = 0;
   double max_grad_norm = 0;
-  std::string precision;  // fp32 | bf16
+  Precision precision = Precision::fp32;
   bool gradient_checkpointing = false;
   int64_t log_every = 1;
   int64_t eval_every = 0;
@@ -75,13 +92,37 @@ struct TrainSection {
   int64_t threads = 0;
 };
 
+// How the questions of an evaluation are answered and scored (eval.*): the GSM8K evaluator's
+// options (eval/gsm8k_eval.h), kept with the recipe that sets them.
+struct EvalOptions {
+  int64_t batch_size = 8;
+  int64_t max_new_tokens = 256;
+  // transformers' repetition_penalty for every completion (1: off); see GenerationOptions.
+  double repetition_penalty = 1.0;
+  // transformers' no_repeat_ngram_size (0: off); see GenerationOptions.
+  int64_t no_repeat_ngram_size = 0;
+  // The main completion of each question (accuracy, format rate, predictions.jsonl): greedy, or
+  // sampled with temperature/top_p/top_k below (seeded).
+  bool greedy = true;
+  // Extra sampled completions per question for maj@k and pass@k (0: none).
+  int64_t samples = 0;
+  double temperature = 0.7;
+  double top_p = 0.95;
+  int64_t top_k = 0;
+  // pass@k for these k (each ≤ samples).
+  std::vector<int64_t> pass_at_k;
+  bool calculator = false;
+  uint64_t seed = 0;
+  bool progress = true;  // a progress bar on stderr
+};
+
 struct EvalSection {
   std::string file;             // GSM8K-format test questions
   std::string adapter;          // for `ranktune eval`: adapter directory (default: train.output_dir)
   int64_t limit = 0;            // first N questions (0: all)
   int64_t during_training = 0;  // questions scored at each train.eval_every (0: loss only)
   std::string output_dir;       // where `ranktune eval` writes (default: train.output_dir)
-  eval::EvalOptions options;    // batch size, generation length, sampling, pass@k, calculator
+  EvalOptions options;          // batch size, generation length, sampling, pass@k, calculator
 };
 
 struct RunConfig {

@@ -3,15 +3,11 @@
 // the multiplier of the base learning rate at optimizer step `step` (0-based).
 
 #include <cstdint>
-#include <string>
 
 namespace ranktune::train {
 
+// train.schedule (its names are parsed once, with the recipe: config.cpp).
 enum class Schedule { constant, linear, cosine };
-
-// "constant", "linear" or "cosine"; throws naming `train.schedule` otherwise.
-Schedule parse_schedule(const std::string& name);
-std::string to_string(Schedule schedule);
 
 // warmup: step / warmup (from 0 towards 1); then
 //   constant: 1;  linear: (total - step) / (total - warmup);  cosine: ½(1 + cos(π · progress))

@@ -1,9 +1,15 @@
 #pragma once
 // The trainer: a model, an adapter (LoRA, DoRA) or full fine-tuning, a chain-of-thought template
 // and a dataset, trained as a RunConfig says — with checkpoints that resume exactly, metrics,
-// a training curve and a final GSM8K evaluation.
+// a training curve and a final evaluation by the Evaluator its caller injects (train/evaluator.h).
+// Shaped as torchtune's recipes: setup() builds the run once (src/train/session.h: one setup
+// function per component), train() runs a loop of small named steps (train_step, maybe_log,
+// maybe_evaluate, maybe_save, finish).
 //
-//   ranktune::train::Trainer trainer(ranktune::train::RunConfig::load("examples/gsm8k/lora.yaml"));
+//   auto config = ranktune::train::RunConfig::load("examples/gsm8k/lora.yaml");
+//   ranktune::train::TrainerInputs inputs;
+//   inputs.evaluator = ranktune::eval::make_gsm8k_evaluator(config.eval.options);  // eval/gsm8k_eval.h
+//   ranktune::train::Trainer trainer(config, std::move(inputs));
 //   trainer.setup();
 //   auto result = trainer.train();
 //
@@ -13,6 +19,7 @@
 
 #include "ranktune/data/examples.h"
 #include "ranktune/train/config.h"
+#include "ranktune/train/evaluator.h"
 #include "ranktune/train/metrics.h"
 
 #include <atomic>
@@ -51,7 +58,7 @@ struct TrainResult {
 std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section);
 
 // The questions a run is evaluated on: eval.file when set (first eval.limit), else the validation
-// examples held out of the training data (the same split the trainer uses).
+// examples held out of the training data (the same split the trainer makes, decided in one place).
 std::vector<data::Example> evaluation_questions(const RunConfig& config);
 
 // Pieces a caller already has (the Python Trainer passes its model, tokenizer and datasets); what
@@ -62,8 +69,11 @@ struct TrainerInputs {
   std::shared_ptr<peft::PeftModel> peft_model;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
   std::optional<std::vector<data::Example>> train_examples;
-  // Validation examples (loss, and the final evaluation when eval.file is empty).
+  // Validation examples (loss, and the final evaluation when eval.file is empty). Without them,
+  // data.validation_size examples are held out of the training examples (seeded by train.seed).
   std::optional<std::vector<data::Example>> eval_examples;
+  // Scores the model during training, on request and at the end (null: the validation loss only).
+  std::shared_ptr<Evaluator> evaluator;
 };
 
 class Trainer {
@@ -79,14 +89,17 @@ class Trainer {
   // Runs to train.max_steps (or the epochs), then saves the adapter, evaluates and writes the
   // summary. SIGINT (Ctrl-C), SIGTERM, SIGHUP or request_stop() end it after the current step with
   // a checkpoint. A checkpoint that cannot be written (disk full, permission) is reported and
-  // skipped, keeping the previous one.
+  // skipped, keeping the previous one. A run file that cannot be written (metrics.jsonl, the final
+  // adapter, training-curve.svg, summary.json) ends the run with an Error naming the file and the
+  // cause; the last checkpoint stays and no temporary is left.
   TrainResult train();
 
   // Called with every metrics row (training and evaluation), e.g. to show progress elsewhere.
   void add_callback(std::function<void(const MetricsRow&)> callback);
   // Asks the loop to stop after the current step, save a checkpoint and return "interrupted".
   void request_stop() { stop_requested_ = true; }
-  // Validation loss and accuracy on the evaluation questions (greedy), as metric name -> value.
+  // Validation loss and the evaluator's metrics on the evaluation questions (quick: greedy, no extra
+  // samples), as metric name -> value ("eval_loss", "eval_accuracy_strict", ...).
   std::map<std::string, double> evaluate();
   // The progress bar on stderr (on by default; the Python Trainer shows its own).
   void set_progress_bar(bool enabled) { progress_bar_ = enabled; }
@@ -94,15 +107,18 @@ class Trainer {
   const RunConfig& config() const { return config_; }
   std::shared_ptr<model::CausalLMImpl> model() const;
   const tokenizer::Tokenizer& tokenizer() const;
-  // Null for full fine-tuning.
-  peft::PeftModel* peft_model() const;
+  // The adapter being trained (attached by setup() unless given); null for full fine-tuning.
+  std::shared_ptr<peft::PeftModel> peft_model() const;
+  // Optimizer steps the run goes to (train.max_steps, else the epochs); 0 before setup().
+  int64_t total_steps() const;
 
  private:
   struct State;
-  MetricsRow evaluate_during_training();
+  class Loop;
+  // A metrics row at the current step: the validation loss and the evaluator's metrics.
+  MetricsRow evaluation_row(EvaluationKind kind, const std::vector<data::Example>& questions,
+                            const std::string& predictions_path = "");
   double validation_loss();
-  // Runs the final evaluation and draws the curve (the trained weights are already saved).
-  void finish_run(MetricsLog& metrics, const std::function<void(const MetricsRow&)>& emit);
   void write_summary(const TrainResult& result);
 
   RunConfig config_;

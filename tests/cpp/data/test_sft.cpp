@@ -150,8 +150,11 @@ TEST(SftLoadTest, BadRecordsNameFileLineAndField) {
   for (const auto& c : detected) cases.push_back(c);
   for (const auto& c : cases) {
     const std::string path = write_temp("ranktune_bad_sft.jsonl", good.at(c.format) + "\n" + c.line2 + "\n");
-    data::SftOptions o;
-    o.format = c.format;
+    data::SftOptions o;  // "auto": no format given
+    for (const auto f : {data::SftFormat::messages, data::SftFormat::prompt_completion, data::SftFormat::text,
+                         data::SftFormat::alpaca}) {
+      if (data::to_string(f) == c.format) o.format = f;
+    }
     const std::string message = error_of([&] { data::load_sft_jsonl(path, o); });
     EXPECT_THAT(message, HasSubstr(path + ":2")) << c.line2;
     EXPECT_THAT(message, HasSubstr(c.expected)) << c.line2;

@@ -92,6 +92,10 @@ TEST(PromptTemplateTest, EveryShippedTemplateLoadsAndIsNamedAfterItsFile) {
     const PromptTemplate t = PromptTemplate::load(entry.path().string());
     EXPECT_EQ(t.name(), entry.path().stem().string());
     EXPECT_FALSE(t.description().empty()) << t.name();
+    if (t.format() == ChatFormat::chat) {  // renders with a model's chat template: test_chat_format.cpp
+      ++count;
+      continue;
+    }
     EXPECT_FALSE(t.stop().empty()) << t.name();
     // The strict pattern finds the answer in the template's own target.
     const std::string target = t.render_response("Some reasoning: 6 * 7 = 42.", "42");

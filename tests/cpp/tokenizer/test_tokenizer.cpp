@@ -2,6 +2,7 @@
 // building blocks (BPE options, added-token flags, pre-tokenizers, NFC), and the errors.
 
 #include "ranktune/core/error.h"
+#include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -33,6 +34,7 @@ using json = nlohmann::json;
 using Ids = std::vector<int64_t>;
 
 using ranktune::testing::error_of;
+using ranktune::testing::sentencepiece_loadable;
 
 namespace {
 
@@ -227,6 +229,7 @@ TEST(TokenizerTestVectors, EveryCaseWhoseVocabularyWeHaveMatches) {
   for (const auto& [source, entry] : vectors.items()) {
     const auto it = location.find(source);
     if (it == location.end() || !fs::exists(shared_path(it->second))) continue;  // no vocabulary for it
+    if (ranktune::ends_with(it->second, ".model") && !sentencepiece_loadable()) continue;
     ++sources;
     const Tokenizer tok = Tokenizer::from_pretrained(shared_path(it->second));
     for (const auto& c : entry.at("cases")) {
@@ -247,13 +250,16 @@ TEST(TokenizerTestVectors, EveryCaseWhoseVocabularyWeHaveMatches) {
       if (tok.kind() == "bpe-byte-level") EXPECT_EQ(tok.decode(tok.encode(text)), text) << source;
     }
   }
-  EXPECT_EQ(sources, 9);
-  EXPECT_EQ(checked, 5 * 46 + 18 + 3 + 7 + 1);
+  // Without libsentencepiece: stories260K (one source, one case) is not checked.
+  const bool all = sentencepiece_loadable();
+  EXPECT_EQ(sources, all ? 9 : 8);
+  EXPECT_EQ(checked, 5 * 46 + 18 + 3 + 7 + (all ? 1 : 0));
 }
 
 // ==== SentencePiece model files ===================================================================
 
 TEST(TokenizerSentencePiece, ModelFileIsEncodedByLibsentencepiece) {
+  RANKTUNE_REQUIRE_SENTENCEPIECE();
   RANKTUNE_REQUIRE_SHARED("models/stories260k/tokenizer.model");
   const Tokenizer tok = Tokenizer::from_pretrained(shared_path("models/stories260k/tokenizer.model"));
   EXPECT_EQ(tok.kind(), "sentencepiece-model");
@@ -276,6 +282,7 @@ TEST(TokenizerSentencePiece, ModelFileIsEncodedByLibsentencepiece) {
 }
 
 TEST(TokenizerSentencePiece, JsonBpeAgreesWithLibsentencepieceOnCleanText) {
+  RANKTUNE_REQUIRE_SENTENCEPIECE();
   RANKTUNE_REQUIRE_SHARED("models/stories260k/tokenizer.json");
   RANKTUNE_REQUIRE_SHARED("data/gsm8k/test.jsonl");
   const Tokenizer json_tok = Tokenizer::from_pretrained(shared_path("models/stories260k/tokenizer.json"));
@@ -295,6 +302,7 @@ TEST(TokenizerSentencePiece, JsonBpeAgreesWithLibsentencepieceOnCleanText) {
 }
 
 TEST(TokenizerSentencePiece, DirectoryPrefersTokenizerJsonWhichKeepsExtraWhitespace) {
+  RANKTUNE_REQUIRE_SENTENCEPIECE();
   // Like transformers' AutoTokenizer (fast): tokenizer.json wins over tokenizer.model. The two
   // differ on repeated/leading/trailing whitespace, which only SentencePiece removes.
   RANKTUNE_REQUIRE_SHARED("models/stories260k/tokenizer.json");
@@ -392,7 +400,7 @@ TEST(TokenizerSpecialTokens, TokenizerConfigSuppliesSpecialTokensAndAddBosEos) {
   TempDir dir;
   json tokenizer = tiny_tokenizer("abc <>/s");
   const int64_t n = tokenizer["model"]["vocab"].size();
-  tokenizer["added_tokens"] = {added_token(n, "<s>", true), added_token(n + 1, "</s>", true)};
+  tokenizer["added_tokens"] = json::array({added_token(n, "<s>", true), added_token(n + 1, "</s>", true)});
   tokenizer["model"]["vocab"]["<pad>"] = n + 2;  // in the vocabulary, but not an added token
   dir.write("tokenizer.json", tokenizer.dump());
   dir.write("tokenizer_config.json", R"({"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "</s>",
@@ -420,10 +428,10 @@ TEST(TokenizerAddedTokens, LstripRstripAndSingleWordAsHuggingFace) {
   TempDir dir;
   json tokenizer = tiny_tokenizer("[CLS] my name is anthony [SEP]");
   const int64_t n = tokenizer["model"]["vocab"].size();
-  tokenizer["added_tokens"] = {added_token(n, "my", false, /*lstrip=*/true, /*rstrip=*/true),
-                               added_token(n + 1, "name", false),
-                               added_token(n + 2, "ony", false, false, false, /*single_word=*/true),
-                               added_token(n + 3, "[CLS]", true), added_token(n + 4, "[SEP]", true)};
+  tokenizer["added_tokens"] = json::array({added_token(n, "my", false, /*lstrip=*/true, /*rstrip=*/true),
+                                          added_token(n + 1, "name", false),
+                                          added_token(n + 2, "ony", false, false, false, /*single_word=*/true),
+                                          added_token(n + 3, "[CLS]", true), added_token(n + 4, "[SEP]", true)});
   const Tokenizer tok = load_json(dir, tokenizer);
   EXPECT_EQ(tok.encode("[CLS] my name is anthony [SEP]"),
             concat(concat({n + 3, n, n + 1}, char_ids(tok, " is anthony ")), {n + 4}));
@@ -437,7 +445,7 @@ TEST(TokenizerAddedTokens, SingleWordTreatsCombiningMarksAsWordCharacters) {
   TempDir dir;
   json tokenizer = tiny_tokenizer("<mask>, - \u25CC\u0330");
   const int64_t n = tokenizer["model"]["vocab"].size();
-  tokenizer["added_tokens"] = {added_token(n, "<mask>", false, false, false, /*single_word=*/true)};
+  tokenizer["added_tokens"] = json::array({added_token(n, "<mask>", false, false, false, /*single_word=*/true)});
   const Tokenizer tok = load_json(dir, tokenizer);
   EXPECT_EQ(tok.encode("<mask>, <mask>- \u25CC\u0330<mask>"),
             concat(concat(concat({n}, char_ids(tok, ", ")), {n}), char_ids(tok, "- \u25CC\u0330<mask>")));
@@ -448,7 +456,7 @@ TEST(TokenizerAddedTokens, StripTakesUnicodeWhitespaceButNotTwice) {
   TempDir dir;
   json tokenizer = tiny_tokenizer("Hi there<mask>\t\u2000 ");
   const int64_t n = tokenizer["model"]["vocab"].size();
-  tokenizer["added_tokens"] = {added_token(n, "<mask>", false, /*lstrip=*/true, /*rstrip=*/true, /*single_word=*/true)};
+  tokenizer["added_tokens"] = json::array({added_token(n, "<mask>", false, /*lstrip=*/true, /*rstrip=*/true, /*single_word=*/true)});
   const Tokenizer tok = load_json(dir, tokenizer);
   EXPECT_EQ(tok.encode("Hi <mask> there\t<mask>\t<mask>\u2000"),
             concat(concat(concat(char_ids(tok, "Hi"), {n}), char_ids(tok, "there")), {n, n}));
@@ -459,8 +467,8 @@ TEST(TokenizerAddedTokens, NormalizedTokensMatchAfterNormalizationOthersBefore) 
   json tokenizer = tiny_tokenizer("abcdxyz_ ");
   const int64_t n = tokenizer["model"]["vocab"].size();
   tokenizer["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "_"}};
-  tokenizer["added_tokens"] = {added_token(n, "a b", false, false, false, false, /*normalized=*/true),
-                               added_token(n + 1, "c d", false, false, false, false, /*normalized=*/false)};
+  tokenizer["added_tokens"] = json::array({added_token(n, "a b", false, false, false, false, /*normalized=*/true),
+                                          added_token(n + 1, "c d", false, false, false, false, /*normalized=*/false)});
   const Tokenizer tok = load_json(dir, tokenizer);
   // "a b" is looked for as "a_b" in the normalized text, "c d" in the raw text.
   EXPECT_EQ(tok.encode("xa by c dz"), concat(concat(concat(char_ids(tok, "x"), {n}), char_ids(tok, "y_")),
@@ -473,8 +481,8 @@ TEST(TokenizerAddedTokens, LongestMatchWinsAtTheLeftmostPosition) {
   TempDir dir;
   json tokenizer = tiny_tokenizer("<|ab>");
   const int64_t n = tokenizer["model"]["vocab"].size();
-  tokenizer["added_tokens"] = {added_token(n, "<|a", true), added_token(n + 1, "<|a|>", true),
-                               added_token(n + 2, "a|>b", true)};
+  tokenizer["added_tokens"] = json::array({added_token(n, "<|a", true), added_token(n + 1, "<|a|>", true),
+                                          added_token(n + 2, "a|>b", true)});
   const Tokenizer tok = load_json(dir, tokenizer);
   EXPECT_EQ(tok.encode("<|a|>b"), concat({n + 1}, char_ids(tok, "b")));
   EXPECT_EQ(tok.encode("<|ab"), concat({n}, char_ids(tok, "b")));
@@ -690,8 +698,10 @@ TEST(TokenizerErrors, UnsupportedComponentsNameTheFileTheKeyAndTheType) {
 TEST(TokenizerErrors, BadModelFileAndBadTextAreReported) {
   TempDir dir;
   dir.write("broken.model", "this is not a protobuf");
-  EXPECT_THAT(error_of([&] { Tokenizer::from_pretrained(dir.file("broken.model")); }),
-              HasSubstr(dir.file("broken.model") + ": cannot load the SentencePiece model"));
+  if (sentencepiece_loadable()) {
+    EXPECT_THAT(error_of([&] { Tokenizer::from_pretrained(dir.file("broken.model")); }),
+                HasSubstr(dir.file("broken.model") + ": cannot load the SentencePiece model"));
+  }
   // A tokenizer_config.json beside the file is read, and checked.
   dir.write("tok.json", tiny_tokenizer("ab").dump());
   dir.write("tokenizer_config.json", R"({"bos_token": 3})");

@@ -135,7 +135,7 @@ TEST(RecipeAdapterTest, UseDoraIsPeftsSpellingAndMethodDoraItsShorthand) {
   const auto shorthand = parse("adapter:\n  method: dora\n  target_modules: all-linear\n");
   const auto both = parse("adapter:\n  method: dora\n  use_dora: true\n  target_modules: all-linear\n");
   for (const auto* c : {&peft_spelling, &shorthand, &both}) {
-    EXPECT_EQ(c->adapter.method, "lora");
+    EXPECT_EQ(c->adapter.method, train::AdapterMethod::lora);
     EXPECT_TRUE(c->adapter.lora.use_dora());
     EXPECT_EQ(c->adapter.training_method(), "dora");
     EXPECT_EQ(c->adapter_config().to_json(), peft_spelling.adapter_config().to_json());

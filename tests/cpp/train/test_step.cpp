@@ -83,7 +83,7 @@ train::TrainSection settings() {
   s.lr = 1e-2;
   s.weight_decay = 0.01;
   s.max_grad_norm = 0;  // no clipping: the gradients themselves are compared
-  s.schedule = "constant";
+  s.schedule = train::Schedule::constant;
   s.max_nan_steps = 10;
   return s;
 }
