@@ -5,12 +5,15 @@
 //   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64] [--profile-top 20]
 //   build/bench/ranktune_bench profile --shape smollm2 --method lora   (docs/performance.md)
 //   build/bench/ranktune_bench paired --shape smollm2 --method dora    (DoRA/LoRA step-time ratio)
+//   build/bench/ranktune_bench --quantize int8|nf4 [--double-quant] train ...  (QLoRA: quantized base)
+//   build/bench/ranktune_bench --quantize nf4 dequant   (quantized product: whole layer vs row chunks)
 //
 // The model is built from the shape with random weights (nothing is downloaded).
 
 #include <ranktune/core/threads.h>
 #include <ranktune/model/causal_lm.h>
 #include <ranktune/model/generation.h>
+#include <ranktune/peft/functional.h>
 #include <ranktune/peft/inject.h>
 
 #include "step_profile.h"
@@ -39,8 +42,10 @@ struct Shape {
 Shape shape_named(const std::string& name) {
   // SmolLM2-135M: 30 layers x 576 hidden, 9 heads / 3 KV heads, MLP 1536, vocab 49152, tied.
   if (name == "smollm2") return {576, 30, 9, 3, 1536, 49152, 100000.0};
+  // Qwen2.5-1.5B: 28 layers x 1536 hidden, 12 heads / 2 KV heads, MLP 8960, vocab 151936, tied.
+  if (name == "qwen2.5-1.5b") return {1536, 28, 12, 2, 8960, 151936, 1000000.0};
   if (name == "tiny") return {64, 2, 4, 2, 128, 512, 10000.0};
-  throw std::runtime_error("unknown shape '" + name + "' (smollm2, tiny)");
+  throw std::runtime_error("unknown shape '" + name + "' (smollm2, qwen2.5-1.5b, tiny)");
 }
 
 model::ModelConfig config_for(const Shape& s) {
@@ -102,6 +107,21 @@ double step_flops(const Shape& s, const std::string& method, int64_t batch, int6
   return tokens * (2.0 * passes * (projections + head) + attention);
 }
 
+// How the base's projection weights are stored (--quantize, --double-quant).
+model::LoadOptions base_options;
+
+// Bytes the base weights occupy (quantized projections at their quantized size; adapters excluded).
+double base_weight_mb(model::CausalLMImpl& model) {
+  double bytes = 0;
+  for (const auto& p : model.named_parameters()) {
+    if (p.key().find("lora_") == std::string::npos) bytes += static_cast<double>(p.value().nbytes());
+  }
+  for (const auto& [name, linear] : peft::find_linears(model)) {
+    if (linear->quantized()) bytes += static_cast<double>(linear->base_weight_nbytes());
+  }
+  return bytes / 1e6;
+}
+
 const std::vector<std::string> kTargets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 // A model with its adapters (or all weights) trainable, its optimizer and a stream of batches.
@@ -113,7 +133,7 @@ struct TrainSetup {
 
   TrainSetup(const Shape& shape, const std::string& method, int64_t r, double alpha) {
     torch::manual_seed(0);
-    model = model::create_causal_lm(config_for(shape));
+    model = model::create_causal_lm(config_for(shape), base_options);
     if (method == "full") {
       for (auto& p : model->parameters()) p.set_requires_grad(true);
     } else {
@@ -167,6 +187,8 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   j["median_step_s"] = m;
   j["tokens_per_s"] = static_cast<double>(batch * seq) / m;
   j["peak_rss_mb"] = rss;
+  j["quantize"] = quant_format_name(base_options.quantize()) + (base_options.double_quant() ? "+dq" : "");
+  j["base_weight_mb"] = base_weight_mb(*setup.model);
   j["achieved_gflops"] = gflops;
   j["gemm_peak_gflops"] = peak;
   j["share_of_gemm_peak"] = gflops / peak;
@@ -249,6 +271,47 @@ nlohmann::ordered_json profile(const Shape& shape, const std::string& method, in
   return j;
 }
 
+// Forward and input-gradient time of one quantized projection (the shape's gate_proj and
+// down_proj) with the weight dequantized whole, and in row chunks of several sizes.
+nlohmann::ordered_json dequant(const Shape& shape, int64_t batch, int64_t seq, int64_t repeats) {
+  if (base_options.quantize() == QuantFormat::none) throw std::runtime_error("dequant needs --quantize int8|nf4");
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (auto [out, in] : {std::pair{shape.intermediate, shape.hidden}, std::pair{shape.hidden, shape.intermediate}}) {
+    const auto w = QuantizedWeight::quantize(at::randn({out, in}) * 0.02, base_options.quantize(),
+                                             base_options.double_quant());
+    const at::Tensor x = at::randn({batch * seq, in}).requires_grad_(true);
+    const at::Tensor g = at::randn({batch * seq, out});
+    for (int64_t chunk : {int64_t{0}, int64_t{16}, int64_t{64}, (int64_t{1} << 18) / in, int64_t{1024}}) {
+      std::vector<double> times;
+      for (int64_t i = 0; i < repeats + 1; ++i) {
+        const auto start = Clock::now();
+        peft::functional::quantized_linear(x, w, {}, {}, chunk).backward(g);
+        if (i > 0) times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+        x.mutable_grad().reset();
+      }
+      rows.push_back({{"out", out}, {"in", in}, {"rows_per_chunk", chunk == 0 ? out : std::min(chunk, out)},
+                      {"forward_backward_ms", 1e3 * median(times)}});
+    }
+    // The dense product for comparison.
+    const at::Tensor dense = w.dequantize(at::kFloat);
+    std::vector<double> times;
+    for (int64_t i = 0; i < repeats + 1; ++i) {
+      const auto start = Clock::now();
+      peft::functional::linear(x, dense).backward(g);
+      if (i > 0) times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      x.mutable_grad().reset();
+    }
+    rows.push_back({{"out", out}, {"in", in}, {"rows_per_chunk", "dense fp32"}, {"forward_backward_ms", 1e3 * median(times)}});
+  }
+  nlohmann::ordered_json j;
+  j["impl"] = "ranktune";
+  j["bench"] = "dequant";
+  j["quantize"] = quant_format_name(base_options.quantize()) + (base_options.double_quant() ? "+dq" : "");
+  j["tokens"] = batch * seq;
+  j["layers"] = rows;
+  return j;
+}
+
 // `profile_top` > 0 also lists the operators that take the most time (recording costs a little).
 nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_length, int64_t new_tokens, int64_t repeats,
                               int64_t r, double alpha, int profile_top) {
@@ -316,6 +379,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--r", r, "LoRA rank");
   app.add_option("--alpha", alpha, "LoRA alpha");
+  std::string quantize = "none";
+  bool double_quant = false;
+  app.add_option("--quantize", quantize, "store the base's projection weights quantized: none | int8 | nf4");
+  app.add_flag("--double-quant", double_quant, "nf4: quantize the block scales too");
   auto* train_cmd = app.add_subcommand("train", "median time of a training step");
   train_cmd->add_option("--method", method, "lora | dora | full");
   train_cmd->add_option("--batch", batch);
@@ -344,16 +411,23 @@ int main(int argc, char** argv) {
   profile_cmd->add_option("--steps", steps, "profiled steps");
   profile_cmd->add_option("--warmup", warmup, "steps before profiling");
   profile_cmd->add_option("--top", top, "operators to list");
+  auto* dequant_cmd = app.add_subcommand("dequant", "a quantized product: the weight dequantized whole or in row chunks");
+  dequant_cmd->add_option("--batch", batch);
+  dequant_cmd->add_option("--seq", seq);
+  dequant_cmd->add_option("--repeats", repeats);
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   try {
     configure_threads(threads);
+    base_options.quantize(parse_quant_format(quantize)).double_quant(double_quant);
     const Shape shape = shape_named(shape_name);
     nlohmann::ordered_json out;
     if (train_cmd->parsed()) {
       out = train(shape, method, batch, seq, steps, warmup, r, alpha);
     } else if (paired_cmd->parsed()) {
       out = paired(shape, against, method, batch, seq, steps, warmup, r, alpha);
+    } else if (dequant_cmd->parsed()) {
+      out = dequant(shape, batch, seq, repeats);
     } else if (profile_cmd->parsed()) {
       out = profile(shape, method, batch, seq, steps, warmup, r, alpha, top);
     } else {

@@ -10,15 +10,17 @@
 #   ./scripts/sanitize.sh --full 'Json*'   another --gtest_filter
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
-export OMP_NUM_THREADS=1 RANKTUNE_NUM_THREADS=1
+# For the test runs only (nproc, which the builds use for -j, obeys OMP_NUM_THREADS).
+run_sanitized() {
+  ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}" \
+    OMP_NUM_THREADS=1 RANKTUNE_NUM_THREADS=1 "$@"
+}
 
 if [ "${1:-}" != "--full" ]; then
   FUZZ_BUILD_DIR="${RANKTUNE_FUZZ_BUILD_DIR:-build-fuzz}"
   scripts/build_fuzz_tree.sh "$FUZZ_BUILD_DIR" sanitized_tests
   # Timing tests measure speed, which ASan changes.
-  "$FUZZ_BUILD_DIR/fuzz/sanitized_tests" --gtest_brief=1 --gtest_filter="-*Performance*"
+  run_sanitized "$FUZZ_BUILD_DIR/fuzz/sanitized_tests" --gtest_brief=1 --gtest_filter="-*Performance*"
   exit
 fi
 shift
@@ -40,4 +42,4 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
 fi
 cmake --build "$BUILD_DIR" -j "$(nproc)" --target ranktune_tests
 
-"$BUILD_DIR/tests/ranktune_tests" --gtest_filter="$FILTER"
+run_sanitized "$BUILD_DIR/tests/ranktune_tests" --gtest_filter="$FILTER"

@@ -382,7 +382,8 @@ class AutoModelForCausalLM:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], dtype=None, *,
-                        torch_dtype=None, init_seed: Optional[int] = None, **kwargs) -> CausalLM:
+                        torch_dtype=None, init_seed: Optional[int] = None, quantize: Optional[str] = None,
+                        double_quant: bool = False, **kwargs) -> CausalLM:
         """Loads config.json and the safetensors weights (sharded or not) of a model directory.
 
         `dtype` (or transformers' `torch_dtype`): torch.float32 (default), torch.bfloat16, ...;
@@ -392,6 +393,10 @@ class AutoModelForCausalLM:
         `init_seed` is given: then the model is initialised randomly from that seed, as the CLI's
         ``model.init_seed`` does (see also :meth:`from_config`). transformers' ``low_cpu_mem_usage``
         and ``device_map="cpu"`` are accepted and ignored; other keywords are a TypeError.
+
+        `quantize`: ``"int8"`` or ``"nf4"`` stores every frozen projection weight quantized (QLoRA;
+        the recipe's ``model.quantize``), ``double_quant=True`` also quantizes nf4's block scales;
+        embeddings, norms and the output head stay in `dtype` (docs/quantization.md).
         """
         kwargs.pop("low_cpu_mem_usage", None)
         if kwargs.get("device_map") in ("cpu", None):
@@ -409,22 +414,24 @@ class AutoModelForCausalLM:
         if not _has_weights(local):
             config_file = local if os.path.isfile(local) else os.path.join(local, "config.json")
             if os.path.isfile(config_file) and init_seed is not None:
-                return cls.from_config(config_file, dtype=dtype_name, seed=init_seed, name_or_path=path)
+                return cls.from_config(config_file, dtype=dtype_name, seed=init_seed, name_or_path=path,
+                                       quantize=quantize, double_quant=double_quant)
             if os.path.isfile(config_file):
                 raise FileNotFoundError(
                     f"{path} has a config.json but no weights (model.safetensors): pass init_seed=N to "
                     f"initialise it randomly, as the CLI's model.init_seed does, or use "
                     f"AutoModelForCausalLM.from_config({path!r}, seed=N)")
-        core = _core.CausalLM.load(path, dtype_name)
+        core = _core.CausalLM.load(path, dtype_name, quantize or "none", bool(double_quant))
         raw = _read_json(os.path.join(local, "config.json")) if os.path.isdir(local) else None
         return CausalLM(core, name_or_path=path, raw_config=raw).eval()  # as transformers returns it
 
     @classmethod
     def from_config(cls, config: Union[str, os.PathLike, Dict[str, Any], ModelConfig], dtype=None, *, seed: int = 0,
-                    name_or_path: Optional[str] = None, torch_dtype=None) -> CausalLM:
+                    name_or_path: Optional[str] = None, torch_dtype=None, quantize: Optional[str] = None,
+                    double_quant: bool = False) -> CausalLM:
         """A model with random weights (transformers' initialisation: N(0, 0.02), ones for norms),
         seeded by `seed`. `config`: a model directory, a config.json path, a dict or a
-        :class:`ModelConfig`."""
+        :class:`ModelConfig`. `quantize`, `double_quant`: as for :meth:`from_pretrained`."""
         dtype_name = _dtype_name(dtype if dtype is not None else torch_dtype)
         if isinstance(config, ModelConfig):
             raw, source = config.to_dict(), "<ModelConfig>"
@@ -438,5 +445,6 @@ class AutoModelForCausalLM:
             if name_or_path is None:
                 name_or_path = given if os.path.isdir(given) else os.path.dirname(given)
         raw = {k: v for k, v in raw.items() if not k.startswith("_")}
-        core = _core.CausalLM.create(json.dumps(raw), source, dtype_name, int(seed))
+        core = _core.CausalLM.create(json.dumps(raw), source, dtype_name, int(seed), quantize or "none",
+                                     bool(double_quant))
         return CausalLM(core, name_or_path=name_or_path or "", raw_config=raw).eval()

@@ -122,6 +122,18 @@ py::list generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& 
 
 }  // namespace
 
+// dtype= quantize= double_quant= as the loader takes them; a bad value names the argument.
+static model::LoadOptions load_options(const std::string& dtype, const std::string& quantize, bool double_quant) {
+  QuantFormat format;
+  try {
+    format = parse_quant_format(quantize);
+  } catch (const Error& e) {
+    throw Error(c10::str("quantize=: ", e.message()));
+  }
+  RANKTUNE_CHECK(!double_quant || format == QuantFormat::nf4, "double_quant=True needs quantize='nf4'");
+  return model::LoadOptions().dtype(parse_dtype(dtype)).quantize(format).double_quant(double_quant);
+}
+
 void bind_models(py::module_& m) {
   m.def("configure_threads", &configure_threads, py::arg("n") = 0,
         "Sets LibTorch's intra-op threads: n > 0 uses n; n <= 0 uses $RANKTUNE_NUM_THREADS, else every core. "
@@ -159,26 +171,28 @@ void bind_models(py::module_& m) {
     py::class_<CausalLMImpl, CausalLMPtr>(m, "CausalLM", "A ranktune decoder-only model (Llama, Mistral, Qwen2, GPT-2, Mixtral, Qwen2-MoE, DeepSeek-V2/V3).")
       .def_static(
           "load",
-          [](const std::string& path, const std::string& dtype) {
-            const at::ScalarType t = parse_dtype(dtype);
+          [](const std::string& path, const std::string& dtype, const std::string& quantize, bool double_quant) {
+            const auto options = load_options(dtype, quantize, double_quant);
             py::gil_scoped_release release;
-            return model::load_causal_lm(path, model::LoadOptions().dtype(t));
+            return model::load_causal_lm(path, options);
           },
-          py::arg("path"), py::arg("dtype") = "float32")
+          py::arg("path"), py::arg("dtype") = "float32", py::arg("quantize") = "none", py::arg("double_quant") = false)
       .def_static(
           "create",
-          [](const std::string& config_json, const std::string& source, const std::string& dtype, uint64_t seed) {
+          [](const std::string& config_json, const std::string& source, const std::string& dtype, uint64_t seed,
+             const std::string& quantize, bool double_quant) {
             const model::ModelConfig config = model::ModelConfig::from_json(config_json, source);
-            const at::ScalarType t = parse_dtype(dtype);
+            const auto options = load_options(dtype, quantize, double_quant);
             py::gil_scoped_release release;
             at::manual_seed(seed);
             try {
-              return model::create_causal_lm(config, t);
+              return model::create_causal_lm(config, options);
             } catch (const Error& e) {  // a model too large for memory: name the file it came from
               throw e.with_context(ErrorContext{source, "", -1});
             }
           },
           py::arg("config_json"), py::arg("source") = "", py::arg("dtype") = "float32", py::arg("seed") = 0,
+          py::arg("quantize") = "none", py::arg("double_quant") = false,
           "A model with random weights (transformers' initialisation) from config.json text, seeded.")
       .def(
           "forward",

@@ -32,6 +32,14 @@ struct ExitCode {
   int code;
 };
 
+// --quantize none|int8|nf4 and --double-quant: how the base's projection weights are stored
+// (the recipe's model.quantize and model.double_quant).
+struct QuantizeFlags {
+  std::string quantize = "none";
+  bool double_quant = false;
+};
+void add_quantize_flags(CLI::App& cmd, QuantizeFlags& flags);
+
 // A model directory, with an adapter directory attached when `adapter_dir` is not empty. A model
 // directory without weights (config.json only, like the quickstart's) is initialised from
 // `init_seed`, or else from the model.init_seed recorded in the adapter's run (its config.yaml).
@@ -40,6 +48,6 @@ struct LoadedModel {
   std::shared_ptr<peft::PeftModel> adapters;  // null without an adapter
 };
 LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir,
-                       std::optional<int64_t> init_seed = std::nullopt);
+                       std::optional<int64_t> init_seed = std::nullopt, const QuantizeFlags& quantize = {});
 
 }  // namespace ranktune::cli

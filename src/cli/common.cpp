@@ -1,6 +1,7 @@
 #include "commands.h"
 
 #include "ranktune/core/error.h"
+#include "ranktune/core/quantized_weight.h"
 #include "ranktune/io/hub_cache.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"
@@ -27,8 +28,18 @@ std::optional<int64_t> recorded_init_seed(const std::string& adapter_dir, const 
 
 }  // namespace
 
-LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir, std::optional<int64_t> init_seed) {
+void add_quantize_flags(CLI::App& cmd, QuantizeFlags& flags) {
+  cmd.add_option("--quantize", flags.quantize,
+                 "store the frozen projection weights quantized: int8 (per output channel) or nf4 (blocks of 64)")
+      ->check(CLI::IsMember({"none", "int8", "nf4"}));
+  cmd.add_flag("--double-quant", flags.double_quant, "with --quantize nf4: quantize the block scales to 8 bits too");
+}
+
+LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir, std::optional<int64_t> init_seed,
+                       const QuantizeFlags& quantize) {
   LoadedModel loaded;
+  const QuantFormat format = parse_quant_format(quantize.quantize);
+  RANKTUNE_CHECK(!quantize.double_quant || format == QuantFormat::nf4, "--double-quant needs --quantize nf4");
   const fs::path local = io::resolve_pretrained(model_dir);
   const bool has_weights = fs::exists(local / "model.safetensors") || fs::exists(local / "model.safetensors.index.json");
   if (!has_weights && fs::exists(local / "config.json")) {
@@ -41,9 +52,12 @@ LoadedModel load_model(const std::string& model_dir, const std::string& adapter_
     section.path = model_dir;
     section.dtype = "float32";
     section.init_seed = *init_seed;
+    section.quantize = quantize.quantize;
+    section.double_quant = quantize.double_quant;
     loaded.model = train::load_run_model(section);
   } else {
-    loaded.model = model::load_causal_lm(model_dir);
+    loaded.model = model::load_causal_lm(model_dir,
+                                         model::LoadOptions().quantize(format).double_quant(quantize.double_quant));
   }
   if (!adapter_dir.empty()) {
     loaded.adapters = std::make_shared<peft::PeftModel>(peft::PeftModel::from_pretrained(

@@ -1,5 +1,7 @@
-// ranktune merge --model DIR --adapter DIR --out DIR — a Hugging Face model directory with the
-// adapter folded into the weights.
+// ranktune merge --model DIR --adapter DIR --out DIR [--dtype D] [--quantize F] — a Hugging Face
+// model directory with the adapter folded into the weights, stored in `D` (default: config.json's
+// torch_dtype). With --quantize the base is quantized as it was in training (QLoRA), and the
+// merge dequantizes it first; the rounding error of writing in `D` is reported.
 
 #include "commands.h"
 #include "ranktune/core/dtype.h"
@@ -64,16 +66,27 @@ void check_output_directory(const fs::path& out) {
 void add_merge_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("merge", "Write a model directory with an adapter merged into its weights");
   struct Options {
-    std::string model, adapter, out;
+    std::string model, adapter, out, dtype;
+    QuantizeFlags quantize;
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--model", o->model, "base model directory")->required();
   cmd->add_option("--adapter", o->adapter, "adapter directory (PEFT format)")->required();
   cmd->add_option("--out", o->out, "output directory (must not exist yet)")->required();
+  cmd->add_option("--dtype", o->dtype, "dtype of the written weights (default: config.json's torch_dtype)");
+  add_quantize_flags(*cmd, o->quantize);
   cmd->callback([o] {
     check_output_directory(o->out);
-    LoadedModel loaded = load_model(o->model, o->adapter);
-    const torch::Dtype dtype = storage_dtype(o->model, loaded.model->config().torch_dtype);
+    std::optional<torch::Dtype> requested;
+    if (!o->dtype.empty()) {
+      try {
+        requested = parse_dtype(o->dtype);
+      } catch (const Error& e) {
+        throw Error(c10::str("--dtype: ", e.message(), " (nothing was written)"));
+      }
+    }
+    LoadedModel loaded = load_model(o->model, o->adapter, std::nullopt, o->quantize);
+    const torch::Dtype dtype = requested.value_or(storage_dtype(o->model, loaded.model->config().torch_dtype));
     loaded.adapters->merge_and_unload(/*safe=*/true);
     // Written beside the target and renamed at the end: a failure leaves no half-written model.
     const fs::path out(o->out);
@@ -84,7 +97,15 @@ void add_merge_command(CLI::App& app) {
     RANKTUNE_CHECK_CTX(!cause, (ErrorContext{staging.string(), "", -1}), "cannot create the output directory: ",
                        cause.message(), " (nothing was written)");
     try {
-      model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(), dtype);
+      const model::RoundingError rounding =
+          model::save_model_weights(*loaded.model, (staging / "model.safetensors").string(), dtype);
+      std::cout << "weights written as " << dtype_name(dtype) << ": rounding error max |dw| = " << rounding.max_abs
+                << ", rms(dw)/rms(w) = " << rounding.relative_rms;
+      if (o->quantize.quantize != "none") {
+        std::cout << " (after dequantizing the " << o->quantize.quantize
+                  << " base: its quantisation error is in the weights too, docs/quantization.md)";
+      }
+      std::cout << std::endl;
       io::write_file_atomic((staging / "config.json").string(), merged_config_json(o->model, *loaded.model));
       for (const char* name : kCopiedFiles) {
         const fs::path from = fs::path(o->model) / name;

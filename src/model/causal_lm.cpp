@@ -46,6 +46,9 @@ CausalLMOutput CausalLMImpl::output_head(const torch::Tensor& hidden, peft::Line
 
 peft::Linear make_output_head(const ModelConfig& config, const torch::Tensor& input_embeddings, torch::Dtype dtype) {
   const auto options = peft::LinearOptions(config.hidden_size, config.vocab_size).bias(false).dtype(dtype);
+  // An untied head stays in full precision under model.quantize: the chunked loss reads its
+  // weight for every 256 tokens, and the logits are what the loss and sampling see directly.
+  peft::QuantizeNewLinears full_precision(QuantFormat::none);
   return config.tie_word_embeddings ? peft::Linear(options, input_embeddings) : peft::Linear(options);
 }
 
@@ -57,15 +60,25 @@ KVCache CausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {
 namespace {
 
 // transformers' _init_weights: N(0, initializer_range) for linear and embedding weights, zero
-// biases (DeepSeek-V3's router correction bias too); norms keep their ones.
+// biases (DeepSeek-V3's router correction bias too); norms keep their ones. A quantized layer's weight is drawn in full precision where its
+// parameter would have been (one layer at a time) and quantized: the same seed gives the same
+// weights as an unquantized model, up to the quantisation.
 void initialize_like_transformers(torch::nn::Module& model) {
   at::NoGradGuard no_grad;
-  for (auto& item : model.named_parameters()) {
-    const std::string& name = item.key();
-    torch::Tensor& p = item.value();
-    if (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos) continue;
-    if (ends_with(name, ".bias") || ends_with(name, ".e_score_correction_bias")) p.zero_();
-    else p.normal_(0.0, 0.02);
+  for (const auto& module : model.named_modules()) {
+    if (auto* linear = dynamic_cast<peft::LinearImpl*>(module.value().get()); linear && linear->quantized()) {
+      const auto& q = linear->quantized_weight();
+      const auto shape = linear->options.fan_in_fan_out() ? std::vector<int64_t>{q.cols(), q.rows()}
+                                                          : std::vector<int64_t>{q.rows(), q.cols()};
+      linear->set_quantized_weight(at::empty(shape, at::TensorOptions().dtype(linear->options.dtype())).normal_(0.0, 0.02));
+    }
+    for (auto& item : module.value()->named_parameters(/*recurse=*/false)) {
+      const std::string name = module.key().empty() ? item.key() : module.key() + "." + item.key();
+      torch::Tensor& p = item.value();
+      if (name.find("norm") != std::string::npos || name.find("ln_") != std::string::npos) continue;
+      if (ends_with(name, ".bias") || ends_with(name, ".e_score_correction_bias")) p.zero_();
+      else p.normal_(0.0, 0.02);
+    }
   }
 }
 
@@ -80,21 +93,39 @@ std::vector<std::pair<std::string, torch::Tensor>> base_parameters(torch::nn::Mo
   return out;
 }
 
-std::shared_ptr<CausalLMImpl> instantiate(const ModelConfig& config, torch::Dtype dtype) {
-  if (config.is_gpt2()) return std::make_shared<GPT2LMHeadModelImpl>(config, dtype);
-  if (config.is_moe() || config.is_mla() || config.model_type == "qwen2_moe") {
-    return std::make_shared<MoeForCausalLMImpl>(config, dtype);
+// Base linears whose weight is stored quantized, by qualified name (modules_to_save copies excluded).
+std::vector<peft::NamedLinear> quantized_linears(const torch::nn::Module& model) {
+  std::vector<peft::NamedLinear> out;
+  for (auto& named : peft::find_linears(model)) {
+    if (named.second->quantized() && !peft::is_inside_saved_copies(named.first)) out.push_back(named);
   }
-  return std::make_shared<LlamaForCausalLMImpl>(config, dtype);
+  return out;
+}
+
+// The model with its projections quantized as they are built: placeholders that loading fills, or
+// (`initialise`) layers initialised in full precision one at a time and quantized.
+std::shared_ptr<CausalLMImpl> instantiate(const ModelConfig& config, const LoadOptions& options, bool initialise) {
+  RANKTUNE_CHECK(!options.double_quant() || options.quantize() == QuantFormat::nf4,
+                 "double quantisation applies to nf4 only (quantize is ", quant_format_name(options.quantize()), ")");
+  peft::QuantizeNewLinears quantize(options.quantize(), options.double_quant(), initialise);
+  if (config.is_gpt2()) return std::make_shared<GPT2LMHeadModelImpl>(config, options.dtype());
+  if (config.is_moe() || config.is_mla() || config.model_type == "qwen2_moe") {
+    return std::make_shared<MoeForCausalLMImpl>(config, options.dtype());
+  }
+  return std::make_shared<LlamaForCausalLMImpl>(config, options.dtype());
 }
 
 }  // namespace
 
-std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, torch::Dtype dtype) {
-  check_parameters_fit_memory(config, dtype);
-  std::shared_ptr<CausalLMImpl> model = instantiate(config, dtype);
+std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, const LoadOptions& options) {
+  check_parameters_fit_memory(config, options.dtype());
+  std::shared_ptr<CausalLMImpl> model = instantiate(config, options, /*initialise=*/true);
   initialize_like_transformers(*model);
   return model;
+}
+
+std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, torch::Dtype dtype) {
+  return create_causal_lm(config, LoadOptions().dtype(dtype));
 }
 
 std::string LoadReport::describe() const {
@@ -117,6 +148,24 @@ LoadReport load_weights(CausalLMImpl& model, const std::string& checkpoint_path,
   LoadReport report;
   std::set<std::string> used;
   std::vector<std::pair<torch::Tensor, torch::Tensor>> assignments;  // parameter, checkpoint tensor
+  std::vector<std::pair<std::shared_ptr<peft::LinearImpl>, std::string>> quantized;  // layer, tensor name
+  for (auto& [name, linear] : quantized_linears(model)) {
+    const std::string key = name + ".weight";
+    if (!checkpoint.contains(key)) {
+      report.missing_keys.push_back(key);
+      continue;
+    }
+    used.insert(key);
+    const auto& q = linear->quantized_weight();
+    const std::vector<int64_t> shape = linear->options.fan_in_fan_out() ? std::vector<int64_t>{q.cols(), q.rows()}
+                                                                        : std::vector<int64_t>{q.rows(), q.cols()};
+    if (checkpoint.info(key).shape != shape) {
+      report.shape_mismatches.push_back(c10::str(key, ": checkpoint ", torch::IntArrayRef(checkpoint.info(key).shape),
+                                                 " vs model ", torch::IntArrayRef(shape)));
+      continue;
+    }
+    quantized.emplace_back(linear, key);
+  }
   for (auto& [name, param] : base_parameters(model)) {
     if (!checkpoint.contains(name)) {
       report.missing_keys.push_back(name);
@@ -143,18 +192,45 @@ LoadReport load_weights(CausalLMImpl& model, const std::string& checkpoint_path,
   // takes the checkpoint tensor (same dtype: used in place, memory-mapped and copy-on-write);
   // one that is a view into a shared buffer (fused projections) is copied into.
   at::NoGradGuard no_grad;
+  // Quantized layers read their tensor one at a time (at most one layer's full-precision copy
+  // exists), and the other parameters then take copies rather than views of the mapped file, so
+  // that the mapping, and the file pages quantisation touched, are released when loading ends.
+  for (auto& [linear, key] : quantized) linear->set_quantized_weight(checkpoint.tensor(key));
+  const bool keep_mapping = quantized.empty();
   for (auto& [param, tensor] : assignments) {
     const bool owns_storage = param.storage().nbytes() == param.nbytes() && param.storage_offset() == 0;
-    if (owns_storage) param.set_data(tensor.to(param.scalar_type()));
+    if (owns_storage) param.set_data(keep_mapping ? tensor.to(param.scalar_type()) : tensor.to(param.scalar_type(), false, /*copy=*/true));
     else param.copy_(tensor);
   }
   return report;
 }
 
-void save_model_weights(CausalLMImpl& model, const std::string& path, std::optional<torch::Dtype> dtype) {
+RoundingError save_model_weights(CausalLMImpl& model, const std::string& path, std::optional<torch::Dtype> dtype) {
+  at::NoGradGuard no_grad;
   io::NamedTensors tensors;
-  for (auto& [name, p] : base_parameters(model)) tensors.emplace_back(name, dtype ? p.detach().to(*dtype) : p.detach());
+  RoundingError error;
+  double sq_change = 0.0, sq_weight = 0.0;
+  // `full` in the compute dtype (or dequantized), written in `dtype`.
+  auto add = [&](const std::string& name, const torch::Tensor& full) {
+    if (!dtype || *dtype == full.scalar_type()) {
+      tensors.emplace_back(name, full);
+      return;
+    }
+    torch::Tensor stored = full.to(*dtype);
+    const torch::Tensor change = stored.to(at::kDouble).sub_(full.to(at::kDouble));
+    error.max_abs = std::max(error.max_abs, change.abs().max().item<double>());
+    sq_change += change.square().sum().item<double>();
+    sq_weight += full.to(at::kDouble).square().sum().item<double>();
+    tensors.emplace_back(name, std::move(stored));
+  };
+  for (auto& [name, p] : base_parameters(model)) add(name, p.detach());
+  for (auto& [name, linear] : quantized_linears(model)) {
+    const torch::Tensor w = linear->dense_weight(linear->options.dtype());
+    add(name + ".weight", linear->options.fan_in_fan_out() ? w.t().contiguous() : w);
+  }
+  if (sq_weight > 0) error.relative_rms = std::sqrt(sq_change / sq_weight);
   io::save_safetensors(path, tensors);
+  return error;
 }
 
 std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& name_or_path, const LoadOptions& options) {
@@ -166,7 +242,7 @@ std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& name_or_path, co
   // Sizes are checked against the weights' headers and the memory before anything is allocated.
   check_sizes_against_checkpoint(config, config_file, io::SafetensorsCheckpoint::open(dir));
   check_parameters_fit_memory(config, options.dtype(), config_file);
-  std::shared_ptr<CausalLMImpl> model = instantiate(config, options.dtype());
+  std::shared_ptr<CausalLMImpl> model = instantiate(config, options, /*initialise=*/false);
   load_weights(*model, dir, /*strict=*/true);
   model->set_name_or_path(name_or_path);  // as given (a hub name stays a hub name in adapter configs)
   return model;

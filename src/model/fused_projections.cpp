@@ -4,9 +4,14 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 namespace ranktune::model {
 
 FusedProjections::FusedProjections(std::vector<peft::LinearImpl*> layers) : layers_(std::move(layers)) {
+  // Quantized weights are dequantized per layer in row chunks: a fused buffer would hold them in
+  // full precision, so each layer keeps its own (the adapters' x Aᵀ are still stacked).
+  if (quantized()) return;
   std::vector<torch::Tensor> weights;
   for (auto* layer : layers_) {
     TORCH_INTERNAL_ASSERT(!layer->options.fan_in_fan_out());
@@ -22,7 +27,16 @@ FusedProjections::FusedProjections(std::vector<peft::LinearImpl*> layers) : laye
   }
 }
 
+bool FusedProjections::quantized() const {
+  return std::all_of(layers_.begin(), layers_.end(), [](const peft::LinearImpl* l) { return l->quantized(); });
+}
+
 std::optional<std::vector<torch::Tensor>> FusedProjections::base_products(const torch::Tensor& x) const {
+  if (quantized()) {
+    std::vector<torch::Tensor> products;
+    for (const auto* layer : layers_) products.push_back(layer->base_product(x));
+    return products;
+  }
   if (!weight_.defined()) return std::nullopt;
   int64_t offset = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {

@@ -24,6 +24,8 @@ class FusedProjections {
   // W_i x for every layer from one GEMM (no bias), or nullopt when the fast path does not apply:
   // a weight trains (full fine-tuning needs each weight's own gradient) or was replaced.
   std::optional<std::vector<torch::Tensor>> base_products(const torch::Tensor& x) const;
+  // Every layer stores its weight quantized (then there is no shared buffer).
+  bool quantized() const;
 
   std::vector<peft::LinearImpl*> layers_;
   std::vector<int64_t> sizes_;

@@ -21,6 +21,10 @@ void kaiming_uniform_a_sqrt5_(Tensor& t) {
 Tensor orthonormal_basis(const Tensor& m) { return std::get<0>(at::linalg_qr(m, "reduced")); }
 
 void check_rank_fits(const LinearImpl& layer, const Adapter& adapter, const char* method) {
+  RANKTUNE_CHECK(!layer.quantized(), "init_lora_weights=", method,
+                 " rewrites the base weight, which is stored quantized (",
+                 quant_format_name(layer.quantized_weight().format()),
+                 "); initialise without model.quantize, merge, then quantize the merged model");
   const int64_t limit = std::min(layer.options.in_features(), layer.options.out_features());
   RANKTUNE_CHECK(adapter.options.r() <= limit, "init_lora_weights=", method, " needs r <= min(in_features, out_features) = ",
                  limit, ", got r=", adapter.options.r());

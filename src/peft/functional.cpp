@@ -271,11 +271,19 @@ Tensor dora_update(const Tensor& rest, const Tensor& base, const Tensor& x, cons
 Tensor dora_weight_norm(const Tensor& weight, const Tensor& weight_row_sq_norm, const Tensor& A,
                         const Tensor& B, double scaling, double eps) {
   at::NoGradGuard no_grad;
-  const Tensor a = A.detach().to(weight.scalar_type());
-  const Tensor b = B.detach().to(weight.scalar_type());
-  const Tensor wa = weight.mm(a.t());            // [out, r]
+  return dora_weight_norm_from_product(weight.mm(A.detach().to(weight.scalar_type()).t()), weight_row_sq_norm, A, B,
+                                       scaling, eps);
+}
+
+Tensor dora_weight_norm_from_product(const Tensor& weight_times_a_t, const Tensor& weight_row_sq_norm,
+                                     const Tensor& A, const Tensor& B, double scaling, double eps) {
+  at::NoGradGuard no_grad;
+  const auto dtype = weight_times_a_t.scalar_type();
+  const Tensor a = A.detach().to(dtype);
+  const Tensor b = B.detach().to(dtype);
+  const Tensor& wa = weight_times_a_t;           // [out, r]
   const Tensor bg = b.mm(a.mm(a.t()));           // [out, r] = B (A Aᵀ)
-  Tensor sq = weight_row_sq_norm.to(weight.scalar_type()).clone();
+  Tensor sq = weight_row_sq_norm.to(dtype).clone();
   sq.add_((b * wa).sum(1), 2.0 * scaling).add_((b * bg).sum(1), scaling * scaling);
   return sq.clamp_min_(0).sqrt_().clamp_min_(eps).to(A.scalar_type());
 }

@@ -87,6 +87,10 @@ ParameterCounts count_parameters(const torch::nn::Module& root) {
     counts.total += p.numel();
     if (p.requires_grad()) counts.trainable += p.numel();
   }
+  // A quantized base weight is no parameter, but still one of the model's weights.
+  for (const auto& [name, linear] : find_linears(root)) {
+    if (linear->quantized()) counts.total += linear->quantized_weight().numel();
+  }
   return counts;
 }
 

@@ -25,6 +25,25 @@ void check_adapter_name(const std::string& name) {
                  "adapter name '", name, "' must not contain '.' or '/'");
 }
 
+// The quantisation QuantizeNewLinears asks of Linears built on this thread.
+thread_local QuantFormat new_linear_format = QuantFormat::none;
+thread_local bool new_linear_double_quant = false;
+thread_local bool new_linear_initialise = false;
+
+// Rows of a quantized weight dequantized at once: the whole layer up to 2²⁴ weights (a 64 MiB
+// fp32 temporary), row chunks of that size beyond. Whole layers measured fastest: chunks of ~1 MiB
+// took 1.5-3× as long (`ranktune_bench dequant`, docs/quantization.md).
+int64_t dequant_rows_per_chunk(const QuantizedWeight& w) {
+  constexpr int64_t kElements = int64_t{1} << 24;
+  return std::max<int64_t>(1, kElements / std::max<int64_t>(1, w.cols()));
+}
+
+// The shape of the layer's weight in its own layout.
+std::vector<int64_t> quantized_weight_shape(const LinearOptions& options) {
+  return options.fan_in_fan_out() ? std::vector<int64_t>{options.in_features(), options.out_features()}
+                                  : std::vector<int64_t>{options.out_features(), options.in_features()};
+}
+
 // PEFT keeps bf16/fp16 bases with fp32 adapters (autocast_adapter_dtype=True); fp32/fp64 bases
 // get adapters of their own dtype.
 torch::Dtype default_adapter_dtype(torch::Dtype base) {
@@ -104,12 +123,20 @@ void LinearImpl::reset() {
   }
   adapters_.clear();
   merged_order_.clear();
+  quantized_ = QuantizedWeight();
   const auto tensor_options = torch::TensorOptions().dtype(options.dtype());
   const auto shape = options.fan_in_fan_out()
                          ? std::vector<int64_t>{options.in_features(), options.out_features()}
                          : std::vector<int64_t>{options.out_features(), options.in_features()};
   if (tied_weight_.defined()) {
     weight = tied_weight_;
+  } else if (new_linear_format != QuantFormat::none && !new_linear_initialise) {
+    // No full-precision weight at all: an all-zero quantized one, which the loader (or the
+    // model's initialisation) sets with set_quantized_weight.
+    if (parameters_.contains("weight")) parameters_.erase("weight");
+    weight = torch::Tensor();
+    quantized_ = QuantizedWeight::zeros(new_linear_format, options.out_features(), options.in_features(),
+                                        new_linear_double_quant);
   } else {
     weight = register_parameter("weight", torch::empty(shape, tensor_options), /*requires_grad=*/false);
   }
@@ -119,21 +146,30 @@ void LinearImpl::reset() {
     bias = register_parameter("bias", torch::Tensor(), false);
   }
   reset_parameters();
+  if (new_linear_format != QuantFormat::none && new_linear_initialise && !tied_weight_.defined()) {
+    quantize_(new_linear_format, new_linear_double_quant);
+  }
 }
 
 void LinearImpl::reset_parameters() {
   // torch.nn.Linear's initialisation: kaiming-uniform(a = sqrt(5)) weight, U(±1/sqrt(in)) bias.
   at::NoGradGuard no_grad;
   const double bound = 1.0 / std::sqrt(static_cast<double>(options.in_features()));
-  if (!tied_weight_.defined()) weight.uniform_(-bound, bound);  // another module's parameter
+  if (!tied_weight_.defined() && !quantized()) weight.uniform_(-bound, bound);  // tied: another module's
   if (bias.defined()) bias.uniform_(-bound, bound);
 }
 
 std::shared_ptr<torch::nn::Module> LinearImpl::clone(const c10::optional<torch::Device>& device) const {
   at::NoGradGuard no_grad;
   auto copy = std::make_shared<LinearImpl>(options);
-  copy->weight.copy_(weight);
-  copy->weight.set_requires_grad(weight.requires_grad());
+  if (quantized()) {
+    copy->parameters_.erase("weight");
+    copy->weight = torch::Tensor();
+    copy->quantized_ = quantized_;  // immutable: shared
+  } else {
+    copy->weight.copy_(weight);
+    copy->weight.set_requires_grad(weight.requires_grad());
+  }
   if (bias.defined()) {
     copy->bias.copy_(bias);
     copy->bias.set_requires_grad(bias.requires_grad());
@@ -161,6 +197,9 @@ void LinearImpl::pretty_print(std::ostream& stream) const {
   if (!options.bias()) stream << ", bias=false";
   if (options.fan_in_fan_out()) stream << ", fan_in_fan_out=true";
   if (tied_weight_.defined()) stream << ", tied_weight=true";
+  if (quantized()) {
+    stream << ", quantize=" << quant_format_name(quantized_.format()) << (quantized_.double_quant() ? "+double_quant" : "");
+  }
   if (!adapters_.empty()) {
     stream << ", adapters=[";
     for (size_t i = 0; i < adapters_.size(); ++i) {
@@ -176,8 +215,14 @@ void LinearImpl::pretty_print(std::ostream& stream) const {
 
 // ---- forward -----------------------------------------------------------------------------------
 
-torch::Tensor LinearImpl::base_forward(const torch::Tensor& x) const {
-  return functional::linear(x, weight_out_in(), bias);
+torch::Tensor LinearImpl::base_forward(const torch::Tensor& x, const torch::Tensor& residual) const {
+  if (quantized()) return functional::quantized_linear(x, quantized_, bias, residual, dequant_rows_per_chunk(quantized_));
+  return functional::linear(x, weight_out_in(), bias, residual);
+}
+
+torch::Tensor LinearImpl::base_product(const torch::Tensor& x) const {
+  if (quantized()) return functional::quantized_linear(x, quantized_, {}, {}, dequant_rows_per_chunk(quantized_));
+  return functional::linear(x, weight_out_in());
 }
 
 bool LinearImpl::has_active_update() const {
@@ -227,7 +272,8 @@ Adapter& LinearImpl::register_adapter(const std::string& name, const AdapterOpti
   RANKTUNE_CHECK(!has_adapter(name), "adapter '", name, "' already exists on this layer");
   adapter_options.validate();
   const auto dtype = adapter_options.dtype().value_or(default_adapter_dtype(options.dtype()));
-  const auto tensor_options = torch::TensorOptions().dtype(dtype).device(weight.device());
+  const auto device = quantized() ? quantized_.codes().device() : weight.device();
+  const auto tensor_options = torch::TensorOptions().dtype(dtype).device(device);
 
   Adapter a;
   a.name = name;
@@ -379,6 +425,9 @@ void LinearImpl::merge(bool safe, const std::vector<std::string>& names) {
   const std::vector<std::string> targets = names.empty() ? active_adapters() : names;
   for (const std::string& name : targets) adapter(name);  // unknown names throw before anything changes
   at::NoGradGuard no_grad;
+  // A quantized base is dequantized first: the adapters were trained on the dequantized weight,
+  // and a merged weight is no longer on the quantisation grid.
+  if (quantized() && !targets.empty()) dequantize_();
   const size_t merged_before = merged_order_.size();
   try {
     for (const std::string& name : targets) {
@@ -433,10 +482,75 @@ void LinearImpl::untie(const torch::Tensor& own) {
   tied_weight_ = torch::Tensor();
 }
 
+// ---- quantized base ------------------------------------------------------------------------------
+
+QuantizeNewLinears::QuantizeNewLinears(QuantFormat format, bool double_quant, bool initialise)
+    : previous_format_(new_linear_format),
+      previous_double_quant_(new_linear_double_quant),
+      previous_initialise_(new_linear_initialise) {
+  new_linear_format = format;
+  new_linear_double_quant = double_quant;
+  new_linear_initialise = initialise;
+}
+
+QuantizeNewLinears::~QuantizeNewLinears() {
+  new_linear_format = previous_format_;
+  new_linear_double_quant = previous_double_quant_;
+  new_linear_initialise = previous_initialise_;
+}
+
+void LinearImpl::quantize_(QuantFormat format, bool double_quant) {
+  RANKTUNE_CHECK(format != QuantFormat::none, "quantize_: no format given (int8 or nf4)");
+  RANKTUNE_CHECK(!quantized(), "the base weight is quantized already (", quant_format_name(quantized_.format()), ")");
+  RANKTUNE_CHECK(!tied_weight_.defined(),
+                 "a Linear whose weight is another module's (an output head tied to the embeddings) is not quantized");
+  RANKTUNE_CHECK(!merged(), "cannot quantize a layer with merged adapters (unmerge first)");
+  RANKTUNE_CHECK(!weight.requires_grad(), "cannot quantize a base weight that trains");
+  quantized_ = QuantizedWeight::quantize(weight_out_in(), format, double_quant);
+  parameters_.erase("weight");
+  weight = torch::Tensor();
+  row_sq_norm_ = torch::Tensor();
+  row_sq_norm_data_ = nullptr;
+}
+
+void LinearImpl::set_quantized_weight(const torch::Tensor& w) {
+  RANKTUNE_CHECK(quantized(), "set_quantized_weight: the layer is not quantized");
+  const auto shape = quantized_weight_shape(options);
+  RANKTUNE_CHECK(w.defined() && w.sizes() == torch::IntArrayRef(shape), "weight of shape ",
+                 w.defined() ? c10::str(w.sizes()) : std::string("none"), ", expected ", torch::IntArrayRef(shape));
+  quantized_ = QuantizedWeight::quantize(options.fan_in_fan_out() ? w.t() : w, quantized_.format(),
+                                         quantized_.double_quant());
+  row_sq_norm_ = torch::Tensor();
+  row_sq_norm_data_ = nullptr;
+}
+
+void LinearImpl::dequantize_() {
+  RANKTUNE_CHECK(quantized(), "dequantize_: the layer is not quantized");
+  at::NoGradGuard no_grad;
+  torch::Tensor dense = quantized_.dequantize(options.dtype());
+  if (options.fan_in_fan_out()) dense = dense.t().contiguous();
+  weight = register_parameter("weight", dense, /*requires_grad=*/false);
+  quantized_ = QuantizedWeight();
+  row_sq_norm_ = torch::Tensor();
+  row_sq_norm_data_ = nullptr;
+}
+
+torch::Tensor LinearImpl::dense_weight(torch::Dtype dtype) const {
+  if (quantized()) return quantized_.dequantize(dtype);
+  return weight_out_in().to(dtype);
+}
+
+int64_t LinearImpl::base_weight_nbytes() const {
+  if (quantized()) return quantized_.nbytes();
+  return tied_weight_.defined() ? 0 : static_cast<int64_t>(weight.nbytes());
+}
+
 torch::Tensor LinearImpl::delta_weight(const std::string& name) const {
   const Adapter& a = adapter(name);
   at::NoGradGuard no_grad;
-  torch::Tensor delta = torch::zeros_like(weight);
+  torch::Tensor delta = quantized() ? torch::zeros(quantized_weight_shape(options),
+                                                   torch::TensorOptions().dtype(options.dtype()))
+                                     : torch::zeros_like(weight);
   add_delta_weight_(*this, a, delta, +1.0);
   return delta;
 }
@@ -444,6 +558,23 @@ torch::Tensor LinearImpl::delta_weight(const std::string& name) const {
 // ---- DoRA --------------------------------------------------------------------------------------
 
 const torch::Tensor& LinearImpl::weight_row_sq_norm() const {
+  if (quantized()) {
+    // The quantized weight never changes in place: computed once, from row chunks.
+    if (!row_sq_norm_.defined() || row_sq_norm_data_ != quantized_.codes().data_ptr()) {
+      at::NoGradGuard no_grad;
+      row_sq_norm_ = at::empty({quantized_.rows()}, torch::TensorOptions().dtype(options.dtype()));
+      const int64_t step = dequant_rows_per_chunk(quantized_);
+      for (int64_t first = 0; first < quantized_.rows(); first += step) {
+        const int64_t count = std::min(step, quantized_.rows() - first);
+        row_sq_norm_.narrow(0, first, count)
+            .copy_(at::linalg_vector_norm(quantized_.dequantize(first, count, options.dtype()), 2, {1}, false,
+                                          c10::nullopt)
+                       .square_());
+      }
+      row_sq_norm_data_ = quantized_.codes().data_ptr();
+    }
+    return row_sq_norm_;
+  }
   const void* data = weight.data_ptr();
   const uint32_t version = weight._version();
   if (!row_sq_norm_.defined() || data != row_sq_norm_data_ || version != row_sq_norm_version_) {
@@ -457,6 +588,12 @@ const torch::Tensor& LinearImpl::weight_row_sq_norm() const {
 }
 
 torch::Tensor LinearImpl::dora_weight_norm(const Adapter& a) const {
+  if (quantized()) {
+    // W Aᵀ = (A Wᵀ)ᵀ through the quantized product: row chunks, no out×in temporary.
+    at::NoGradGuard no_grad;
+    const torch::Tensor wa = base_product(a.lora_A.detach().to(options.dtype())).t();
+    return functional::dora_weight_norm_from_product(wa, weight_row_sq_norm(), a.lora_A, a.lora_B, a.scaling);
+  }
   return functional::dora_weight_norm(weight_out_in(), weight_row_sq_norm(), a.lora_A, a.lora_B, a.scaling);
 }
 

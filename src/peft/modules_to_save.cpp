@@ -177,6 +177,11 @@ DetailedPlan make_plan(const torch::nn::Module& root, const LoraConfig& config) 
                              ", whose parameters ranktune cannot substitute (known: peft::Linear, torch::nn::Linear, "
                              "Embedding, LayerNorm, and modules implementing SubstitutableParameters)"));
       }
+      if (auto* l = dynamic_cast<LinearImpl*>(sub.value().get()); l != nullptr && l->quantized()) {
+        // A trained copy is a full-precision tensor: copying a quantized one is not supported.
+        throw Error(c10::str("modules_to_save: ", name, " cannot be copied: ", sub.key(), "'s base weight is quantized (",
+                             quant_format_name(l->quantized_weight().format()), "); load the model without model.quantize"));
+      }
       if (auto* l = dynamic_cast<LinearImpl*>(sub.value().get()); l != nullptr && !l->adapter_names().empty()) {
         throw Error(c10::str("modules_to_save: ", name, " cannot be copied: ", sub.key(), " carries LoRA adapters (",
                              join(l->adapter_names()), "); a layer is either adapted or saved"));

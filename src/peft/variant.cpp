@@ -32,7 +32,7 @@ Tensor base_output(const LinearImpl& layer, LayerInput& input) {
     Tensor out = layer.bias.defined() ? input.base_product + layer.bias : input.base_product;
     return input.residual.defined() ? out + input.residual : out;
   }
-  return functional::linear(input.x, layer.weight_out_in(), layer.bias, input.residual);
+  return layer.base_forward(input.x, input.residual);
 }
 
 namespace {
@@ -76,8 +76,10 @@ class DoraVariant final : public AdapterVariant {
     const bool shares_input = xa.is_same(input.x);
     Tensor base;
     if (shares_input) {
-      if (!input.base_product.defined()) input.base_product = functional::linear(input.x, layer.weight_out_in());
+      if (!input.base_product.defined()) input.base_product = layer.base_product(input.x);
       base = input.base_product;
+    } else if (layer.quantized()) {
+      base = layer.base_product(xa);  // dequantized into xa's dtype
     } else {
       // Dropout or a dtype cast: PEFT recomputes the base product on the adapter's input.
       const Tensor w = layer.weight_out_in();

@@ -48,9 +48,14 @@ std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section)
   } catch (const Error& e) {
     throw e.with_context(ErrorContext{"", "model.dtype", -1});
   }
-  if (has_weights(io::resolve_pretrained(section.path))) return model::load_causal_lm(section.path, model::LoadOptions().dtype(dtype));
+  const auto options = model::LoadOptions().dtype(dtype).quantize(parse_quant_format(section.quantize))
+                           .double_quant(section.double_quant);
+  if (section.double_quant && options.quantize() != QuantFormat::nf4) {
+    throw Error("model.double_quant applies to model.quantize: nf4 only", ErrorContext{"", "model.double_quant", -1});
+  }
+  if (has_weights(io::resolve_pretrained(section.path))) return model::load_causal_lm(section.path, options);
   torch::manual_seed(section.init_seed);
-  auto model = model::create_causal_lm(model::ModelConfig::load(section.path), dtype);
+  auto model = model::create_causal_lm(model::ModelConfig::load(section.path), options);
   model->set_name_or_path(section.path);
   log_info(section.path + " has no weights: initialised randomly from model.init_seed=" + std::to_string(section.init_seed));
   return model;

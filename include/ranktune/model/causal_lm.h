@@ -6,6 +6,7 @@
 //   auto model = ranktune::model::load_causal_lm("path/to/model_dir");
 //   auto out = model->forward(input_ids, {}, /*labels=*/input_ids);
 
+#include "ranktune/core/quantized_weight.h"
 #include "ranktune/model/config.h"
 #include "ranktune/model/kv_cache.h"
 #include "ranktune/peft/adaptable_model.h"
@@ -90,14 +91,22 @@ class CausalLMImpl : public torch::nn::Module, public peft::AdaptableModel {
 // `input_embeddings` (not registered again) when config.tie_word_embeddings.
 peft::Linear make_output_head(const ModelConfig& config, const torch::Tensor& input_embeddings, torch::Dtype dtype);
 
-// Builds the model a config describes, with random weights (as transformers' initialisation:
-// N(0, 0.02) for projections and embeddings, ones for norms).
-std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, torch::Dtype dtype = torch::kFloat32);
-
 struct LoadOptions {
   // Compute dtype: weights stored in any dtype are converted to it.
   TORCH_ARG(torch::Dtype, dtype) = torch::kFloat32;
+  // Store every frozen projection weight (each peft::Linear's own base weight) quantized: int8 per
+  // output row, or NF4 in blocks of 64 (docs/quantization.md). Embeddings, norms and the output
+  // head stay in `dtype`. Each layer is quantized as it is built and again as its tensor is read
+  // from the checkpoint, so the model's projections never all exist in full precision at once.
+  TORCH_ARG(QuantFormat, quantize) = QuantFormat::none;
+  // nf4 only: the block absmaxes quantized to int8 as well (QLoRA's double quantisation).
+  TORCH_ARG(bool, double_quant) = false;
 };
+
+// Builds the model a config describes, with random weights (as transformers' initialisation:
+// N(0, 0.02) for projections and embeddings, ones for norms), quantized as `options` say.
+std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, const LoadOptions& options);
+std::shared_ptr<CausalLMImpl> create_causal_lm(const ModelConfig& config, torch::Dtype dtype = torch::kFloat32);
 
 // What loading found besides the expected tensors. Strict loading throws, listing all of it.
 struct LoadReport {
@@ -115,11 +124,19 @@ struct LoadReport {
 std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadOptions& options = {});
 
 // Writes every base parameter under its Hugging Face name (tied embeddings once), converted to
-// `dtype` when given, as one safetensors file. Atomic.
-void save_model_weights(CausalLMImpl& model, const std::string& path, std::optional<torch::Dtype> dtype = std::nullopt);
+// `dtype` when given, as one safetensors file; quantized weights are written dequantized. Atomic.
+// Returns what converting to `dtype` cost: the largest absolute change of any weight, and the
+// root-mean-square change relative to the weights' root-mean-square (0 without a conversion).
+struct RoundingError {
+  double max_abs = 0.0;
+  double relative_rms = 0.0;
+};
+RoundingError save_model_weights(CausalLMImpl& model, const std::string& path,
+                                 std::optional<torch::Dtype> dtype = std::nullopt);
 
 // Loads checkpoint tensors into an existing model's base parameters (adapter weights are not
-// touched) and returns what did not fit. With `strict`, throws if anything did not fit.
+// touched; quantized layers quantize theirs as read, one shard after another) and returns what
+// did not fit. With `strict`, throws if anything did not fit.
 LoadReport load_weights(CausalLMImpl& model, const std::string& checkpoint, bool strict = true);
 
 }  // namespace ranktune::model

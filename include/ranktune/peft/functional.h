@@ -8,12 +8,22 @@
 
 #include <vector>
 
+namespace ranktune {
+class QuantizedWeight;
+}
+
 namespace ranktune::peft::functional {
 
 // x Wᵀ + b (+ residual) as at::linear, but a single row (decoding one token) goes through a
 // matrix-vector product, which on CPU reads the weight about twice as fast as a one-row GEMM.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {},
                      const torch::Tensor& residual = {});
+
+// x Wᵀ + b (+ residual) for a frozen quantized W [out, in], dequantized into x's dtype
+// `rows_per_chunk` rows at a time (0: the whole layer at once), in forward and in backward's
+// input gradient (dx = g W); no weight gradient, and no dequantized copy outlives the call.
+torch::Tensor quantized_linear(const torch::Tensor& x, const QuantizedWeight& weight, const torch::Tensor& bias = {},
+                               const torch::Tensor& residual = {}, int64_t rows_per_chunk = 0);
 
 // h = x Aᵀ, the adapter's input product [..., r], differentiable (one row: a matrix-vector product).
 torch::Tensor lora_a_product(const torch::Tensor& x, const torch::Tensor& A);
@@ -55,5 +65,9 @@ torch::Tensor dora_b_update(const torch::Tensor& rest, const torch::Tensor& base
 torch::Tensor dora_weight_norm(const torch::Tensor& weight, const torch::Tensor& weight_row_sq_norm,
                                const torch::Tensor& A, const torch::Tensor& B, double scaling,
                                double eps = 1e-12);
+// The same from W Aᵀ [out, r] computed by the caller (e.g. from a quantized W in row chunks).
+torch::Tensor dora_weight_norm_from_product(const torch::Tensor& weight_times_a_t,
+                                            const torch::Tensor& weight_row_sq_norm, const torch::Tensor& A,
+                                            const torch::Tensor& B, double scaling, double eps = 1e-12);
 
 }  // namespace ranktune::peft::functional

@@ -13,6 +13,7 @@
 //   ranktune::peft::Linear proj(ranktune::peft::LinearOptions(4096, 4096).bias(false));
 //   proj->add_adapter("default", ranktune::peft::AdapterOptions().r(16).lora_alpha(32).use_dora(true));
 
+#include "ranktune/core/quantized_weight.h"
 #include "ranktune/peft/lora_config.h"
 
 #include <torch/arg.h>
@@ -110,8 +111,10 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   // adapter (from stacked_adapter_inputs).
   torch::Tensor forward_with_base(const torch::Tensor& x, const torch::Tensor& base_product,
                                   const torch::Tensor& adapter_input_product = {});
-  // W x + b, ignoring adapters.
-  torch::Tensor base_forward(const torch::Tensor& x) const;
+  // W x + b (+ residual), ignoring adapters.
+  torch::Tensor base_forward(const torch::Tensor& x, const torch::Tensor& residual = {}) const;
+  // W x without the bias, in x's dtype when the weight is quantized (dequantized into it).
+  torch::Tensor base_product(const torch::Tensor& x) const;
   // forward(x) adds an adapter update: adapters enabled, one active, none merged.
   bool has_active_update() const;
 
@@ -170,6 +173,24 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   // The base weight as [out, in] (a view when stored transposed).
   torch::Tensor weight_out_in() const { return options.fan_in_fan_out() ? weight.t() : weight; }
 
+  // ---- quantized base ----------------------------------------------------------------------------
+  // Stores the frozen base weight quantized (int8 per output row, or NF4 in blocks of 64, see
+  // core/quantized_weight.h): the `weight` parameter is unregistered and left undefined, and
+  // every product with W dequantizes rows on the fly. Throws for a tied weight, a merged adapter,
+  // a weight that trains, or format none.
+  void quantize_(QuantFormat format, bool double_quant = false);
+  // Quantizes `weight` (the layer's layout, any floating dtype; not kept) as this quantized
+  // layer's base weight, in its format: how a loader fills a quantized layer tensor by tensor.
+  void set_quantized_weight(const torch::Tensor& weight);
+  // Makes the weight a full `options.dtype` parameter again (the quantisation error stays).
+  void dequantize_();
+  bool quantized() const { return quantized_.defined(); }
+  const QuantizedWeight& quantized_weight() const { return quantized_; }
+  // The base weight [out, in] in `dtype`: dequantized when quantized, else weight_out_in() cast.
+  torch::Tensor dense_weight(torch::Dtype dtype) const;
+  // Bytes the base weight occupies (quantized codes and scales, or the dense tensor; 0 when tied).
+  int64_t base_weight_nbytes() const;
+
   // ---- tied weight -----------------------------------------------------------------------------
   // The weight is another module's parameter (see the constructor).
   bool weight_is_tied() const { return tied_weight_.defined(); }
@@ -194,6 +215,7 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
   std::vector<std::string> merged_order_;   // merge order, for unmerge: the one record of what is merged
   torch::Tensor tied_weight_;               // defined when the weight belongs to another module
   bool adapters_enabled_ = true;
+  QuantizedWeight quantized_;               // defined when the base weight is stored quantized
   // Cache of weight_row_sq_norm(): valid while the weight's storage and version are unchanged.
   mutable torch::Tensor row_sq_norm_;
   mutable const void* row_sq_norm_data_ = nullptr;
@@ -201,6 +223,26 @@ class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
 };
 
 TORCH_MODULE(Linear);
+
+// While one is alive (on this thread), every Linear built with a weight of its own stores it
+// quantized and never holds it in full precision beyond its own construction: how a model is built
+// without ever holding its base weights in full precision. Without `initialise` the weight is a
+// quantized all-zero placeholder for a loader to set (set_quantized_weight), at no cost; with it,
+// the layer is initialised as usual (drawing the same random numbers as an unquantized layer, so
+// a seeded model gets the same weights) and then quantized. A scope with format none switches
+// quantisation off (an output head kept in full precision). Scopes nest.
+class QuantizeNewLinears {
+ public:
+  QuantizeNewLinears(QuantFormat format, bool double_quant = false, bool initialise = false);
+  ~QuantizeNewLinears();
+  QuantizeNewLinears(const QuantizeNewLinears&) = delete;
+  QuantizeNewLinears& operator=(const QuantizeNewLinears&) = delete;
+
+ private:
+  QuantFormat previous_format_;
+  bool previous_double_quant_;
+  bool previous_initialise_;
+};
 
 // For layers that read the same x (q/k/v, gate/up): h = x Aᵀ of each layer's active adapter from
 // one GEMM over the stacked A's, for forward_with_base. Empty when the layers cannot share it:

@@ -20,6 +20,8 @@ struct ModelSection {
   std::string dtype;      // float32 | bfloat16
   int64_t init_seed = 0;  // used when the directory has a config but no weights (random init)
   bool download = false;  // fetch an org/name path from the hub when it is not in the local cache
+  std::string quantize;   // none | int8 | nf4: how the frozen projection weights are stored
+  bool double_quant = false;  // nf4: quantize the block scales too
 };
 
 // data.format: GSM8K records (gsm8k: the answer field holds the rationale and "#### N"; jsonl:
