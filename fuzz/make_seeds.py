@@ -96,6 +96,15 @@ for i, p in enumerate(files("**/*.jsonl")):
     write("jsonl", f"seed{i}_strip", b"\2" + lines)
 write("jsonl", "seed_fields", b"\1" + json.dumps(
     {"question": "2+3?", "rationale": "2+3 = <<2+3=5>>5", "answer": "5"}).encode() + b"\n")
+# SFT records (byte 0 bit 4): each format's file detected (0x10) and read as its own format (bits 5-7).
+sft_formats = ["messages", "prompt_completion", "text", "alpaca"]
+for p in files("tests/data/sft/*.jsonl"):
+    with open(p, "rb") as f:
+        lines = b"".join(f.readline() for _ in range(3))
+    stem = os.path.splitext(os.path.basename(p))[0]
+    write("jsonl", f"sft_{stem}", b"\x10" + lines)
+    if stem in sft_formats:
+        write("jsonl", f"sft_{stem}_named", bytes([0x10 | (sft_formats.index(stem) + 1) << 5]) + lines)
 # chat_template: byte 0 picks add_generation_prompt/tools, the rest is a template (real models' from
 # ../shared/chat_templates, and the one-construct cases of tests/data/chat_templates).
 for i, p in enumerate(files("**/chat_templates/*/tokenizer_config.json")):

@@ -14,6 +14,7 @@ PACKAGES=(
   libtorch-dev python3-torch libopenblas0-openmp libgloo-dev
   # C++ libraries
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libsentencepiece-dev
+  libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev
   # Python bindings, their tests and the notebook
   pybind11-dev python3-pybind11 python3-dev python3-numpy python3-pytest python3-venv python3-pip

@@ -365,6 +365,7 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 
 
 def _has_weights(path: str) -> bool:
+    path = _core.resolve_pretrained(path)
     if os.path.isfile(path):
         return path.endswith(".safetensors")
     return os.path.exists(os.path.join(path, "model.safetensors")) or os.path.exists(
@@ -406,11 +407,12 @@ class AutoModelForCausalLM:
             raise _core.Error("pass dtype or torch_dtype, not both")
         dtype_name = _dtype_name(dtype if dtype is not None else torch_dtype)
         path = os.fspath(pretrained_model_name_or_path)
-        if not os.path.exists(path):
+        local = _core.resolve_pretrained(path)  # org/name[@revision]: its snapshot in the Hugging Face cache
+        if not os.path.exists(local):
             raise FileNotFoundError(f"{path}: no such model directory (ranktune loads local Hugging Face "
                                     "directories: config.json + model.safetensors)")
-        if not _has_weights(path):
-            config_file = path if os.path.isfile(path) else os.path.join(path, "config.json")
+        if not _has_weights(local):
+            config_file = local if os.path.isfile(local) else os.path.join(local, "config.json")
             if os.path.isfile(config_file) and init_seed is not None:
                 return cls.from_config(config_file, dtype=dtype_name, seed=init_seed, name_or_path=path,
                                        quantize=quantize, double_quant=double_quant)
@@ -420,7 +422,7 @@ class AutoModelForCausalLM:
                     f"initialise it randomly, as the CLI's model.init_seed does, or use "
                     f"AutoModelForCausalLM.from_config({path!r}, seed=N)")
         core = _core.CausalLM.load(path, dtype_name, quantize or "none", bool(double_quant))
-        raw = _read_json(os.path.join(path, "config.json")) if os.path.isdir(path) else None
+        raw = _read_json(os.path.join(local, "config.json")) if os.path.isdir(local) else None
         return CausalLM(core, name_or_path=path, raw_config=raw).eval()  # as transformers returns it
 
     @classmethod

@@ -5,6 +5,8 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/core/threads.h"
+#include "ranktune/io/hub_cache.h"
+#include "ranktune/io/hub_download.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/model/generation.h"
@@ -139,7 +141,34 @@ void bind_models(py::module_& m) {
   m.def("model_config", [](const std::string& path) { return config_to_dict(model::ModelConfig::load(path)); },
         py::arg("path"), "The normalised config.json of a model directory (Hugging Face field names).");
 
-  py::class_<CausalLMImpl, CausalLMPtr>(m, "CausalLM", "A ranktune decoder-only model (Llama, Mistral, Qwen2, GPT-2, Mixtral, Qwen2-MoE, DeepSeek-V2/V3).")
+  m.def("resolve_pretrained", &io::resolve_pretrained, py::arg("name_or_path"),
+        "A local path as it is; org/name[@revision] as its snapshot directory in the Hugging Face cache "
+        "(HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub); an error listing the places tried when absent.");
+  m.def(
+      "download",
+      [](const std::string& repo_id, const std::string& revision, const std::string& cache_dir,
+         const std::string& endpoint, const std::string& token) {
+        io::HubDownloadOptions o;
+        o.revision = revision;
+        o.cache_dir = cache_dir;
+        o.endpoint = endpoint;
+        o.token = token;
+        py::gil_scoped_release release;
+        return io::download_snapshot(repo_id, o);
+      },
+      py::arg("repo_id"), py::arg("revision") = "main", py::arg("cache_dir") = "", py::arg("endpoint") = "",
+      py::arg("token") = "",
+      "Downloads a model repository from the Hugging Face Hub into the cache (resumable, checksummed; "
+      "HF_ENDPOINT and HF_TOKEN when endpoint/token are empty). Returns the snapshot directory.");
+  m.def(
+      "download_if_missing",
+      [](const std::string& name_or_path) {
+        py::gil_scoped_release release;
+        return io::download_if_missing(name_or_path);
+      },
+      py::arg("name_or_path"), "model.download: a local path or cached name as it resolves, else downloaded.");
+
+    py::class_<CausalLMImpl, CausalLMPtr>(m, "CausalLM", "A ranktune decoder-only model (Llama, Mistral, Qwen2, GPT-2, Mixtral, Qwen2-MoE, DeepSeek-V2/V3).")
       .def_static(
           "load",
           [](const std::string& path, const std::string& dtype, const std::string& quantize, bool double_quant) {

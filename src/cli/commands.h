@@ -4,7 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace ranktune::model {
@@ -23,6 +25,7 @@ void add_merge_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_config_docs_command(CLI::App& app);
+void add_download_command(CLI::App& app);
 
 // Thrown by a command to end the program with this exit code after its own output.
 struct ExitCode {
@@ -37,11 +40,14 @@ struct QuantizeFlags {
 };
 void add_quantize_flags(CLI::App& cmd, QuantizeFlags& flags);
 
-// A model directory, with an adapter directory attached when `adapter_dir` is not empty.
+// A model directory, with an adapter directory attached when `adapter_dir` is not empty. A model
+// directory without weights (config.json only, like the quickstart's) is initialised from
+// `init_seed`, or else from the model.init_seed recorded in the adapter's run (its config.yaml).
 struct LoadedModel {
   std::shared_ptr<model::CausalLMImpl> model;
   std::shared_ptr<peft::PeftModel> adapters;  // null without an adapter
 };
-LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir, const QuantizeFlags& quantize = {});
+LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir,
+                       std::optional<int64_t> init_seed = std::nullopt, const QuantizeFlags& quantize = {});
 
 }  // namespace ranktune::cli

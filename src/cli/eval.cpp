@@ -5,6 +5,7 @@
 #include "ranktune/core/threads.h"
 #include "ranktune/eval/gsm8k_eval.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/hub_download.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"
 #include "ranktune/prompt/template.h"
@@ -30,6 +31,7 @@ void add_eval_command(CLI::App& app) {
     const train::RunConfig config = train::RunConfig::load(o->config, o->overrides);
     configure_threads(static_cast<int>(config.train.threads));
     // Inputs first: nothing is written if any of them is missing or invalid.
+    if (config.model.download) io::download_if_missing(config.model.path);
     const auto tokenizer = tokenizer::Tokenizer::from_pretrained(config.model.path);
     const auto prompt_template = prompt::PromptTemplate::load(config.template_name);
     const auto questions = train::evaluation_questions(config);

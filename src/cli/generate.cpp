@@ -47,6 +47,7 @@ void add_generate_command(CLI::App& app) {
     uint64_t seed = 0;
     std::vector<std::string> stop;
     bool merge = false, print_ids = false, chat = false;
+    std::optional<int64_t> init_seed;
     QuantizeFlags quantize;
   };
   auto o = std::make_shared<Options>();
@@ -69,13 +70,15 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--repetition-penalty", o->repetition_penalty, "> 1 discourages repeating tokens (1: off)")->check(CLI::PositiveNumber);
   cmd->add_option("--no-repeat-ngram-size", o->no_repeat_ngram_size, "never repeat an n-gram of this size (0: off)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop", o->stop, "stop once the generated text contains this string (repeatable)");
+  cmd->add_option("--init-seed", o->init_seed,
+                  "seed of a model directory without weights (default: the adapter's run's model.init_seed)");
   cmd->add_flag("--merge", o->merge, "merge the adapter into the weights before generating");
   cmd->add_flag("--print-ids", o->print_ids, "print the prompt and generated ids on one line instead of text");
   add_quantize_flags(*cmd, o->quantize);
   cmd->callback([o] {
     RANKTUNE_CHECK(!o->prompt.empty() || !o->prompt_ids.empty(), "give --prompt TEXT or --prompt-ids \"1 2 3\"");
     std::vector<int64_t> prompt = o->prompt.empty() ? parse_ids(o->prompt_ids) : std::vector<int64_t>{};
-    LoadedModel loaded = load_model(o->model, o->adapter, o->quantize);
+    LoadedModel loaded = load_model(o->model, o->adapter, o->init_seed, o->quantize);
     if (o->merge && loaded.adapters) loaded.adapters->merge_adapter(/*safe=*/true);
     std::optional<tokenizer::Tokenizer> tok;
     if (!o->prompt.empty() || !o->print_ids || !o->stop.empty()) {

@@ -85,7 +85,7 @@ void add_merge_command(CLI::App& app) {
         throw Error(c10::str("--dtype: ", e.message(), " (nothing was written)"));
       }
     }
-    LoadedModel loaded = load_model(o->model, o->adapter, o->quantize);
+    LoadedModel loaded = load_model(o->model, o->adapter, std::nullopt, o->quantize);
     const torch::Dtype dtype = requested.value_or(storage_dtype(o->model, loaded.model->config().torch_dtype));
     loaded.adapters->merge_and_unload(/*safe=*/true);
     // Written beside the target and renamed at the end: a failure leaves no half-written model.

@@ -1,5 +1,6 @@
 #include "ranktune/data/examples.h"
 
+#include "jsonl.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
@@ -35,45 +36,31 @@ std::optional<std::pair<std::string, std::string>> split_gsm8k_answer(const std:
 }
 
 std::vector<Example> load_jsonl(const std::string& path, const LoadOptions& options) {
-  std::istringstream in(io::read_file(path));
   std::vector<Example> out;
-  std::string line;
-  int64_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (trim(line).empty()) continue;
-    if (options.limit > 0 && static_cast<int64_t>(out.size()) >= options.limit) break;
-    try {
-      const io::ordered_json record = io::parse_json(line, path);
-      io::JsonFields fields(record, path);
-      auto required = [&](const std::string& key) {
-        if (!fields.has_value(key)) fields.fail(key, "is missing");
-        return fields.get_string(key);
-      };
-      Example e;
-      e.line = number;
-      e.question = required(options.question_field);
-      if (options.gsm8k_answer) {
-        const auto split = split_gsm8k_answer(required(options.answer_field));
-        if (!split) fields.fail(options.answer_field, "has no '####' before the final answer (GSM8K format)");
-        std::tie(e.rationale, e.answer) = *split;
-      } else {
-        e.rationale = trim(required(options.rationale_field));
-        e.answer = trim(required(options.answer_field));
-      }
-      if (options.strip_calculator) e.rationale = strip_calculator_annotations(e.rationale);
-      out.push_back(std::move(e));
-    } catch (const Error& e) {
-      throw e.with_context(ErrorContext{path, "", number});
+  for_each_jsonl_record(path, options.limit, [&](const io::ordered_json& record, int64_t line) {
+    io::JsonFields fields(record, path);
+    auto required = [&](const std::string& key) {
+      if (!fields.has_value(key)) fields.fail(key, "is missing");
+      return fields.get_string(key);
+    };
+    Example e;
+    e.line = line;
+    e.question = required(options.question_field);
+    if (options.gsm8k_answer) {
+      const auto split = split_gsm8k_answer(required(options.answer_field));
+      if (!split) fields.fail(options.answer_field, "has no '####' before the final answer (GSM8K format)");
+      std::tie(e.rationale, e.answer) = *split;
+    } else {
+      e.rationale = trim(required(options.rationale_field));
+      e.answer = trim(required(options.answer_field));
     }
-  }
-  RANKTUNE_CHECK_CTX(!out.empty(), (ErrorContext{path, "", -1}), "no examples in the file");
+    if (options.strip_calculator) e.rationale = strip_calculator_annotations(e.rationale);
+    out.push_back(std::move(e));
+  });
   return out;
 }
 
-std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std::vector<Example>& examples,
-                                                                       int64_t count, uint64_t seed, double fraction) {
-  const auto n = static_cast<int64_t>(examples.size());
+std::pair<std::vector<int64_t>, std::vector<int64_t>> split_indices(int64_t n, int64_t count, uint64_t seed, double fraction) {
   int64_t held = count > 0 ? count : static_cast<int64_t>(fraction * static_cast<double>(n));
   RANKTUNE_CHECK(held >= 0 && held < n, "validation split of ", held, " examples leaves none of the ", n, " to train on");
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -82,8 +69,17 @@ std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std
   std::shuffle(order.begin(), order.end(), rng);
   std::vector<bool> is_held(static_cast<size_t>(n), false);
   for (int64_t i = 0; i < held; ++i) is_held[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
+  std::pair<std::vector<int64_t>, std::vector<int64_t>> out;
+  for (int64_t i = 0; i < n; ++i) (is_held[static_cast<size_t>(i)] ? out.second : out.first).push_back(i);
+  return out;
+}
+
+std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std::vector<Example>& examples,
+                                                                       int64_t count, uint64_t seed, double fraction) {
+  const auto [kept, held] = split_indices(static_cast<int64_t>(examples.size()), count, seed, fraction);
   std::pair<std::vector<Example>, std::vector<Example>> out;
-  for (int64_t i = 0; i < n; ++i) (is_held[static_cast<size_t>(i)] ? out.second : out.first).push_back(examples[static_cast<size_t>(i)]);
+  for (const int64_t i : kept) out.first.push_back(examples[static_cast<size_t>(i)]);
+  for (const int64_t i : held) out.second.push_back(examples[static_cast<size_t>(i)]);
   return out;
 }
 

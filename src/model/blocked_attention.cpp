@@ -60,9 +60,12 @@ struct Block {
   int64_t start, length, keys;  // queries [start, start + length) see keys [0, keys)
 };
 
+// True when the mask numbers packed examples (1, 1, 2, 2, ...) rather than marking tokens with 1.
+bool is_packed(const Tensor& key_padding) { return present(key_padding) && key_padding.max().item<int64_t>() > 1; }
+
 // Disallowed (query, key) pairs of a block, [B or 1, length, keys]: the future, padding keys, and
-// keys beyond the sliding window.
-Tensor block_mask(const Block& blk, const Tensor& key_padding, int64_t window) {
+// keys beyond the sliding window; when `packed`, also keys of another example than the query's.
+Tensor block_mask(const Block& blk, const Tensor& key_padding, int64_t window, bool packed) {
   const auto long_options = at::TensorOptions().dtype(at::kLong);
   const Tensor q_pos = at::arange(blk.start, blk.start + blk.length, long_options).unsqueeze(1);
   const Tensor k_pos = at::arange(0, blk.keys, long_options).unsqueeze(0);
@@ -70,18 +73,22 @@ Tensor block_mask(const Block& blk, const Tensor& key_padding, int64_t window) {
   if (window > 0) masked = masked.logical_or(k_pos.le(q_pos - window));
   masked = masked.unsqueeze(0);
   if (present(key_padding)) masked = masked.logical_or(key_padding.narrow(1, 0, blk.keys).eq(0).unsqueeze(1));
+  if (packed) {
+    const Tensor query_example = key_padding.narrow(1, blk.start, blk.length).unsqueeze(2);
+    masked = masked.logical_or(query_example.ne(key_padding.narrow(1, 0, blk.keys).unsqueeze(1)));
+  }
   return masked;
 }
 
 // Scores of one block, [B·kv, rep·length, keys] in fp32, with the disallowed pairs at the lowest
 // value (transformers' additive mask, so a fully masked row stays finite).
 Tensor block_scores(const Tensor& q, const Tensor& k, const Block& blk, const Tensor& key_padding, int64_t window,
-                    Tensor* qb_out) {
+                    bool packed, Tensor* qb_out) {
   const int64_t b = q.size(0), kv = q.size(1), rep = q.size(2), d = q.size(4);
   const Tensor qb = q.narrow(3, blk.start, blk.length).reshape({b * kv, rep * blk.length, d});
   const Tensor kb = k.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, d});
   Tensor s = at::bmm(qb, kb.transpose(1, 2)).to(at::kFloat);
-  const Tensor masked = block_mask(blk, key_padding, window);
+  const Tensor masked = block_mask(blk, key_padding, window, packed);
   s.view({b, kv * rep, blk.length, blk.keys})
       .masked_fill_(masked.unsqueeze(1), std::numeric_limits<float>::lowest());
   if (qb_out != nullptr) *qb_out = qb;
@@ -108,8 +115,9 @@ struct BlockedAttention : public torch::autograd::Function<BlockedAttention> {
     const Tensor vg = v.permute({0, 2, 1, 3}).contiguous();          // [B, kv, T, Dv]
     Tensor out = at::empty({b, t, h, dv}, q.options());
     Tensor lse = at::empty({b, kv, rep, t}, q.options().dtype(at::kFloat));
+    const bool packed = is_packed(key_padding);
     for (const Block& blk : blocks_of(t, block)) {
-      Tensor s = block_scores(qg, kg, blk, key_padding, window, nullptr);
+      Tensor s = block_scores(qg, kg, blk, key_padding, window, packed, nullptr);
       const Tensor row_lse = at::logsumexp(s, -1, /*keepdim=*/true);
       const Tensor p = s.sub_(row_lse).exp_().to(q.scalar_type());
       const Tensor ob = at::bmm(p, vg.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, dv}));
@@ -139,9 +147,10 @@ struct BlockedAttention : public torch::autograd::Function<BlockedAttention> {
     const Tensor og = out.view({b, t, kv, rep, dv}).permute({0, 2, 3, 1, 4});
     const Tensor row_dot = (go * og).sum(-1).to(at::kFloat);  // Σ_d dO·O per query row
     Tensor dqg = at::zeros_like(qg), dkg = at::zeros_like(kg), dvg = at::zeros_like(vg);
+    const bool packed = is_packed(key_padding);
     for (const Block& blk : blocks_of(t, block)) {
       Tensor qb;
-      Tensor s = block_scores(qg, kg, blk, key_padding, window, &qb);
+      Tensor s = block_scores(qg, kg, blk, key_padding, window, packed, &qb);
       const Tensor p = s.sub_(lse.narrow(3, blk.start, blk.length).reshape({b * kv, rep * blk.length, 1})).exp_();
       const Tensor gob = go.narrow(3, blk.start, blk.length).reshape({b * kv, rep * blk.length, dv});
       const Tensor vb = vg.narrow(2, 0, blk.keys).reshape({b * kv, blk.keys, dv});

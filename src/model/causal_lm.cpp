@@ -2,6 +2,7 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
+#include "ranktune/io/hub_cache.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/gpt2.h"
 #include "ranktune/model/llama.h"
@@ -232,7 +233,8 @@ RoundingError save_model_weights(CausalLMImpl& model, const std::string& path, s
   return error;
 }
 
-std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadOptions& options) {
+std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& name_or_path, const LoadOptions& options) {
+  const std::string dir = io::resolve_pretrained(name_or_path);
   RANKTUNE_CHECK_CTX(std::filesystem::is_directory(dir), (ErrorContext{dir, "", -1}),
                      "not a model directory (expected config.json and model.safetensors)");
   const std::string config_file = (std::filesystem::path(dir) / "config.json").string();
@@ -242,7 +244,7 @@ std::shared_ptr<CausalLMImpl> load_causal_lm(const std::string& dir, const LoadO
   check_parameters_fit_memory(config, options.dtype(), options.quantize(), options.double_quant(), config_file);
   std::shared_ptr<CausalLMImpl> model = instantiate(config, options, /*initialise=*/false);
   load_weights(*model, dir, /*strict=*/true);
-  model->set_name_or_path(dir);
+  model->set_name_or_path(name_or_path);  // as given (a hub name stays a hub name in adapter configs)
   return model;
 }
 

@@ -4,6 +4,7 @@
 
 #include "ranktune/core/error.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/hub_cache.h"
 #include "ranktune/io/json.h"
 
 #include <filesystem>
@@ -243,7 +244,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   return c;
 }
 
-ModelConfig ModelConfig::load(const std::string& path) {
+ModelConfig ModelConfig::load(const std::string& name_or_path) {
+  const std::string path = io::resolve_pretrained(name_or_path);
   std::string file = path;
   if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
   return from_json(io::read_file(file), file);

@@ -137,7 +137,17 @@ torch::Tensor position_ids(const torch::Tensor& attention_mask, int64_t batch, i
   if (!attention_mask.defined()) {
     return at::arange(past, past + seq, at::TensorOptions().dtype(torch::kLong)).unsqueeze(0).expand({batch, seq});
   }
-  torch::Tensor positions = attention_mask.to(torch::kLong).cumsum(-1) - 1;
+  const torch::Tensor mask = attention_mask.to(torch::kLong);
+  torch::Tensor positions;
+  if (past == 0 && mask.numel() > 0 && mask.max().item<int64_t>() > 1) {
+    // Packed sequences (mask = 1, 1, 2, 2, 2, 3, ..., 0 for padding): positions restart at 0 where
+    // the example number changes, so each example sees the positions it would see alone.
+    const torch::Tensor index = at::arange(seq, mask.options()).unsqueeze(0).expand({batch, seq});
+    const torch::Tensor starts = mask.ne(at::constant_pad_nd(mask, {1, 0}, -1).narrow(1, 0, seq));
+    positions = index - std::get<0>(at::where(starts, index, at::zeros_like(index)).cummax(-1));
+  } else {
+    positions = mask.cumsum(-1) - 1;
+  }
   positions.masked_fill_(attention_mask.eq(0), 1);
   return positions.narrow(1, positions.size(1) - seq, seq);
 }

@@ -3,6 +3,7 @@
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
+#include "ranktune/io/hub_cache.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/peft/modules_to_save.h"
 #include "ranktune/peft/targets.h"
@@ -155,8 +156,9 @@ void restore_adapter_weights(torch::nn::Module& model, const LoraConfig& config,
   }
 }
 
-AdapterLoadReport load_adapter(torch::nn::Module& model, const std::string& dir, const std::string& adapter_name,
+AdapterLoadReport load_adapter(torch::nn::Module& model, const std::string& name_or_path, const std::string& adapter_name,
                                bool is_trainable, const InjectOptions& options) {
+  const std::string dir = io::resolve_pretrained(name_or_path);
   RANKTUNE_CHECK_CTX(fs::is_directory(dir), (ErrorContext{dir, "", -1}), "not an adapter directory");
   AdapterLoadReport report;
   report.config = LoraConfig::load(dir);

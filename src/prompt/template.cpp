@@ -270,59 +270,50 @@ void PromptTemplate::use_tokenizer(const tokenizer::Tokenizer& tok) {
   }
 }
 
-std::string PromptTemplate::render_prompt(const std::string& question) const {
-  if (format_ == ChatFormat::chat) {
-    RANKTUNE_CHECK_CTX(chat_tokenizer_.has_value(), (ErrorContext{source_, "format", -1}),
-                       "format: chat renders through the model's chat template: call use_tokenizer(tokenizer) first");
-    tokenizer::ChatTemplateOptions options;
-    options.add_generation_prompt = true;
-    return chat_tokenizer_->apply_chat_template(messages(question), options);
-  }
-  const auto user = [&](const std::string& q) { return substitute(prompt_, {{"question", &q}}); };
-  const auto assistant = [&](const FewShotExample& ex) {
-    return substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}});
-  };
+std::string PromptTemplate::render_chat(const std::vector<tokenizer::ChatMessage>& messages,
+                                        bool add_generation_prompt) const {
   std::string out;
   switch (format_) {
     case ChatFormat::plain: {
       std::vector<std::string> blocks;
-      if (!system_.empty()) blocks.push_back(system_);
-      for (const auto& ex : few_shot_) blocks.push_back(user(ex.question) + assistant(ex));
-      blocks.push_back(user(question));
-      return join(blocks, "\n\n");
+      for (const auto& m : messages) blocks.push_back(m.content);
+      out = join(blocks, "\n\n");
+      if (add_generation_prompt && !messages.empty()) out += "\n\n";
+      return out;
     }
-    case ChatFormat::chatml: {
-      const auto turn = [&](const char* role, const std::string& text) {
-        out += "<|im_start|>";
-        out += role;
-        out += "\n" + text + "<|im_end|>\n";
-      };
-      if (!system_.empty()) turn("system", system_);
-      for (const auto& ex : few_shot_) {
-        turn("user", user(ex.question));
-        turn("assistant", assistant(ex));
-      }
-      turn("user", user(question));
-      return out + "<|im_start|>assistant\n";
-    }
-    case ChatFormat::llama3: {
-      const auto turn = [&](const char* role, const std::string& text) {
-        out += "<|start_header_id|>";
-        out += role;
-        out += "<|end_header_id|>\n\n" + text + "<|eot_id|>";
-      };
+    case ChatFormat::chatml:
+      for (const auto& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      return add_generation_prompt ? out + "<|im_start|>assistant\n" : out;
+    case ChatFormat::llama3:
       out = "<|begin_of_text|>";
-      if (!system_.empty()) turn("system", system_);
-      for (const auto& ex : few_shot_) {
-        turn("user", user(ex.question));
-        turn("assistant", assistant(ex));
+      for (const auto& m : messages) {
+        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
       }
-      turn("user", user(question));
-      return out + "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      return add_generation_prompt ? out + "<|start_header_id|>assistant<|end_header_id|>\n\n" : out;
+    case ChatFormat::chat: {
+      RANKTUNE_CHECK_CTX(chat_tokenizer_.has_value(), (ErrorContext{source_, "format", -1}),
+                         "format: chat renders through the model's chat template: call use_tokenizer(tokenizer) first");
+      tokenizer::ChatTemplateOptions options;
+      options.add_generation_prompt = add_generation_prompt;
+      return chat_tokenizer_->apply_chat_template(messages, options);
     }
-    case ChatFormat::chat: break;  // rendered above
   }
   return out;
+}
+
+std::string PromptTemplate::render_prompt(const std::string& question) const {
+  if (format_ == ChatFormat::plain) {
+    // Each exemplar is one block: its prompt runs straight into its response.
+    const auto user = [&](const std::string& q) { return substitute(prompt_, {{"question", &q}}); };
+    std::vector<std::string> blocks;
+    if (!system_.empty()) blocks.push_back(system_);
+    for (const auto& ex : few_shot_) {
+      blocks.push_back(user(ex.question) + substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}}));
+    }
+    blocks.push_back(user(question));
+    return join(blocks, "\n\n");
+  }
+  return render_chat(messages(question), /*add_generation_prompt=*/true);
 }
 
 std::string PromptTemplate::render_response(const std::string& rationale, const std::string& answer) const {

@@ -4,6 +4,7 @@
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/core/utf8.h"
+#include "ranktune/io/hub_cache.h"
 #include "backend.h"
 #include "chat_templates.h"
 #include "post_processors.h"
@@ -44,7 +45,8 @@ std::optional<int64_t> resolve_role(const Backend& backend, const ConfigSpecialT
 
 Tokenizer::Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 
-Tokenizer Tokenizer::from_pretrained(const std::string& path) {
+Tokenizer Tokenizer::from_pretrained(const std::string& name_or_path) {
+  const std::string path = io::resolve_pretrained(name_or_path);
   std::string file = path;
   std::string config_path;
   if (fs::is_directory(path)) {

@@ -47,6 +47,7 @@ YAML::Node node_of(const T& value) {
 const std::vector<std::string> kAdapterMethods = {"lora", "dora", "full"};
 const std::vector<std::string> kSchedules = {"constant", "linear", "cosine"};
 const std::vector<std::string> kPrecisions = {"fp32", "bf16"};
+const std::vector<std::string> kDataFormats = {"gsm8k", "jsonl", "messages", "prompt_completion", "text", "alpaca", "auto"};
 
 template <typename E>
 E enum_of(const std::vector<std::string>& names, const std::string& name) {
@@ -166,23 +167,34 @@ const std::vector<Key>& keys() {
   static const std::vector<Key> table = [] {
     std::vector<Key> t = {
       // model
-      {"model.path", Kind::string, "null", "Hugging Face model directory (config.json, safetensors weights, tokenizer files). Without weights the model is initialised randomly from `model.init_seed`.", {}, RT_SCALAR(model.path, std::string)},
+      {"model.path", Kind::string, "null", "Hugging Face model directory (config.json, safetensors weights, tokenizer files), or a hub name `org/name[@revision]` found in the local Hugging Face cache. Without weights the model is initialised randomly from `model.init_seed`.", {}, RT_SCALAR(model.path, std::string)},
       {"model.dtype", Kind::string, "float32", "Compute dtype. bf16 is emulated on CPUs without AVX512-BF16 (2.5-3x slower than fp32 there).", {"float32", "bfloat16"}, RT_SCALAR(model.dtype, std::string)},
+      {"model.download", Kind::boolean, "false", "When `model.path` is a hub name (`org/name` or `org/name@revision`) missing from the local Hugging Face cache, download it there first (HF_ENDPOINT and HF_TOKEN are honoured; docs/data.md).", {}, RT_SCALAR(model.download, bool)},
       {"model.quantize", Kind::string, "none", "Store the frozen projection weights quantized (QLoRA): `int8` per output channel (~4x smaller than fp32) or `nf4` in blocks of 64 (~7x smaller); embeddings, norms and the output head stay in `model.dtype`. Costs dequantisation time per step (docs/quantization.md).", {"none", "int8", "nf4"}, RT_SCALAR(model.quantize, std::string)},
       {"model.double_quant", Kind::boolean, "false", "With `model.quantize: nf4`, quantize the per-block scales to 8 bits as well (QLoRA's double quantisation: 0.52 instead of 0.56 bytes per weight).", {}, RT_SCALAR(model.double_quant, bool)},
       {"model.init_seed", Kind::integer, "0", "Seed of the random initialisation when the model directory has no weights.", {}, RT_SCALAR(model.init_seed, int64_t)},
       // data
       {"data.train_file", Kind::string, "null", "JSONL training file (GSM8K: `question`, `answer` ending in `#### N`).", {}, RT_SCALAR(data.train_file, std::string)},
       {"data.eval_file", Kind::string, "\"\"", "JSONL validation file; empty: `data.validation_size` examples are held out of the training file.", {}, RT_SCALAR(data.eval_file, std::string)},
-      {"data.format", Kind::string, "gsm8k", "`gsm8k`: the answer field holds the rationale and `#### N`; `jsonl`: separate rationale and answer fields.", {"gsm8k", "jsonl"}, RT_SCALAR(data.format, std::string)},
+      {"data.format", Kind::string, "gsm8k", "`gsm8k`: the answer field holds the rationale and `#### N`; `jsonl`: separate rationale and answer fields; `messages` (conversations), `prompt_completion`, `text`, `alpaca` (instruction/input/output) as TRL's SFTTrainer reads them, conversations rendered in the template's chat roles or, with a `format: chat` template, through the model's own chat template (docs/data.md); `auto`: one of those four, told by the first record's fields.", kDataFormats, RT_ENUM(data.format, DataFormat, kDataFormats)},
       {"data.question_field", Kind::string, "question", "JSON field with the question.", {}, RT_SCALAR(data.question_field, std::string)},
       {"data.rationale_field", Kind::string, "rationale", "JSON field with the worked solution (format `jsonl` only).", {}, RT_SCALAR(data.rationale_field, std::string)},
       {"data.answer_field", Kind::string, "answer", "JSON field with the answer.", {}, RT_SCALAR(data.answer_field, std::string)},
+      {"data.messages_field", Kind::string, "messages", "JSON field with the conversation: a list of {role: system|user|assistant, content} (format `messages`).", {}, RT_SCALAR(data.messages_field, std::string)},
+      {"data.prompt_field", Kind::string, "prompt", "JSON field with the prompt: a string, or a list of messages (format `prompt_completion`).", {}, RT_SCALAR(data.prompt_field, std::string)},
+      {"data.completion_field", Kind::string, "completion", "JSON field with the completion: a string, or a list of messages (format `prompt_completion`).", {}, RT_SCALAR(data.completion_field, std::string)},
+      {"data.text_field", Kind::string, "text", "JSON field with the document (format `text`: every token carries a label).", {}, RT_SCALAR(data.text_field, std::string)},
+      {"data.instruction_field", Kind::string, "instruction", "Alpaca: the instruction (the user turn).", {}, RT_SCALAR(data.instruction_field, std::string)},
+      {"data.input_field", Kind::string, "input", "Alpaca: the optional input, appended to the user turn after a blank line.", {}, RT_SCALAR(data.input_field, std::string)},
+      {"data.output_field", Kind::string, "output", "Alpaca: the output (the assistant turn).", {}, RT_SCALAR(data.output_field, std::string)},
+      {"data.assistant_only_loss", Kind::boolean, "true", "Formats `messages` and `alpaca`: only assistant turns carry labels; false: every token.", {}, RT_SCALAR(data.assistant_only_loss, bool)},
+      {"data.completion_only_loss", Kind::boolean, "true", "Format `prompt_completion`: only the completion carries labels; false: every token.", {}, RT_SCALAR(data.completion_only_loss, bool)},
       {"data.strip_calculator", Kind::boolean, "false", "Remove GSM8K's calculator annotations `<<48/2=24>>` from the rationales.", {}, RT_SCALAR(data.strip_calculator, bool)},
       {"data.validation_size", Kind::integer, "200", "Examples held out for validation (seeded by `train.seed`); with `data.eval_file`, how many of its examples to use (0: all).", {}, RT_SCALAR(data.validation_size, int64_t)},
       {"data.max_length", Kind::integer, "512", "Longest tokenized example (prompt + response). Cost grows with it.", {}, RT_SCALAR(data.max_length, int64_t)},
       {"data.overlong", Kind::string, "skip", "What to do with longer examples: drop them, or cut the response.", {"skip", "truncate"}, RT_SCALAR(data.overlong, std::string)},
       {"data.limit", Kind::integer, "0", "Use only the first N examples of the training file (0: all).", {}, RT_SCALAR(data.limit, int64_t)},
+      {"data.packing", Kind::boolean, "false", "Pack the training examples into sequences of up to `data.max_length` tokens (best fit decreasing), attention confined to each example and positions restarting per example: the same loss with fewer, fuller rows (docs/data.md).", {}, RT_SCALAR(data.packing, bool)},
       {"data.group_by_length", Kind::boolean, "true", "Batch examples of similar length together (less padding, faster).", {}, RT_SCALAR(data.group_by_length, bool)},
       // template
       {"template", Kind::string, "gsm8k-cot", "Chain-of-thought template: a name from examples/templates or a path to a YAML file (docs/templates.md).", {}, RT_SCALAR(template_name, std::string)},
@@ -505,6 +517,8 @@ RunConfig RunConfig::parse(const std::string& yaml_text, const std::string& sour
 RunConfig RunConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
   return parse(io::read_file(path), path, overrides);
 }
+
+std::string to_string(DataFormat format) { return kDataFormats[static_cast<size_t>(format)]; }
 
 // ---- the adapter -------------------------------------------------------------------------------------
 

@@ -4,8 +4,10 @@
 #include "ranktune/core/log.h"
 #include "ranktune/core/threads.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/hub_download.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"
+#include "sft_data.h"
 
 #include <atomic>
 #include <cmath>
@@ -18,7 +20,8 @@ namespace fs = std::filesystem;
 
 std::vector<data::Example> load_examples(const std::string& path, const DataSection& d, int64_t limit) {
   data::LoadOptions o;
-  o.gsm8k_answer = d.format == "gsm8k";
+  // GSM8K records; the SFT formats' evaluation questions (eval.file) are GSM8K records too.
+  o.gsm8k_answer = d.format != DataFormat::jsonl;
   o.question_field = d.question_field;
   o.rationale_field = d.rationale_field;
   o.answer_field = d.answer_field;
@@ -58,19 +61,30 @@ std::vector<data::TextPair> rendered(const std::vector<data::Example>& examples,
 
 namespace {
 
-// The validation examples when none are given: data.eval_file (first data.validation_size), else
-// data.validation_size examples held out of `train` (seeded by train.seed).
-std::vector<data::Example> held_out_validation(const RunConfig& config, std::vector<data::Example>& train) {
+// data.validation_size records held out of `train` (seeded by train.seed), the rest kept there;
+// both keep their file order.
+template <typename Record>
+std::vector<Record> hold_out(std::vector<Record>& train, const RunConfig& config) {
   const DataSection& d = config.data;
-  if (!d.eval_file.empty()) return load_examples(d.eval_file, d, d.validation_size);
   const auto n = static_cast<int64_t>(train.size());
   if (n == 0) return {};  // "no training examples" says it
   RANKTUNE_CHECK_CTX(d.validation_size < n, (ErrorContext{"", "data.validation_size", -1}),
                      "data.validation_size=", d.validation_size, " would hold out all ", n, " training examples: "
                      "give validation examples, or set data.validation_size lower (0: none)");
-  auto [kept, held] = data::split_validation(train, d.validation_size, config.train.seed);
-  train = std::move(kept);
-  return held;
+  const auto [kept, held] = data::split_indices(n, d.validation_size, config.train.seed);
+  std::vector<Record> fit, out;
+  for (const int64_t i : held) out.push_back(train[static_cast<size_t>(i)]);
+  for (const int64_t i : kept) fit.push_back(std::move(train[static_cast<size_t>(i)]));
+  train = std::move(fit);
+  return out;
+}
+
+// The validation examples when none are given: data.eval_file (first data.validation_size), else
+// data.validation_size examples held out of `train`.
+std::vector<data::Example> held_out_validation(const RunConfig& config, std::vector<data::Example>& train) {
+  const DataSection& d = config.data;
+  if (!d.eval_file.empty()) return load_examples(d.eval_file, d, d.validation_size);
+  return hold_out(train, config);
 }
 
 // The questions of the final evaluation: eval.file, else the validation examples; first eval.limit.
@@ -86,6 +100,17 @@ std::vector<data::Example> evaluation_questions_from(const RunConfig& config, st
 
 RunExamples setup_examples(const RunConfig& config, const TrainerInputs& inputs) {
   RunExamples out;
+  const DataSection& d = config.data;
+  if (!inputs.train_examples && d.sft_format()) {
+    RANKTUNE_CHECK_CTX(!inputs.eval_examples, (ErrorContext{"", "data.format", -1}),
+                       "validation examples given in memory are GSM8K examples; with data.format=",
+                       to_string(config.data.format), " give the validation records as data.eval_file");
+    out.train_records = load_sft_records(d.train_file, d, d.limit);
+    out.validation_records = d.eval_file.empty() ? hold_out(out.train_records, config)
+                                                 : load_sft_records(d.eval_file, d, d.validation_size);
+    if (config.eval.options.max_new_tokens > 0 && !config.eval.file.empty()) out.test = evaluation_questions_from(config, {});
+    return out;
+  }
   out.train = inputs.train_examples ? *inputs.train_examples
                                     : load_examples(config.data.train_file, config.data, config.data.limit);
   out.validation = inputs.eval_examples ? *inputs.eval_examples : held_out_validation(config, out.train);
@@ -97,10 +122,18 @@ RunExamples setup_examples(const RunConfig& config, const TrainerInputs& inputs)
 std::vector<data::Example> evaluation_questions(const RunConfig& config) {
   std::vector<data::Example> validation, train;
   if (config.eval.file.empty()) {
+    RANKTUNE_CHECK_CTX(!config.data.sft_format(), (ErrorContext{config.source, "eval.file", -1}),
+                       "GSM8K evaluation needs questions: data.format=", to_string(config.data.format),
+                       " records have none, so set eval.file to a GSM8K-format file");
     if (config.data.eval_file.empty()) train = load_examples(config.data.train_file, config.data, config.data.limit);
     validation = held_out_validation(config, train);
   }
   return evaluation_questions_from(config, std::move(validation));
+}
+
+void setup_model_files(const RunConfig& config, const TrainerInputs& inputs) {
+  const bool reads_model_path = (!inputs.model && !inputs.peft_model) || !inputs.tokenizer;
+  if (config.model.download && reads_model_path) io::download_if_missing(config.model.path);
 }
 
 std::shared_ptr<const tokenizer::Tokenizer> setup_tokenizer(const RunConfig& config, const TrainerInputs& inputs) {
@@ -158,13 +191,27 @@ TrainingData setup_training_data(const RunConfig& config, const RunExamples& exa
   tokenize.add_bos = !prompt_template.text_has_bos();
   tokenize.add_eos = prompt_template.format() == prompt::ChatFormat::plain;
   TrainingData out;
-  out.train = data::tokenize_pairs(rendered(examples.train, prompt_template), tokenizer, tokenize, &out.train_report);
   data::TokenizeReport validation_report;
-  out.validation = data::tokenize_pairs(rendered(examples.validation, prompt_template), tokenizer, tokenize, &validation_report);
+  if (!examples.train_records.empty()) {
+    const DataSection& d = config.data;
+    out.train = tokenize_sft_records(examples.train_records, d.train_file, d, prompt_template, tokenizer, tokenize,
+                                     &out.train_report);
+    out.validation = tokenize_sft_records(examples.validation_records, d.eval_file.empty() ? d.train_file : d.eval_file,
+                                          d, prompt_template, tokenizer, tokenize, &validation_report);
+  } else {
+    out.train = data::tokenize_pairs(rendered(examples.train, prompt_template), tokenizer, tokenize, &out.train_report);
+    out.validation = data::tokenize_pairs(rendered(examples.validation, prompt_template), tokenizer, tokenize, &validation_report);
+  }
   log_info("training data: " + out.train_report.describe());
   RANKTUNE_CHECK_CTX(!out.train.empty(), (ErrorContext{config.data.train_file, "data.max_length", -1}),
                      "every training example is longer than data.max_length=", config.data.max_length,
                      " tokens; raise it or set data.overlong=truncate");
+  if (config.data.packing) {
+    const size_t examples_count = out.train.size();
+    out.train = data::pack_examples(out.train, config.data.max_length);
+    log_info(c10::str("packing: ", examples_count, " examples in ", out.train.size(), " sequences of up to ",
+                      config.data.max_length, " tokens"));
+  }
   std::vector<int64_t> lengths;
   for (const auto& e : out.train) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
   out.plan.emplace(lengths, config.train.batch_size, config.train.seed, config.data.group_by_length);
@@ -207,11 +254,12 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   const TrainSection& t = config.train;
   configure_threads(static_cast<int>(t.threads));
   TrainingSession s;
-  // Inputs first: the examples and their split, the adapter's config, then the tokenizer and
-  // template; the model last.
+  // Inputs first: the examples and their split, the adapter's config, the model's files
+  // (model.download), the tokenizer and template, the tokens; the model last.
   s.examples = setup_examples(config, inputs);
   std::optional<peft::LoraConfig> adapter;
   if (!inputs.peft_model && !config.adapter.full()) adapter = config.adapter_config();
+  setup_model_files(config, inputs);
   s.tokenizer = setup_tokenizer(config, inputs);
   auto prompt_template = std::make_shared<prompt::PromptTemplate>(prompt::PromptTemplate::load(config.template_name));
   prompt_template->use_tokenizer(*s.tokenizer);  // format: chat renders with the model's chat template
@@ -219,9 +267,11 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   s.progress.recipe = fixed_recipe_values(config, inputs);
   s.resume_dir = setup_run_directory(t, s.progress.recipe);
 
+  // Tokenized before the model loads: a record the template cannot render fails fast.
+  s.data = setup_training_data(config, s.examples, *s.tokenizer, *s.prompt_template);
+
   s.model = setup_model(config, inputs);
   s.weights = setup_adapter(config, inputs, s.model, adapter);
-  s.data = setup_training_data(config, s.examples, *s.tokenizer, *s.prompt_template);
   s.steps = setup_steps(t, s.data.plan->batches_per_epoch());
   s.progress.total_steps = s.steps.total_steps;
   s.progress.seed = t.seed;

@@ -10,6 +10,7 @@
 #include "optimizer.h"
 #include "ranktune/data/batching.h"
 #include "ranktune/data/examples.h"
+#include "ranktune/data/sft.h"
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/config.h"
@@ -28,11 +29,19 @@ namespace ranktune::train {
 
 // The examples of a run, split once. `validation`: the validation loss (and the questions scored
 // during training); `test`: the questions of the final evaluation (eval.file, else the validation
-// examples; first eval.limit; empty when eval.max_new_tokens is 0).
+// examples; first eval.limit; empty when eval.max_new_tokens is 0). The SFT formats
+// (data.sft_format(), files only) fill the records instead of train and validation; their test
+// questions come from eval.file only. Every record is read and checked here, before any model.
 struct RunExamples {
   std::vector<data::Example> train, validation, test;
+  std::vector<data::SftRecord> train_records, validation_records;
+  size_t validation_count() const { return validation.size() + validation_records.size(); }
 };
 RunExamples setup_examples(const RunConfig& config, const TrainerInputs& inputs);
+
+// model.download: a model.path that is a hub name missing from the local Hugging Face cache is
+// downloaded into it, when the model or the tokenizer is to be read from it (not given).
+void setup_model_files(const RunConfig& config, const TrainerInputs& inputs);
 
 std::shared_ptr<const tokenizer::Tokenizer> setup_tokenizer(const RunConfig& config, const TrainerInputs& inputs);
 
@@ -54,7 +63,9 @@ TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& input
                              const std::shared_ptr<model::CausalLMImpl>& model,
                              const std::optional<peft::LoraConfig>& adapter);
 
-// The examples as tokens and the batch order.
+// The examples as tokens (GSM8K examples rendered by the template; SFT records rendered through
+// its render_chat, which is the model's chat template for format: chat), packed into
+// data.max_length rows with data.packing, and the batch order.
 struct TrainingData {
   std::vector<data::TokenizedExample> train, validation;
   data::TokenizeReport train_report;

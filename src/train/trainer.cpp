@@ -5,6 +5,7 @@
 #include "ranktune/core/log.h"
 #include "ranktune/core/progress.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/hub_cache.h"
 #include "ranktune/io/json.h"
 #include "ranktune/model/causal_lm.h"
 #include "precision.h"
@@ -52,7 +53,7 @@ std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section)
   if (section.double_quant && options.quantize() != QuantFormat::nf4) {
     throw Error("model.double_quant applies to model.quantize: nf4 only", ErrorContext{"", "model.double_quant", -1});
   }
-  if (has_weights(section.path)) return model::load_causal_lm(section.path, options);
+  if (has_weights(io::resolve_pretrained(section.path))) return model::load_causal_lm(section.path, options);
   torch::manual_seed(section.init_seed);
   auto model = model::create_causal_lm(model::ModelConfig::load(section.path), options);
   model->set_name_or_path(section.path);
@@ -323,7 +324,7 @@ void Trainer::write_summary(const TrainResult& result) {
   j["train_examples"] = s.data.train_report.total;
   j["train_examples_truncated"] = s.data.train_report.truncated;
   j["train_examples_skipped"] = s.data.train_report.skipped;
-  j["validation_examples"] = static_cast<int64_t>(s.examples.validation.size());
+  j["validation_examples"] = static_cast<int64_t>(s.examples.validation_count());
   if (!state_->final_eval.empty()) j["eval"] = nlohmann::ordered_json::parse(state_->final_eval);
   io::write_file_atomic((fs::path(config_.train.output_dir) / "summary.json").string(), j.dump(2) + "\n");
 }

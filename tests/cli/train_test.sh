@@ -36,6 +36,18 @@ fi
   [ -s "$WORK/eval/eval-predictions.jsonl" ] && [ -s "$WORK/eval/eval-summary.json" ] && pass "eval writes predictions and a summary" ||
   fail "eval: $(tail -3 "$WORK/eval.log")"
 
+# ---- the quickstart's model afterwards: generate finds the seed of its random base in the run ------
+QS_MODEL=examples/gsm8k/quickstart/model
+QS_PROMPT="Q: Ivan has 6 jars and gets 3 more. How many jars does he have?
+A: Let's think step by step."
+"$RANKTUNE" generate --model "$QS_MODEL" --adapter "$WORK/run" --prompt "$QS_PROMPT" --max-new-tokens 8 >"$WORK/gen.out" 2>&1 &&
+  "$RANKTUNE" generate --model "$QS_MODEL" --adapter "$WORK/run" --init-seed 0 --prompt "$QS_PROMPT" --max-new-tokens 8 >"$WORK/gen0.out" 2>&1 &&
+  cmp -s "$WORK/gen.out" "$WORK/gen0.out" && grep -q "Let's think step by step" "$WORK/gen.out" &&
+  pass "generate with the quickstart's model and adapter (seed from the run's config.yaml)" || fail "generate: $(tail -3 "$WORK/gen.out")"
+"$RANKTUNE" generate --model "$QS_MODEL" --prompt "$QS_PROMPT" --max-new-tokens 4 >"$WORK/gen-noseed.out" 2>&1
+grep -q "has a config.json but no weights: pass --init-seed N" "$WORK/gen-noseed.out" &&
+  pass "generate without weights or seed says to pass --init-seed" || fail "no seed: $(cat "$WORK/gen-noseed.out")"
+
 "$RANKTUNE" train "$RECIPE" "${QUICK[@]}" train.max_steps=4 eval.max_new_tokens=0 adapter.method=dora train.output_dir="$WORK/dora" >"$WORK/dora.log" 2>&1 &&
   grep -q lora_magnitude_vector "$WORK/dora/adapter_model.safetensors" && pass "DoRA run saves magnitudes" || fail "dora: $(tail -3 "$WORK/dora.log")"
 
@@ -261,6 +273,33 @@ else
     fail "resumed adapter differs from the uninterrupted one"
   fi
 fi
+
+# ---- hub names: download from a local imitation of the hub, then train from the cache offline ------
+/usr/bin/env python3 - "$WORK/hub-spec.json" <<'PY'
+import json, pathlib, sys
+model = pathlib.Path("examples/gsm8k/quickstart/model")
+files = {p.name: {"text": p.read_text(), "lfs": p.name == "tokenizer.json"} for p in sorted(model.iterdir())}
+spec = {"repos": {"acme/quickstart": {"commit": "c0ffee" + "0" * 34, "refs": ["main"], "files": files}}}
+pathlib.Path(sys.argv[1]).write_text(json.dumps(spec))
+PY
+python3 tests/tools/fake_hub.py "$WORK/hub-spec.json" "$WORK/hub-port" "$WORK/hub.log" &
+HUB_PID=$!
+for _ in $(seq 100); do [ -s "$WORK/hub-port" ] && break; sleep 0.05; done
+HUB="http://127.0.0.1:$(cat "$WORK/hub-port" 2>/dev/null)"
+HUBRUN=(train.max_steps=2 train.log_every=1 eval.max_new_tokens=0 train.threads=1 model.path=acme/quickstart)
+snapshot=$(HF_HUB_CACHE="$WORK/hub-cache" HF_ENDPOINT="$HUB" "$RANKTUNE" download acme/quickstart 2>"$WORK/download.log")
+[ "$snapshot" = "$WORK/hub-cache/models--acme--quickstart/snapshots/c0ffee$(printf '0%.0s' $(seq 34))" ] && [ -L "$snapshot/config.json" ] &&
+  pass "ranktune download writes the cache layout" || fail "download: $snapshot $(cat "$WORK/download.log")"
+HF_HUB_CACHE="$WORK/hub-cache2" HF_ENDPOINT="$HUB" "$RANKTUNE" train "$RECIPE" "${HUBRUN[@]}" model.download=true \
+  train.output_dir="$WORK/hub-run" >"$WORK/hub-run.log" 2>&1 && [ -s "$WORK/hub-run/adapter_model.safetensors" ] &&
+  grep -q '"base_model_name_or_path": "acme/quickstart"' "$WORK/hub-run/adapter_config.json" &&
+  pass "model.download fetches a missing model, and the adapter names it as the hub does" || fail "model.download: $(tail -3 "$WORK/hub-run.log")"
+kill "$HUB_PID" 2>/dev/null; wait "$HUB_PID" 2>/dev/null
+HF_HUB_CACHE="$WORK/hub-cache" "$RANKTUNE" train "$RECIPE" "${HUBRUN[@]}" train.output_dir="$WORK/hub-offline" >"$WORK/hub-offline.log" 2>&1 &&
+  pass "org/name trains from the cache with the hub gone" || fail "offline: $(tail -3 "$WORK/hub-offline.log")"
+HF_HUB_CACHE="$WORK/hub-cache" "$RANKTUNE" train "$RECIPE" "${HUBRUN[@]}" model.path=acme/absent train.output_dir="$WORK/hub-absent" >"$WORK/hub-absent.log" 2>&1
+grep -q "acme/absent: not found: no local directory 'acme/absent', and not in the Hugging Face cache ($WORK/hub-cache/models--acme--absent/refs/main" "$WORK/hub-absent.log" &&
+  [ ! -e "$WORK/hub-absent" ] && pass "a missing hub name lists the places tried, nothing written" || fail "absent: $(cat "$WORK/hub-absent.log")"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures train check(s) failed"

@@ -4,6 +4,7 @@
 // and length-grouped shuffled batches whose order is a pure function of (seed, epoch) so a run
 // can resume at any batch.
 
+#include "ranktune/data/sft.h"
 #include "ranktune/tokenizer/tokenizer.h"
 
 #include <torch/types.h>
@@ -31,8 +32,10 @@ struct TokenizeOptions {
 
 struct TokenizedExample {
   std::vector<int64_t> input_ids;
-  std::vector<int64_t> labels;  // -100 on the prompt, the ids on the response
-  int64_t source_index = 0;     // index into the TextPair list
+  std::vector<int64_t> labels;  // -100 on the prompt (untrained segments), the ids on the response
+  int64_t source_index = 0;     // index into the TextPair (segment) list; -1 for a packed sequence
+  // A packed sequence: the lengths of the examples it holds, in order (empty: one example).
+  std::vector<int64_t> packed_lengths;
 };
 
 struct TokenizeReport {
@@ -49,9 +52,25 @@ struct TokenizeReport {
 std::vector<TokenizedExample> tokenize_pairs(const std::vector<TextPair>& pairs, const tokenizer::Tokenizer& tokenizer,
                                              const TokenizeOptions& options, TokenizeReport* report = nullptr);
 
+// The general form (tokenize_pairs is a prompt segment and a trained response segment): each
+// segment is tokenized on its own (the first with the BOS when add_bos) and the ids concatenated;
+// labels are the ids of trained segments and -100 elsewhere; EOS (add_eos) carries a label when the
+// last segment is trained. Over-long examples are cut from the end (truncate) or skipped; one with
+// no label left after cutting is always skipped.
+std::vector<TokenizedExample> tokenize_segments(const std::vector<std::vector<Segment>>& examples,
+                                                const tokenizer::Tokenizer& tokenizer, const TokenizeOptions& options,
+                                                TokenizeReport* report = nullptr);
+
+// Packing (TRL's packing with position ids): examples put together, best fit decreasing, into
+// sequences of at most `max_length` tokens, in an order that depends only on the lengths. Each
+// example's first label is -100 (nothing before it in its own example predicts it). collate gives a
+// packed sequence the attention mask 1, 1, 2, 2, 2, ... (each token's example number), from which
+// the model confines attention to each example and restarts its positions.
+std::vector<TokenizedExample> pack_examples(const std::vector<TokenizedExample>& examples, int64_t max_length);
+
 struct Batch {
   torch::Tensor input_ids;       // [batch, longest] int64, right-padded
-  torch::Tensor attention_mask;  // [batch, longest] int64
+  torch::Tensor attention_mask;  // [batch, longest] int64: 1 for tokens (packed: example numbers), 0 for padding
   torch::Tensor labels;          // [batch, longest] int64, -100 on prompt and padding
   int64_t tokens = 0;            // non-padding tokens
   int64_t loss_tokens = 0;       // labels that count

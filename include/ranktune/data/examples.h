@@ -49,6 +49,10 @@ inline std::vector<Example> load_gsm8k(const std::string& path, bool strip_calcu
   return load_jsonl(path, o);
 }
 
+// The split of split_validation for any list of n items: (kept indices, held-out indices), each
+// ascending.
+std::pair<std::vector<int64_t>, std::vector<int64_t>> split_indices(int64_t n, int64_t count, uint64_t seed,
+                                                                    double fraction = 0.0);
 // A seeded split: `count` examples (or `fraction` of them when count is 0) held out for
 // validation, the rest kept; both keep their file order.
 std::pair<std::vector<Example>, std::vector<Example>> split_validation(const std::vector<Example>& examples,

@@ -61,7 +61,8 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 
 // Positions of the `seq` newest tokens: from the padding mask when given ([batch, past + seq],
 // 1 = token; cumsum - 1 as transformers' generate does, so left padding is skipped), else
-// past .. past + seq - 1.
+// past .. past + seq - 1. A packed mask (example numbers 1, 1, 2, 2, ...; no cache) restarts the
+// positions at 0 for each example, as TRL's packing with position ids does.
 torch::Tensor position_ids(const torch::Tensor& attention_mask, int64_t batch, int64_t seq, int64_t past);
 
 // Additive attention mask [batch, 1, seq, past + seq]: 0 where query i may attend key j (causal,

@@ -19,6 +19,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ranktune::prompt {
@@ -49,6 +50,12 @@ class PromptTemplate {
   // blocks separated by a blank line ("\n\n"). Chat formats: a system turn (when `system` is set),
   // one user/assistant turn pair per exemplar, the user turn, and the assistant header.
   std::string render_prompt(const std::string& question) const;
+  // Any conversation in this template's chat roles (its system, prompt and response texts are not
+  // used); with add_generation_prompt the assistant header follows. chatml and llama3 wrap each
+  // turn as render_prompt does; plain joins the contents with a blank line (and ends with one when
+  // add_generation_prompt); chat renders through the model's chat template (after use_tokenizer).
+  // Roles are written as given.
+  std::string render_chat(const std::vector<tokenizer::ChatMessage>& messages, bool add_generation_prompt) const;
   // `response` with the rationale and answer; chat formats add the end-of-turn marker.
   std::string render_response(const std::string& rationale, const std::string& answer) const;
   // True when render_prompt already starts with a BOS-like marker (llama3's <|begin_of_text|>), or

@@ -19,21 +19,36 @@ struct ModelSection {
   std::string path;       // Hugging Face model directory
   std::string dtype;      // float32 | bfloat16
   int64_t init_seed = 0;  // used when the directory has a config but no weights (random init)
+  bool download = false;  // fetch an org/name path from the hub when it is not in the local cache
   std::string quantize;   // none | int8 | nf4: how the frozen projection weights are stored
   bool double_quant = false;  // nf4: quantize the block scales too
 };
 
+// data.format: GSM8K records (gsm8k: the answer field holds the rationale and "#### N"; jsonl:
+// separate rationale and answer fields), one of data/sft.h's formats, or `auto` (detect: one of
+// those four, told by the first record's fields).
+enum class DataFormat { gsm8k, jsonl, messages, prompt_completion, text, alpaca, detect };
+// The recipe's name of a format ("auto" for detect).
+std::string to_string(DataFormat format);
+
 struct DataSection {
   std::string train_file;
   std::string eval_file;  // optional: validation examples; else held out from train_file
-  std::string format;     // gsm8k | jsonl
+  DataFormat format = DataFormat::gsm8k;
+  // True for the SFT formats (data/sft.h: messages, prompt_completion, text, alpaca, auto).
+  bool sft_format() const { return format != DataFormat::gsm8k && format != DataFormat::jsonl; }
   std::string question_field, rationale_field, answer_field;
+  // The other formats' fields (data/sft.h) and which tokens carry labels.
+  std::string messages_field, prompt_field, completion_field, text_field, instruction_field, input_field, output_field;
+  bool assistant_only_loss = true;
+  bool completion_only_loss = true;
   bool strip_calculator = false;
   int64_t validation_size = 0;
   int64_t max_length = 0;
   std::string overlong;  // skip | truncate
   int64_t limit = 0;     // use only the first N training examples (0: all)
   bool group_by_length = true;
+  bool packing = false;  // training examples packed into sequences of max_length (data/batching.h)
 };
 
 // adapter.method. `dora` exists only while a recipe is read: RunConfig::parse turns it into lora
