@@ -16,15 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace ranktune::model {
-class CausalLMImpl;
-}
-namespace ranktune::prompt {
-class PromptTemplate;
-}
-namespace ranktune::tokenizer {
-class Tokenizer;
-}
+// model::CausalLMImpl, prompt::PromptTemplate and tokenizer::Tokenizer are declared in evaluator.h.
 
 namespace ranktune::eval {
 
