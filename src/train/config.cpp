@@ -389,6 +389,11 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
   for (int64_t k : e.pass_at_k) {
     if (k <= 0 || k > e.samples) fail("eval.pass_at_k", c10::str("k=", k, " needs 0 < k <= eval.samples (", e.samples, ")"));
   }
+  if (c.adapter.full() && c.model.quantize != "none") {
+    fail("model.quantize", "is " + c.model.quantize + ", but adapter.method: full trains every weight and a quantized "
+                           "base is frozen: train an adapter on it (adapter.method: lora or dora, QLoRA), or use "
+                           "model.quantize: none");
+  }
   if (!c.adapter.full()) {
     try {
       c.adapter.lora.validate();
