@@ -17,12 +17,23 @@ THREADS="${THREADS:-2}"
     "$BENCH" --shape "$SHAPE" --threads "$THREADS" --quantize $quantize train --method lora --steps "$STEPS" --warmup 1 \
       --batch "$BATCH" --seq "$SEQ"
   done
+  # Step time against fp32 with both models in one process, steps alternating: robust to a machine
+  # whose speed drifts between processes.
+  for quantize in int8 nf4 "nf4 --double-quant"; do
+    # shellcheck disable=SC2086
+    "$BENCH" --shape "$SHAPE" --threads "$THREADS" --quantize $quantize paired --method lora --against-quantize none \
+      --steps "$STEPS" --warmup 1 --batch "$BATCH" --seq "$SEQ"
+  done
 } | /usr/bin/python3 -c '
 import json, sys
 rows = [json.loads(line) for line in sys.stdin if line.strip()]
-print("| base | base weights MB | peak RSS MB | step s | tokens/s | loss |")
-print("| --- | --- | --- | --- | --- | --- |")
+ratio = {r["method"].split("/")[0]: r["median_ratio"] for r in rows if r["bench"] == "paired"}
+print("| base | base weights MB | peak RSS MB | step s | tokens/s | step / fp32 step (paired) | loss |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
+    if r["bench"] != "train":
+        continue
     q, base, rss, step, tps, loss = (r[k] for k in ("quantize", "base_weight_mb", "peak_rss_mb", "median_step_s", "tokens_per_s", "loss"))
-    print(f"| {q} | {base:.0f} | {rss:.0f} | {step:.2f} | {tps:.0f} | {loss:.4f} |")
+    paired = "1" if q == "none" else ("%.2f" % ratio[q] if q in ratio else "-")
+    print(f"| {q} | {base:.0f} | {rss:.0f} | {step:.2f} | {tps:.0f} | {paired} | {loss:.4f} |")
 '

@@ -7,6 +7,7 @@
 //   build/bench/ranktune_bench paired --shape smollm2 --method dora    (DoRA/LoRA step-time ratio)
 //   build/bench/ranktune_bench paired --shape mixtral-smollm2 --method lora --against-shape smollm2
 //       (an MoE step against the dense model of the same active parameters)
+//   build/bench/ranktune_bench --quantize nf4 paired --method lora --against-quantize none  (QLoRA against fp32)
 //   build/bench/ranktune_bench --quantize int8|nf4 [--double-quant] train ...  (QLoRA: quantized base)
 //   build/bench/ranktune_bench --quantize nf4 dequant   (quantized product: whole layer vs row chunks)
 //
@@ -149,9 +150,10 @@ struct TrainSetup {
   at::Generator gen = at::detail::createCPUGenerator(1);
   double weights_rss_mb = 0;  // resident memory once the model and adapters exist
 
-  TrainSetup(const Shape& shape, const std::string& method, int64_t r, double alpha) {
+  TrainSetup(const Shape& shape, const std::string& method, int64_t r, double alpha,
+             const model::LoadOptions& load = base_options) {
     torch::manual_seed(0);
-    model = model::create_causal_lm(config_for(shape), base_options);
+    model = model::create_causal_lm(config_for(shape), load);
     if (method == "full") {
       for (auto& p : model->parameters()) p.set_requires_grad(true);
     } else {
@@ -215,15 +217,22 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   return j;
 }
 
-// The step-time ratio of two configurations (methods, or shapes: an MoE against the dense model of
-// its active parameters) with both models in one process, their steps alternating (A B A B ...):
+// The step-time ratio of two configurations (methods; shapes: an MoE against the dense model of its
+// active parameters; or bases: quantized against fp32) with both models in one process, their steps alternating (A B A B ...):
 // on a machine whose speed drifts between processes (this one's does, by up to 15%), the ratio of
 // pairs measured back to back is steadier than a ratio of separate runs. Peak memory is not
 // reported: one process holds both models.
-nlohmann::ordered_json paired(const Shape& shape_a, const std::string& method_a, const std::string& name_a,
-                              const Shape& shape_b, const std::string& method_b, const std::string& name_b,
-                              int64_t batch, int64_t seq, int64_t steps, int64_t warmup, int64_t r, double alpha) {
-  TrainSetup a(shape_a, method_a, r, alpha), b(shape_b, method_b, r, alpha);
+struct PairedSide {
+  Shape shape;
+  std::string method, name;
+  model::LoadOptions load = base_options;
+};
+
+nlohmann::ordered_json paired(const PairedSide& side_a, const PairedSide& side_b, int64_t batch, int64_t seq,
+                              int64_t steps, int64_t warmup, int64_t r, double alpha) {
+  const Shape &shape_a = side_a.shape, &shape_b = side_b.shape;
+  const std::string &name_a = side_a.name, &name_b = side_b.name;
+  TrainSetup a(shape_a, side_a.method, r, alpha, side_a.load), b(shape_b, side_b.method, r, alpha, side_b.load);
   std::vector<double> times_a, times_b, ratios;
   for (int64_t step = 0; step < warmup + steps; ++step) {
     const double ta = timed_step(a, shape_a, batch, seq), tb = timed_step(b, shape_b, batch, seq);
@@ -419,7 +428,9 @@ int main(int argc, char** argv) {
   auto* paired_cmd = app.add_subcommand("paired", "step-time ratio of two methods, alternating steps in one process");
   paired_cmd->add_option("--method", method, "lora | dora | full")->required();
   paired_cmd->add_option("--against", against, "the method in the denominator");
-  std::string against_shape;
+  std::string against_shape, against_quantize;
+  paired_cmd->add_option("--against-quantize", against_quantize,
+                         "the base storage in the denominator (same method and shape), e.g. none against --quantize nf4");
   paired_cmd->add_option("--against-shape", against_shape,
                          "the shape in the denominator (same method), e.g. the dense model of an MoE's active parameters");
   paired_cmd->add_option("--batch", batch);
@@ -448,12 +459,13 @@ int main(int argc, char** argv) {
     if (train_cmd->parsed()) {
       out = train(shape, method, batch, seq, steps, warmup, r, alpha);
     } else if (paired_cmd->parsed()) {
-      if (against_shape.empty()) {
-        out = paired(shape, against, against, shape, method, method, batch, seq, steps, warmup, r, alpha);
-      } else {
-        out = paired(shape_named(against_shape), method, against_shape, shape, method, shape_name, batch, seq, steps,
-                     warmup, r, alpha);
+      PairedSide a{shape, against, against}, b{shape, method, method};
+      if (!against_shape.empty()) a = {shape_named(against_shape), method, against_shape}, b.name = shape_name;
+      if (!against_quantize.empty()) {
+        a = {shape, method, against_quantize, model::LoadOptions().quantize(parse_quant_format(against_quantize))};
+        b.name = quantize + (double_quant ? "+dq" : "");
       }
+      out = paired(a, b, batch, seq, steps, warmup, r, alpha);
     } else if (dequant_cmd->parsed()) {
       out = dequant(shape, batch, seq, repeats);
     } else if (profile_cmd->parsed()) {
