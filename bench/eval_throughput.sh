@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# GSM8K evaluation throughput: `ranktune eval` with the 8-shot chain-of-thought template (~900
+# prompt tokens per question) and eval.samples=8 (self-consistency), on the SmolLM2-135M shape with
+# random weights and GPT-2's tokenizer from ../shared (vocabulary 50257, near SmolLM2's 49152).
+# Random weights never stop early, so every completion runs to eval.max_new_tokens: the worst case,
+# and the same work for every build. Prints questions per minute, one JSON row per run.
+#   bench/eval_throughput.sh                               # 4 questions, 64 new tokens, 2 threads
+#   QUESTIONS=8 NEW_TOKENS=128 bench/eval_throughput.sh
+#   RANKTUNE=/path/to/other/ranktune bench/eval_throughput.sh   # another build, for before/after
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RANKTUNE="${RANKTUNE:-${RANKTUNE_BUILD_DIR:-build}/ranktune}"
+SHARED="${RANKTUNE_SHARED_DIR:-../shared}"
+QUESTIONS="${QUESTIONS:-4}"
+NEW_TOKENS="${NEW_TOKENS:-64}"
+SAMPLES="${SAMPLES:-8}"
+THREADS="${THREADS:-2}"
+for need in "$SHARED/tokenizers/gpt-2/tokenizer.json" "$SHARED/data/gsm8k/test.jsonl"; do
+  [ -f "$need" ] || { echo "eval_throughput: $need is missing (../shared)" >&2; exit 1; }
+done
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/model"
+cp "$SHARED/tokenizers/gpt-2/"tokenizer*.json "$WORK/model/"
+cat >"$WORK/model/config.json" <<JSON
+{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
+ "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 50257,
+ "rope_theta": 100000.0, "rms_norm_eps": 1e-5, "max_position_embeddings": 2048, "tie_word_embeddings": true,
+ "bos_token_id": 50256, "eos_token_id": 50256}
+JSON
+cat >"$WORK/recipe.yaml" <<YAML
+model: {path: $WORK/model, init_seed: 0}
+template: gsm8k-8shot
+data: {train_file: $SHARED/data/gsm8k/test.jsonl}   # required by the recipe; eval reads eval.file
+train: {output_dir: $WORK/run, threads: $THREADS}
+eval: {file: $SHARED/data/gsm8k/test.jsonl, limit: $QUESTIONS, adapter: none, batch_size: 8,
+       max_new_tokens: $NEW_TOKENS, samples: $SAMPLES}
+YAML
+start=$(date +%s.%N)
+"$RANKTUNE" eval "$WORK/recipe.yaml" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
+end=$(date +%s.%N)
+/usr/bin/python3 -c '
+import json, sys
+questions, samples, new_tokens, seconds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+print(json.dumps({"bench": "eval", "template": "gsm8k-8shot", "questions": questions, "samples": samples,
+                  "max_new_tokens": new_tokens, "seconds": seconds, "questions_per_minute": 60 * questions / seconds}))
+' "$QUESTIONS" "$SAMPLES" "$NEW_TOKENS" "$(echo "$end - $start" | bc)"
