@@ -95,11 +95,44 @@ std::string without_thousands_separators(const std::string& number) {
   return out;
 }
 
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// token_pattern's tokens of ASCII text, without the regex engine (GSM8K is ASCII; this is most of
+// the index's build time): at a digit the number alternative wins, at a letter the word one.
+void ascii_tokens(std::string_view text, std::vector<std::string>& out) {
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = i;
+    if (is_digit(text[i])) {
+      while (j < text.size() && is_digit(text[j])) ++j;
+      while (j + 1 < text.size() && (text[j] == '.' || text[j] == ',') && is_digit(text[j + 1])) {
+        ++j;
+        while (j < text.size() && is_digit(text[j])) ++j;
+      }
+    } else if (is_alnum(text[i])) {
+      while (j < text.size() && is_alnum(text[j])) ++j;
+    } else {
+      ++i;
+      continue;
+    }
+    std::string token(text.substr(i, j - i));
+    for (char& c : token) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    if (token.find(',') != std::string::npos) token = without_thousands_separators(token);
+    out.push_back(std::move(token));
+    i = j;
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> bm25_tokens(std::string_view text) {
-  const std::string valid = find_invalid_utf8(text) == std::string::npos ? std::string(text) : utf8_lossy(text);
   std::vector<std::string> out;
+  if (std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
+    ascii_tokens(text, out);
+    return out;
+  }
+  const std::string valid = find_invalid_utf8(text) == std::string::npos ? std::string(text) : utf8_lossy(text);
   for (const auto& [begin, end] : token_pattern().find_all(valid)) {
     std::string token = lowercase(std::string_view(valid).substr(begin, end - begin));
     if (token.find(',') != std::string::npos) token = without_thousands_separators(token);

@@ -196,6 +196,19 @@ TEST(Bm25Index, Gsm8kTrainQuestionsBuildFastAndSearchMatchesBruteForce) {
     questions.push_back(ex.question);
   }
   ASSERT_EQ(questions.size(), 7473u);
+  // ASCII text takes a path without the regex engine: the same tokens as the regex gives (a
+  // non-ASCII word appended sends the whole text through the regex).
+  for (const auto& q : questions) {
+    std::vector<std::string> expected = bm25_tokens(q + " \xC3\xA9t\xC3\xA9");
+    ASSERT_EQ(expected.back(), "\xC3\xA9t\xC3\xA9");
+    expected.pop_back();
+    ASSERT_EQ(bm25_tokens(q), expected) << q;
+  }
+  for (const std::string text : {"a1.5.6,000 x,y 1,00 9.", "x_y", "1,000,000.25 ab12cd 3rd"}) {
+    std::vector<std::string> expected = bm25_tokens(text + " \xC3\xA9");
+    expected.pop_back();
+    EXPECT_EQ(bm25_tokens(text), expected) << text;
+  }
   const auto start = std::chrono::steady_clock::now();
   const Bm25Index index = Bm25Index::build(questions);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
