@@ -3,6 +3,7 @@
 #include "ranktune/core/error.h"
 #include "ranktune/core/regex.h"
 #include "ranktune/core/utf8.h"
+#include "ranktune/tokenizer/text_case.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,63 +15,6 @@ namespace {
 const Regex& token_pattern() {
   static const Regex pattern(R"(\p{N}+(?:[.,]\p{N}+)*|[\p{L}\p{M}\p{N}]+)");
   return pattern;
-}
-
-// The simple lower-case mapping of the scripts GSM8K-like corpora use. Unicode's full table is in
-// the tokenizer layer's private data; these ranges cover Latin, Greek, Cyrillic and Armenian.
-char32_t lower(char32_t c) {
-  if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-  if ((c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= 0x391 && c <= 0x3AB && c != 0x3A2) || (c >= 0x410 && c <= 0x42F) ||
-      (c >= 0xFF21 && c <= 0xFF3A)) {
-    return c + 32;
-  }
-  if (c >= 0x400 && c <= 0x40F) return c + 80;
-  if (c >= 0x531 && c <= 0x556) return c + 48;
-  if (c == 0x178) return 0xFF;
-  if (c == 0x386) return 0x3AC;
-  if (c >= 0x388 && c <= 0x38A) return c + 37;
-  if (c == 0x38C) return 0x3CC;
-  if (c == 0x38E || c == 0x38F) return c + 63;
-  const bool even = c % 2 == 0;
-  if (((c >= 0x100 && c <= 0x12F) || (c >= 0x132 && c <= 0x137) || (c >= 0x14A && c <= 0x177) ||
-       (c >= 0x460 && c <= 0x481) || (c >= 0x48A && c <= 0x4BF) || (c >= 0x1E00 && c <= 0x1E95) ||
-       (c >= 0x1EA0 && c <= 0x1EFF)) &&
-      even) {
-    return c + 1;
-  }
-  if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) && !even) return c + 1;
-  return c;
-}
-
-// Lower-cases valid UTF-8 (the regex only matches valid text).
-std::string lowercase(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    const auto b = static_cast<unsigned char>(text[i]);
-    const int n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-    char32_t c = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
-    for (int k = 1; k < n && i + k < text.size(); ++k) c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
-    c = lower(c);
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-    } else if (c < 0x800) {
-      out += static_cast<char>(0xC0 | (c >> 6));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-      out += static_cast<char>(0xE0 | (c >> 12));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (c >> 18));
-      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    }
-    i += static_cast<size_t>(n);
-  }
-  return out;
 }
 
 // `1,000,000` → `1000000` when every comma group has three digits (a thousands separator);
@@ -134,7 +78,7 @@ std::vector<std::string> bm25_tokens(std::string_view text) {
   }
   const std::string valid = find_invalid_utf8(text) == std::string::npos ? std::string(text) : utf8_lossy(text);
   for (const auto& [begin, end] : token_pattern().find_all(valid)) {
-    std::string token = lowercase(std::string_view(valid).substr(begin, end - begin));
+    std::string token = tokenizer::lowercase(std::string_view(valid).substr(begin, end - begin));
     if (token.find(',') != std::string::npos) token = without_thousands_separators(token);
     out.push_back(std::move(token));
   }

@@ -24,7 +24,7 @@ namespace ranktune::prompt {
 constexpr uint32_t kBm25TokenizationVersion = 1;
 
 // The normalised tokens BM25 compares: maximal runs of letters, marks and digits (Unicode
-// properties), lower-cased (Latin, Greek, Cyrillic, Armenian: the simple case mappings); a number
+// properties), lower-cased (Unicode's simple mappings, tokenizer/text_case.h); a number
 // keeps its decimal point (`3.5`) and loses thousands separators (`1,000` → `1000`). Everything
 // else (punctuation, symbols, space) separates tokens. Invalid UTF-8 is repaired first.
 std::vector<std::string> bm25_tokens(std::string_view text);
