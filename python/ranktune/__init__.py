@@ -43,7 +43,8 @@ from .modeling import AutoModelForCausalLM, CausalLM, CausalLMOutput, GenerateOu
 from .peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from .tokenization import AutoTokenizer, BatchEncoding, Tokenizer  # noqa: E402
 from .training import Trainer, TrainingArguments, TrainOutput  # noqa: E402
-from . import gsm8k, rl, safetensors, templates  # noqa: E402
+from .retrieval import BM25Retriever  # noqa: E402
+from . import gsm8k, retrieval, rl, safetensors, templates  # noqa: E402
 from . import torch  # noqa: E402,F811  (ranktune.torch: adapters for ordinary torch.nn.Modules)
 
 configure_threads = _core.configure_threads
@@ -58,6 +59,7 @@ if "OMP_NUM_THREADS" not in _os.environ:
 __all__ = [
     "AutoModelForCausalLM",
     "AutoTokenizer",
+    "BM25Retriever",
     "BatchEncoding",
     "CausalLM",
     "CausalLMOutput",
@@ -77,6 +79,7 @@ __all__ = [
     "get_peft_model",
     "gsm8k",
     "normalize_number",
+    "retrieval",
     "rl",
     "safetensors",
     "templates",

@@ -47,6 +47,22 @@ class PromptTemplate:
         self._core.use_tokenizer(getattr(tokenizer, "_core", tokenizer))
         return self
 
+    def exemplars_for(self, question: str) -> List[Dict[str, str]]:
+        """The exemplars the prompt for `question` shows: retrieved (``exemplars`` key) or few_shot."""
+        return self._core.exemplars_for(question)
+
+    def context_for(self, question: str) -> str:
+        """The documents the ``{context}`` slot gets for `question` ('' without a ``context`` key)."""
+        return self._core.context_for(question)
+
+    def with_fixed_exemplars(self) -> "PromptTemplate":
+        """This template with its fixed few_shot exemplars instead of retrieved ones."""
+        return PromptTemplate(self._core.with_fixed_exemplars())
+
+    retrieves_exemplars = property(lambda self: self._core.retrieves_exemplars, doc="Exemplars come from a retriever.")
+    retrieves_context = property(lambda self: self._core.retrieves_context, doc="The prompt has a retrieved {context}.")
+    shots = property(lambda self: self._core.shots, doc="Exemplars per prompt (the retriever's k, or len(few_shot)).")
+
     def extract(self, completion: str):
         """(strict, flexible) answers of a completion, cut at this template's stop strings."""
         return _core.extract(completion, self._core)

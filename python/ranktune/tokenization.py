@@ -170,13 +170,14 @@ class Tokenizer:
         Returns the text (``tokenize=False``; a list for a batch), else the token ids (special tokens
         are not added again: the template writes them), or with ``return_dict`` the
         :class:`BatchEncoding`. Template errors, ``raise_exception`` included, raise
-        :class:`ranktune.Error` with the template's message.
+        :class:`ranktune.Error` with the template's message. ``return_assistant_tokens_mask`` (with
+        ``tokenize`` and ``return_dict``, as in transformers) adds ``assistant_masks``: 1 for the
+        tokens the template's ``{% generation %}`` blocks rendered, 0 elsewhere (all 0 for a
+        template without them).
         """
         if return_dict and not tokenize:
             raise _core.Error("`return_dict=True` is incompatible with `tokenize=False`, because there is no "
                               "dict of tokenizer outputs to return.")
-        if return_assistant_tokens_mask:
-            raise _core.Error("return_assistant_tokens_mask is not supported by ranktune's apply_chat_template")
         if continue_final_message and add_generation_prompt:
             raise _core.Error("continue_final_message and add_generation_prompt are not compatible")
         batched = (isinstance(conversation, (list, tuple)) and len(conversation) > 0
@@ -211,13 +212,61 @@ class Tokenizer:
                 chat = chat.messages
             rendered.append(self._core.apply_chat_template(
                 dumps(list(chat), "the conversation"), add_generation_prompt, continue_final_message,
-                chat_template or "", tools_json, documents_json, variables_json))
+                chat_template or "", tools_json, documents_json, variables_json, return_assistant_tokens_mask))
+        spans = None
+        if return_assistant_tokens_mask:
+            spans = [s for _, s in rendered]
+            rendered = [t for t, _ in rendered]
         text = rendered if batched else rendered[0]
         if not tokenize:
             return text
         out = self(text, add_special_tokens=False, padding=padding, truncation=truncation, max_length=max_length,
                    return_tensors=return_tensors, **(tokenizer_kwargs or {}))
+        if return_dict and return_assistant_tokens_mask:
+            masks = []
+            for chat_text, chat_spans in zip(rendered, spans):
+                mask = self._assistant_mask(chat_text, chat_spans)
+                if truncation and max_length is not None:
+                    mask = mask[:max_length]
+                width = len(out["input_ids"][len(masks)]) if (batched or return_tensors) else len(out["input_ids"])
+                pad = [0] * (width - len(mask))
+                masks.append(pad + mask if self.padding_side == "left" else mask + pad)
+            out["assistant_masks"] = masks if batched else masks[0]
+            if return_tensors == "pt":
+                out["assistant_masks"] = torch.tensor(masks, dtype=torch.long).reshape(len(masks), -1)
         return out if return_dict else out["input_ids"]
+
+    def _assistant_mask(self, text: str, spans) -> List[int]:
+        """transformers' assistant mask: for each {% generation %} block [begin, end) (bytes of
+        `text`), the tokens from the one holding its first character to the one holding its last
+        (``char_to_token``). Token n holds character c when the text of tokens 0..n is the first
+        to reach past c (found by bisection over the decoded prefixes)."""
+        ids = self._core.encode(text, False)
+        raw = text.encode("utf-8")
+
+        def token_at(char_index: int) -> Optional[int]:
+            if char_index < 0 or char_index >= len(text):
+                return None
+            low, high = 0, len(ids)
+            while low < high:
+                middle = (low + high) // 2
+                if len(self._core.decode(ids[:middle + 1], False)) > char_index:
+                    high = middle
+                else:
+                    low = middle + 1
+            return low if low < len(ids) else None
+
+        mask = [0] * len(ids)
+        for begin, end in spans:
+            first = len(raw[:begin].decode("utf-8"))
+            last = len(raw[:end].decode("utf-8")) - 1
+            start = token_at(first)
+            if start is None:  # as transformers: a block past the end (truncated) ends the mask
+                break
+            stop = token_at(last)
+            for t in range(start, stop + 1 if stop else len(ids)):
+                mask[t] = 1
+        return mask
 
     # ---- vocabulary ----------------------------------------------------------------------------------
     @property

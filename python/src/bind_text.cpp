@@ -6,6 +6,7 @@
 #include "ranktune/core/error.h"
 #include "ranktune/data/examples.h"
 #include "ranktune/prompt/answer.h"
+#include "ranktune/prompt/retriever.h"
 #include "ranktune/prompt/template.h"
 
 #include <pybind11/stl.h>
@@ -52,6 +53,18 @@ namespace {
 
 py::tuple extraction_tuple(const prompt::Extraction& e) { return py::make_tuple(e.strict, e.flexible); }
 
+py::list few_shot_list(const std::vector<prompt::FewShotExample>& examples) {
+  py::list out;
+  for (const auto& f : examples) {
+    py::dict d;
+    d["question"] = f.question;
+    d["rationale"] = f.rationale;
+    d["answer"] = f.answer;
+    out.append(d);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_text(py::module_& m) {
@@ -70,23 +83,40 @@ void bind_text(py::module_& m) {
       .def_property_readonly("system", &PromptTemplate::system)
       .def_property_readonly("prompt", &PromptTemplate::prompt)
       .def_property_readonly("response", &PromptTemplate::response)
-      .def_property_readonly("few_shot",
-                             [](const PromptTemplate& t) {
-                               py::list out;
-                               for (const auto& f : t.few_shot()) {
-                                 py::dict d;
-                                 d["question"] = f.question;
-                                 d["rationale"] = f.rationale;
-                                 d["answer"] = f.answer;
-                                 out.append(d);
-                               }
-                               return out;
-                             })
+      .def_property_readonly("few_shot", [](const PromptTemplate& t) { return few_shot_list(t.few_shot()); })
+      .def("exemplars_for", [](const PromptTemplate& t, const std::string& q) { return few_shot_list(t.exemplars_for(q)); },
+           py::arg("question"))
+      .def("context_for", &PromptTemplate::context_for, py::arg("question"))
+      .def("with_fixed_exemplars", &PromptTemplate::with_fixed_exemplars)
+      .def_property_readonly("retrieves_exemplars", &PromptTemplate::retrieves_exemplars)
+      .def_property_readonly("retrieves_context", &PromptTemplate::retrieves_context)
+      .def_property_readonly("shots", &PromptTemplate::shots)
       .def_property_readonly("stop", &PromptTemplate::stop)
       .def_property_readonly("answer_pattern", &PromptTemplate::answer_pattern)
       .def_property_readonly("format_pattern", &PromptTemplate::format_pattern)
       .def_property_readonly("source", &PromptTemplate::source);
   m.def("available_templates", &prompt::available_templates);
+
+  // ---- retrieval ---------------------------------------------------------------------------------------
+  py::class_<prompt::Bm25Index>(m, "BM25Index", "Okapi BM25 over a list of texts (docs/retrieval.md).")
+      .def(py::init([](std::vector<std::string> documents, double k1, double b, const std::string& cache_file) {
+             py::gil_scoped_release release;
+             return prompt::Bm25Index::load_or_build(std::move(documents), cache_file, prompt::Bm25Options{k1, b});
+           }),
+           py::arg("documents"), py::arg("k1") = 1.5, py::arg("b") = 0.75, py::arg("cache_file") = "")
+      .def(
+          "search",
+          [](const prompt::Bm25Index& index, const std::string& query, int64_t k) {
+            py::list out;
+            for (const auto& hit : index.search(query, k)) out.append(py::make_tuple(hit.index, hit.score));
+            return out;
+          },
+          py::arg("query"), py::arg("k"))
+      .def("score", &prompt::Bm25Index::score, py::arg("query"), py::arg("index"))
+      .def("document", &prompt::Bm25Index::document, py::arg("index"))
+      .def("__len__", &prompt::Bm25Index::size)
+      .def_property_readonly("source", [](const prompt::Bm25Index& i) { return prompt::to_string(i.source()); });
+  m.def("bm25_tokens", [](const std::string& text) { return prompt::bm25_tokens(text); }, py::arg("text"));
   m.def("template_search_path", &prompt::template_search_path);
 
   // ---- answers -----------------------------------------------------------------------------------------

@@ -7,6 +7,10 @@
 
 #include <pybind11/stl.h>
 
+#include <utility>
+#include <variant>
+#include <vector>
+
 namespace ranktune::python {
 
 namespace py = pybind11;
@@ -51,21 +55,28 @@ void bind_tokenizer(py::module_& m) {
           "apply_chat_template",
           // The conversation, tools, documents and variables arrive as JSON text (python/ranktune/
           // tokenization.py writes it with json.dumps, which keeps dict order).
+          // With `generation_spans`, (text, [(begin, end) byte ranges of {% generation %} blocks]).
           [](const Tokenizer& self, const std::string& conversation_json, bool add_generation_prompt,
              bool continue_final_message, const std::string& chat_template, const std::string& tools_json,
-             const std::string& documents_json, const std::string& variables_json) {
+             const std::string& documents_json, const std::string& variables_json,
+             bool generation_spans) -> std::variant<std::string, std::pair<std::string, std::vector<std::pair<size_t, size_t>>>> {
             tokenizer::ChatTemplateOptions options;
+            std::vector<std::pair<size_t, size_t>> spans;
+            if (generation_spans) options.generation_spans = &spans;
             options.add_generation_prompt = add_generation_prompt;
             options.continue_final_message = continue_final_message;
             options.chat_template = chat_template;
             options.tools_json = tools_json;
             options.documents_json = documents_json;
             options.variables_json = variables_json;
-            return self.apply_chat_template(conversation_json, options);
+            std::string text = self.apply_chat_template(conversation_json, options);
+            if (!generation_spans) return text;
+            return std::make_pair(std::move(text), std::move(spans));
           },
           py::arg("conversation_json"), py::arg("add_generation_prompt") = false,
           py::arg("continue_final_message") = false, py::arg("chat_template") = "", py::arg("tools_json") = "",
-          py::arg("documents_json") = "", py::arg("variables_json") = "", py::call_guard<py::gil_scoped_release>())
+          py::arg("documents_json") = "", py::arg("variables_json") = "", py::arg("generation_spans") = false,
+          py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("kind", &Tokenizer::kind)
       .def_property_readonly("source", &Tokenizer::source);
 }

@@ -49,5 +49,7 @@ struct LoadedModel {
 };
 LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir,
                        std::optional<int64_t> init_seed = std::nullopt, const QuantizeFlags& quantize = {});
+// Whether a model directory (or hub name) holds weights (model.safetensors or a sharded index).
+bool has_weights(const std::string& model_dir);
 
 }  // namespace ranktune::cli

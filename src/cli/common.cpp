@@ -35,14 +35,17 @@ void add_quantize_flags(CLI::App& cmd, QuantizeFlags& flags) {
   cmd.add_flag("--double-quant", flags.double_quant, "with --quantize nf4: quantize the block scales to 8 bits too");
 }
 
+bool has_weights(const std::string& model_dir) {
+  const fs::path local = io::resolve_pretrained(model_dir);
+  return fs::exists(local / "model.safetensors") || fs::exists(local / "model.safetensors.index.json");
+}
+
 LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir, std::optional<int64_t> init_seed,
                        const QuantizeFlags& quantize) {
   LoadedModel loaded;
   const QuantFormat format = parse_quant_format(quantize.quantize);
   RANKTUNE_CHECK(!quantize.double_quant || format == QuantFormat::nf4, "--double-quant needs --quantize nf4");
-  const fs::path local = io::resolve_pretrained(model_dir);
-  const bool has_weights = fs::exists(local / "model.safetensors") || fs::exists(local / "model.safetensors.index.json");
-  if (!has_weights && fs::exists(local / "config.json")) {
+  if (!has_weights(model_dir) && fs::exists(fs::path(io::resolve_pretrained(model_dir)) / "config.json")) {
     // A base without weights (the quickstart's): initialised from its seed, as training did.
     if (!init_seed) init_seed = recorded_init_seed(adapter_dir, model_dir);
     RANKTUNE_CHECK_CTX(init_seed.has_value(), (ErrorContext{model_dir, "", -1}),

@@ -12,10 +12,37 @@
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/trainer.h"
 
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
 namespace ranktune::cli {
+
+namespace {
+
+// The summary of a run with retrieved exemplars (its fields at the top, as without retrieval) and
+// both rows, `exemplars.fixed` and `exemplars.retrieved`; the rows as a table on stderr.
+std::string exemplar_comparison(const prompt::PromptTemplate& tmpl, const eval::EvalSummary& fixed,
+                                const eval::EvalSummary& retrieved) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(retrieved.to_json());
+  nlohmann::ordered_json rows;
+  rows["fixed"] = nlohmann::ordered_json::parse(fixed.to_json());
+  rows["fixed"]["shots"] = tmpl.few_shot().size();
+  rows["retrieved"] = nlohmann::ordered_json::parse(retrieved.to_json());
+  rows["retrieved"]["shots"] = tmpl.shots();
+  j["exemplars"] = rows;
+  std::fprintf(stderr, "%-10s %6s %9s %9s %8s\n", "exemplars", "shots", "strict", "flexible", "format");
+  for (const char* row : {"fixed", "retrieved"}) {
+    const auto& r = rows[row];
+    std::fprintf(stderr, "%-10s %6lld %9.4f %9.4f %8.4f\n", row, static_cast<long long>(r["shots"].get<int64_t>()),
+                 r["accuracy_strict"].get<double>(), r["accuracy_flexible"].get<double>(), r["format_rate"].get<double>());
+  }
+  return j.dump();
+}
+
+}  // namespace
 
 void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a model (and adapter) on GSM8K-format questions from a YAML recipe");
@@ -49,8 +76,16 @@ void add_eval_command(CLI::App& app) {
     fs::create_directories(out_dir);
     const auto summary = eval::evaluate_gsm8k(*model, tokenizer, prompt_template, questions, config.eval.options,
                                               (fs::path(out_dir) / "eval-predictions.jsonl").string());
-    io::write_file_atomic((fs::path(out_dir) / "eval-summary.json").string(), summary.to_json() + "\n");
-    std::cout << summary.to_json() << std::endl;
+    std::string report = summary.to_json();
+    if (prompt_template.retrieves_exemplars()) {
+      // Retrieved exemplars are compared with the template's fixed few_shot on the same questions.
+      const auto fixed = eval::evaluate_gsm8k(*model, tokenizer, prompt_template.with_fixed_exemplars(), questions,
+                                              config.eval.options,
+                                              (fs::path(out_dir) / "eval-predictions-fixed.jsonl").string());
+      report = exemplar_comparison(prompt_template, fixed, summary);
+    }
+    io::write_file_atomic((fs::path(out_dir) / "eval-summary.json").string(), report + "\n");
+    std::cout << report << std::endl;
   });
 }
 

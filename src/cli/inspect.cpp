@@ -12,23 +12,35 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 
 namespace ranktune::cli {
 
 void add_inspect_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("inspect", "Print a model directory's architecture, size and tokenizer as JSON");
-  auto dir = std::make_shared<std::string>();
-  cmd->add_option("dir", *dir, "model directory (config.json + safetensors)")->required();
-  cmd->callback([dir] {
-    const model::ModelConfig config = model::ModelConfig::load(*dir);
-    const io::SafetensorsCheckpoint checkpoint = io::SafetensorsCheckpoint::open(*dir);
+  struct Options {
+    std::string dir;
+    std::optional<int64_t> init_seed;
+  };
+  auto o = std::make_shared<Options>();
+  cmd->add_option("dir", o->dir, "model directory (config.json + safetensors)")->required();
+  cmd->add_option("--init-seed", o->init_seed,
+                  "seed of a model directory without weights (config.json only, like the quickstart's), as generate takes");
+  cmd->callback([o] {
+    const std::string& dir = o->dir;
+    const model::ModelConfig config = model::ModelConfig::load(dir);
+    // A directory without weights is initialised from --init-seed; without the flag the checkpoint
+    // reader says what is missing (or refuses a pickle checkpoint).
+    std::optional<io::SafetensorsCheckpoint> checkpoint;
+    if (has_weights(dir) || !o->init_seed) checkpoint.emplace(io::SafetensorsCheckpoint::open(dir));
     // Count what the model will hold: checkpoint tensors the model uses (no buffers or tied duplicates).
-    auto model = model::load_causal_lm(*dir);
+    auto model = load_model(dir, "", checkpoint ? std::nullopt : o->init_seed).model;
     int64_t parameters = 0;
     for (const auto& p : model->parameters()) parameters += p.numel();
     std::map<std::string, int64_t> stored;  // dtype -> elements
-    for (const auto& name : checkpoint.names()) {
-      const auto& info = checkpoint.info(name);
+    if (!checkpoint) stored["F32"] = parameters;  // initialised in fp32
+    for (const auto& name : checkpoint ? checkpoint->names() : std::vector<std::string>{}) {
+      const auto& info = checkpoint->info(name);
       int64_t n = 1;
       for (int64_t d : info.shape) n *= d;
       stored[info.dtype] += n;
@@ -66,11 +78,12 @@ void add_inspect_command(CLI::App& app) {
                         {"sparse_layers", sparse},
                         {"active_parameters", parameters - idle}};
     }
-    out["files"] = checkpoint.files();
-    const bool has_tokenizer = std::filesystem::exists(std::filesystem::path(*dir) / "tokenizer.json") ||
-                               std::filesystem::exists(std::filesystem::path(*dir) / "tokenizer.model");
+    out["files"] = checkpoint ? checkpoint->files() : std::vector<std::string>{};
+    if (!checkpoint) out["init_seed"] = *o->init_seed;
+    const bool has_tokenizer = std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json") ||
+                               std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.model");
     if (has_tokenizer) {
-      const auto tok = tokenizer::Tokenizer::from_pretrained(*dir);
+      const auto tok = tokenizer::Tokenizer::from_pretrained(dir);
       out["tokenizer"] = {{"kind", tok.kind()}, {"file", tok.source()}, {"vocab_size", tok.vocab_size()}};
     } else {
       out["tokenizer"] = nullptr;

@@ -1,5 +1,7 @@
 #include "ranktune/io/hub_cache.h"
 
+#include "hf_home.h"
+
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
@@ -57,13 +59,14 @@ std::string hub_cache_dir() {
   // HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface and that to ~/.cache.
   if (const std::string cache = env("HF_HUB_CACHE"); !cache.empty()) return cache;
   if (const std::string cache = env("HUGGINGFACE_HUB_CACHE"); !cache.empty()) return cache;
-  std::string home = env("HF_HOME");
-  if (home.empty()) {
-    std::string xdg = env("XDG_CACHE_HOME");
-    if (xdg.empty()) xdg = (fs::path(env("HOME")) / ".cache").string();
-    home = (fs::path(xdg) / "huggingface").string();
-  }
-  return (fs::path(home) / "hub").string();
+  return (fs::path(hf_home()) / "hub").string();
+}
+
+std::string hf_home() {
+  if (std::string home = env("HF_HOME"); !home.empty()) return home;
+  std::string xdg = env("XDG_CACHE_HOME");
+  if (xdg.empty()) xdg = (fs::path(env("HOME")) / ".cache").string();
+  return (fs::path(xdg) / "huggingface").string();
 }
 
 std::string hub_repo_dir(const HubRepo& repo, const std::string& cache_dir) {

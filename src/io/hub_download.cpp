@@ -1,6 +1,7 @@
 #include "ranktune/io/hub_download.h"
 
 #include "digest.h"
+#include "hf_home.h"
 #include "http.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/strings.h"
@@ -28,6 +29,23 @@ struct RemoteFile {
 std::string env_or(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+// The token huggingface_hub's get_token() finds: $HF_TOKEN (or the older $HUGGING_FACE_HUB_TOKEN),
+// else the file `huggingface-cli login` writes: $HF_TOKEN_PATH, default $HF_HOME/token. Trimmed;
+// "" when there is none.
+std::string hub_token() {
+  for (const char* name : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}) {
+    if (const std::string token = trim(env_or(name, "")); !token.empty()) return token;
+  }
+  const std::string path = env_or("HF_TOKEN_PATH", (std::filesystem::path(hf_home()) / "token").string());
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return "";
+  try {
+    return trim(read_file(path));
+  } catch (const Error&) {
+    return "";  // unreadable: as huggingface_hub, no token
+  }
 }
 
 // Percent-encodes everything but unreserved characters (and '/' when `keep_slash`), as
@@ -193,7 +211,7 @@ std::string download_snapshot(const std::string& repo_id, const HubDownloadOptio
                  "' is not a hub repository name (org/name; give the revision separately)");
   std::string endpoint = options.endpoint.empty() ? env_or("HF_ENDPOINT", "https://huggingface.co") : options.endpoint;
   while (ends_with(endpoint, "/")) endpoint.pop_back();
-  const std::string token = options.token.empty() ? env_or("HF_TOKEN", "") : options.token;
+  const std::string token = options.token.empty() ? hub_token() : options.token;
   std::vector<std::string> headers;
   if (!token.empty()) headers.push_back("Authorization: Bearer " + token);
   const std::string cache = options.cache_dir.empty() ? hub_cache_dir() : options.cache_dir;

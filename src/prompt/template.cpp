@@ -1,6 +1,7 @@
 #include "ranktune/prompt/template.h"
 
 #include "pattern.h"
+#include "template_retrieval.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/log.h"
 #include "ranktune/core/strings.h"
@@ -23,12 +24,12 @@ namespace fs = std::filesystem;
 const std::vector<std::string>& template_keys() {
   static const std::vector<std::string> keys = {"name",   "description", "format",         "system",
                                                 "prompt", "response",    "few_shot",       "stop",
-                                                "answer_pattern", "format_pattern"};
+                                                "answer_pattern", "format_pattern", "exemplars", "context"};
   return keys;
 }
 
 const std::vector<std::string>& placeholder_names() {
-  static const std::vector<std::string> names = {"question", "rationale", "answer"};
+  static const std::vector<std::string> names = {"question", "rationale", "answer", "context"};
   return names;
 }
 
@@ -192,8 +193,17 @@ PromptTemplate PromptTemplate::parse(const std::string& yaml_text, const std::st
     t.system_ = substitute(system, {});  // turns {{question}} into {question}
   }
 
+  // A relative corpus path is relative to the template file.
+  const std::string base_dir = fs::path(source).parent_path().string();
+  if (fields.has_value("exemplars")) t.retrieved_exemplars_ = load_retrieved_exemplars(fields.get_map("exemplars"), base_dir);
+  if (fields.has_value("context")) t.retrieved_context_ = load_retrieved_context(fields.get_map("context"), base_dir);
   t.prompt_ = fields.get_string("prompt");
-  check_placeholders(t.prompt_, "prompt", {"question"}, /*near_misses=*/true, fields);
+  if (!t.retrieved_context_ && t.prompt_.find("{context}") != std::string::npos) {
+    fields.fail("prompt", "{context} needs the template key 'context' (the corpus its documents are retrieved from)");
+  }
+  check_placeholders(t.prompt_, "prompt", t.retrieved_context_ ? std::vector<std::string>{"question", "context"}
+                                                                 : std::vector<std::string>{"question"},
+                     /*near_misses=*/true, fields);
   t.response_ = fields.get_string("response");
   check_placeholders(t.response_, "response", {"rationale", "answer"}, /*near_misses=*/true, fields);
 
@@ -246,14 +256,38 @@ const char* const kSentinel = "\x01ranktune-sentinel\x01";
 
 }  // namespace
 
+std::vector<FewShotExample> PromptTemplate::exemplars_for(const std::string& question) const {
+  return retrieved_exemplars_ ? retrieved_exemplars_->for_question(question) : few_shot_;
+}
+
+std::string PromptTemplate::context_for(const std::string& question) const {
+  return retrieved_context_ ? retrieved_context_->for_question(question) : "";
+}
+
+PromptTemplate PromptTemplate::with_fixed_exemplars() const {
+  PromptTemplate t = *this;
+  t.retrieved_exemplars_.reset();
+  return t;
+}
+
+int64_t PromptTemplate::shots() const {
+  return retrieved_exemplars_ ? retrieved_exemplars_->k() : static_cast<int64_t>(few_shot_.size());
+}
+
+std::string PromptTemplate::user_text(const std::string& question) const {
+  if (!retrieved_context_) return substitute(prompt_, {{"question", &question}});
+  const std::string context = retrieved_context_->for_question(question);
+  return substitute(prompt_, {{"question", &question}, {"context", &context}});
+}
+
 std::vector<tokenizer::ChatMessage> PromptTemplate::messages(const std::string& question) const {
   std::vector<tokenizer::ChatMessage> out;
   if (!system_.empty()) out.push_back({"system", system_});
-  for (const auto& ex : few_shot_) {
-    out.push_back({"user", substitute(prompt_, {{"question", &ex.question}})});
+  for (const auto& ex : exemplars_for(question)) {
+    out.push_back({"user", user_text(ex.question)});
     out.push_back({"assistant", substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}})});
   }
-  out.push_back({"user", substitute(prompt_, {{"question", &question}})});
+  out.push_back({"user", user_text(question)});
   return out;
 }
 
@@ -304,13 +338,13 @@ std::string PromptTemplate::render_chat(const std::vector<tokenizer::ChatMessage
 std::string PromptTemplate::render_prompt(const std::string& question) const {
   if (format_ == ChatFormat::plain) {
     // Each exemplar is one block: its prompt runs straight into its response.
-    const auto user = [&](const std::string& q) { return substitute(prompt_, {{"question", &q}}); };
     std::vector<std::string> blocks;
     if (!system_.empty()) blocks.push_back(system_);
-    for (const auto& ex : few_shot_) {
-      blocks.push_back(user(ex.question) + substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}}));
+    for (const auto& ex : exemplars_for(question)) {
+      blocks.push_back(user_text(ex.question) +
+                       substitute(response_, {{"rationale", &ex.rationale}, {"answer", &ex.answer}}));
     }
-    blocks.push_back(user(question));
+    blocks.push_back(user_text(question));
     return join(blocks, "\n\n");
   }
   return render_chat(messages(question), /*add_generation_prompt=*/true);

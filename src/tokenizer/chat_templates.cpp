@@ -151,7 +151,7 @@ std::string ChatTemplates::apply(const std::string& conversation_json, const Cha
   context.insert(context.end(), extra.begin(), extra.end());
 
   const std::string text = select(options.chat_template, !tools.is_none());
-  std::string rendered = compile(text)->render(context);
+  std::string rendered = compile(text)->render(context, options.generation_spans);
   if (options.continue_final_message) {
     // As transformers: cut after the last occurrence of the final message's content, or of its
     // stripped text (templates such as Llama 3.1's trim messages).
@@ -167,6 +167,12 @@ std::string ChatTemplates::apply(const std::string& conversation_json, const Cha
       throw Error("continue_final_message: the final message's content does not appear in the rendered text");
     }
     rendered.resize(at + length);
+    if (options.generation_spans != nullptr) {
+      for (auto& [begin, end] : *options.generation_spans) {
+        begin = std::min(begin, rendered.size());
+        end = std::min(end, rendered.size());
+      }
+    }
   }
   return rendered;
 }

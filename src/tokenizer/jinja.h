@@ -13,6 +13,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace ranktune::tokenizer::jinja {
 
@@ -25,7 +27,10 @@ class Template {
 
   // Renders with `variables` (string keys) over the globals; raise_exception(msg) becomes an
   // Error whose message() is msg.
-  std::string render(const Dict& variables) const;
+  // With `generation_spans`, appends where each {% generation %} block's output went, as
+  // transformers' AssistantTracker records it: [begin, end) from the length of the top-level output
+  // when the block ends (bytes, not characters).
+  std::string render(const Dict& variables, std::vector<std::pair<size_t, size_t>>* generation_spans = nullptr) const;
 
  private:
   std::shared_ptr<const Body> body_;

@@ -68,7 +68,8 @@ void bind_targets(Frame& frame, const std::vector<std::string>& targets, const V
 
 class Renderer {
  public:
-  explicit Renderer(std::shared_ptr<const Body> root) : root_(std::move(root)) {}
+  Renderer(std::shared_ptr<const Body> root, const std::string* top_output, std::vector<std::pair<size_t, size_t>>* spans)
+      : root_(std::move(root)), top_output_(top_output), spans_(spans) {}
 
   Flow render(const Body& body, const FramePtr& frame, std::string& out) {
     for (const NodePtr& node : body) {
@@ -132,7 +133,15 @@ class Renderer {
       }
       case Node::Kind::break_: return Flow::break_loop;
       case Node::Kind::continue_: return Flow::continue_loop;
-      case Node::Kind::scope: return render(node.body, frame, out);
+      case Node::Kind::scope: {  // {% generation %}: its body, and where that went
+        const size_t before = out.size();
+        const Flow flow = render(node.body, frame, out);
+        // transformers: start = len(top-level output before the block), end = start + len(its text).
+        // A block inside a captured text (set, macro, filter) counts from the top level's length.
+        const size_t start = &out == top_output_ ? before : top_output_->size();
+        if (spans_ != nullptr) spans_->emplace_back(start, start + out.size() - before);
+        return flow;
+      }
     }
     return Flow::normal;
   }
@@ -348,6 +357,8 @@ class Renderer {
   }
 
   std::shared_ptr<const Body> root_;
+  const std::string* top_output_;                    // the text render() returns
+  std::vector<std::pair<size_t, size_t>>* spans_;   // {% generation %} blocks, when asked
   int depth_ = 0;
 };
 
@@ -401,14 +412,14 @@ Template::Template(const std::string& source, ErrorContext origin) : origin_(std
   }
 }
 
-std::string Template::render(const Dict& variables) const {
+std::string Template::render(const Dict& variables, std::vector<std::pair<size_t, size_t>>* generation_spans) const {
   auto globals = std::make_shared<Frame>();
   for (auto& [key, value] : global_functions()) globals->assign(key.as_string(), value);
   FramePtr top = child_of(globals);
   for (const auto& [key, value] : variables) top->assign(key.str(), value);
   std::string out;
   try {
-    Renderer renderer(body_);
+    Renderer renderer(body_, &out, generation_spans);
     renderer.render(*body_, top, out);
   } catch (const Error& e) {
     throw e.with_context(origin_);

@@ -218,6 +218,8 @@ TrainingData setup_training_data(const RunConfig& config, const RunExamples& exa
   if (config.data.packing) {
     const size_t examples_count = out.train.size();
     out.train = data::pack_examples(out.train, config.data.max_length);
+    // Validation rows are packed the same way: the same loss per token, in fewer forward passes.
+    out.validation = data::pack_examples(out.validation, config.data.max_length);
     log_info(c10::str("packing: ", examples_count, " examples in ", out.train.size(), " sequences of up to ",
                       config.data.max_length, " tokens"));
   }

@@ -228,6 +228,42 @@ expect_failure "merge --out under a regular file" "a_file/merged: cannot be crea
 [ "$(cat "$WORK/a_file")" = "x" ] && ! ls "$WORK"/a_file.* >/dev/null 2>&1 && pass "nothing written beside --out" || fail "merge wrote beside a_file"
 expect_failure "bad prompt ids" "not a token id" "$RANKTUNE" generate --model "$LLAMA" --prompt-ids "1 x" --max-new-tokens 1 --print-ids
 
+# ---- eval with retrieved exemplars: fixed and retrieved 8-shot side by side (stories260k) ------------
+if [ -f "$SHARED/data/gsm8k/train.jsonl" ]; then
+  # Two retrieved exemplars (GSM8K's solutions make long prompts for this 512-token vocabulary).
+  sed -e "s#../../../shared/data/gsm8k/train.jsonl#$SHARED/data/gsm8k/train.jsonl#" -e "s/k: 8/k: 2/" \
+    "$(dirname "$0")/../../examples/retrieval/gsm8k-8shot-retrieved.yaml" >"$WORK/retrieved.yaml"
+  cat >"$WORK/retrieved-eval.yaml" <<EOF
+model: {path: $STORIES}
+data: {train_file: $SHARED/data/gsm8k/train.jsonl}
+template: $WORK/retrieved.yaml
+eval: {file: $SHARED/data/gsm8k/test.jsonl, adapter: none, limit: 2, batch_size: 2, max_new_tokens: 4, output_dir: $WORK/reval}
+train: {threads: 1}
+EOF
+  if RANKTUNE_CACHE_DIR="$WORK/cache" "$RANKTUNE" eval "$WORK/retrieved-eval.yaml" >"$WORK/reval.out" 2>"$WORK/reval.err" &&
+    /usr/bin/python3 - "$WORK/reval/eval-summary.json" "$WORK/reval" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+rows = s["exemplars"]
+assert rows["fixed"]["shots"] == 8 and rows["retrieved"]["shots"] == 2, rows
+assert rows["fixed"]["questions"] == 2 == rows["retrieved"]["questions"], rows
+fixed = [json.loads(l) for l in open(sys.argv[2] + "/eval-predictions-fixed.jsonl")]
+retrieved = [json.loads(l) for l in open(sys.argv[2] + "/eval-predictions.jsonl")]
+assert len(fixed) == len(retrieved) == 2
+PY
+  then
+    grep -q "^retrieved " "$WORK/reval.err" && grep -q "^fixed " "$WORK/reval.err" &&
+      ls "$WORK"/cache/bm25/train-*.bm25 >/dev/null 2>&1 &&
+      pass "eval reports fixed and retrieved exemplars side by side; the index is cached" ||
+      fail "eval with retrieved exemplars: no table or no cache: $(cat "$WORK/reval.err")"
+  else
+    fail "eval with retrieved exemplars: $(tail -5 "$WORK/reval.err")"
+  fi
+  sed -i 's/k: 2/k: 0/' "$WORK/retrieved.yaml"
+  expect_failure "exemplars.k must be positive" "exemplars.k': must be a positive number" \
+    env RANKTUNE_CACHE_DIR="$WORK/cache" "$RANKTUNE" eval "$WORK/retrieved-eval.yaml"
+fi
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures CLI check(s) failed"
   exit 1

@@ -44,6 +44,9 @@ A: Let's think step by step."
   "$RANKTUNE" generate --model "$QS_MODEL" --adapter "$WORK/run" --init-seed 0 --prompt "$QS_PROMPT" --max-new-tokens 8 >"$WORK/gen0.out" 2>&1 &&
   cmp -s "$WORK/gen.out" "$WORK/gen0.out" && grep -q "Let's think step by step" "$WORK/gen.out" &&
   pass "generate with the quickstart's model and adapter (seed from the run's config.yaml)" || fail "generate: $(tail -3 "$WORK/gen.out")"
+"$RANKTUNE" inspect "$QS_MODEL" --init-seed 0 >"$WORK/inspect-qs.json" 2>&1 && grep -q '"init_seed": 0' "$WORK/inspect-qs.json" &&
+  grep -q '"files": \[\]' "$WORK/inspect-qs.json" && pass "inspect --init-seed reads the quickstart's model" ||
+  fail "inspect --init-seed: $(cat "$WORK/inspect-qs.json")"
 "$RANKTUNE" generate --model "$QS_MODEL" --prompt "$QS_PROMPT" --max-new-tokens 4 >"$WORK/gen-noseed.out" 2>&1
 grep -q "has a config.json but no weights: pass --init-seed N" "$WORK/gen-noseed.out" &&
   pass "generate without weights or seed says to pass --init-seed" || fail "no seed: $(cat "$WORK/gen-noseed.out")"

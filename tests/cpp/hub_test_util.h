@@ -17,7 +17,8 @@ namespace ranktune::testing {
 class ScopedHubEnv {
  public:
   explicit ScopedHubEnv(std::initializer_list<std::pair<const std::string, std::string>> values) {
-    for (const char* name : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME", "HF_ENDPOINT", "HF_TOKEN"}) {
+    for (const char* name : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME", "HF_ENDPOINT", "HF_TOKEN",
+                             "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"}) {
       const char* old = std::getenv(name);
       saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
       ::unsetenv(name);

@@ -173,3 +173,51 @@ def test_sft_and_evaluation_with_template_chat(tmp_path):
     assert result.training_loss < result.metrics["train_first_loss"]
     predictions = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == len(test)
+
+
+# A ChatML template that marks the assistant's part with {% generation %}, as transformers'
+# return_assistant_tokens_mask needs (Qwen's and Llama's shipped templates have no such blocks).
+GENERATION_TEMPLATE = (
+    "{% for m in messages %}{% if m.role == 'assistant' %}{{ '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{ m.content + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+)
+
+
+def test_assistant_tokens_mask_marks_the_generation_blocks():
+    need(CASES_DIR / "qwen2.5")
+    tok = _tokenizer(CASES_DIR / "qwen2.5")
+    chat = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "2 + 3 = 5."},
+            {"role": "user", "content": "And 4 + 4?"}, {"role": "assistant", "content": "It is 8."}]
+    out = tok.apply_chat_template(chat, chat_template=GENERATION_TEMPLATE, return_dict=True,
+                                  return_assistant_tokens_mask=True)
+    # By hand: the pieces the template writes, each tokenised alone (they meet at special tokens
+    # and newlines, where Qwen's tokenizer always splits), masked when a generation block wrote it.
+    pieces = [("<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n", 0),
+              ("2 + 3 = 5.<|im_end|>", 1),
+              ("\n<|im_start|>user\nAnd 4 + 4?<|im_end|>\n<|im_start|>assistant\n", 0),
+              ("It is 8.<|im_end|>", 1), ("\n", 0)]
+    ids, mask = [], []
+    for text, masked in pieces:
+        piece = tok.encode(text, add_special_tokens=False)
+        ids += piece
+        mask += [masked] * len(piece)
+    assert out["input_ids"] == ids
+    assert out["assistant_masks"] == mask
+    assert sum(mask) > 0 and mask[0] == 0
+
+    # A batch, padded (on the right): the masks are padded with zeros like the ids.
+    batch = tok.apply_chat_template([chat[:2], chat], chat_template=GENERATION_TEMPLATE, return_dict=True,
+                                    return_assistant_tokens_mask=True, padding=True, return_tensors="pt")
+    assert batch["assistant_masks"].shape == batch["input_ids"].shape
+    short = tok.apply_chat_template(chat[:2], chat_template=GENERATION_TEMPLATE, return_dict=True,
+                                    return_assistant_tokens_mask=True)["assistant_masks"]
+    padded = batch["assistant_masks"][0].tolist()
+    assert padded[:len(short)] == short and set(padded[len(short):]) <= {0}
+    assert batch["assistant_masks"][1].tolist() == mask
+
+    # A template without generation blocks: all zeros (transformers warns and does the same).
+    plain = tok.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
+    assert plain["assistant_masks"] == [0] * len(plain["input_ids"])
+    # Without return_dict, transformers returns the ids alone.
+    assert tok.apply_chat_template(chat, chat_template=GENERATION_TEMPLATE, return_assistant_tokens_mask=True) == ids

@@ -17,6 +17,8 @@
 
 #include "ranktune/tokenizer/tokenizer.h"
 
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -35,6 +37,10 @@ std::string to_string(ChatFormat format);
 struct FewShotExample {
   std::string question, rationale, answer;
 };
+
+// What a template retrieves per question (its `exemplars` and `context` keys; docs/retrieval.md).
+class RetrievedExemplars;
+class RetrievedContext;
 
 class PromptTemplate {
  public:
@@ -77,9 +83,23 @@ class PromptTemplate {
   const std::string& description() const { return description_; }
   ChatFormat format() const { return format_; }
   const std::string& system() const { return system_; }
-  const std::string& prompt() const { return prompt_; }      // contains {question}
+  const std::string& prompt() const { return prompt_; }      // contains {question} (and {context})
   const std::string& response() const { return response_; }  // contains {rationale} and {answer}
   const std::vector<FewShotExample>& few_shot() const { return few_shot_; }
+
+  // Retrieval (docs/retrieval.md). With an `exemplars` key, each question's exemplars are the k
+  // corpus records nearest to it by BM25 (they replace few_shot); with a `context` key, the
+  // prompt's {context} gets the k corpus documents nearest to the question.
+  bool retrieves_exemplars() const { return retrieved_exemplars_ != nullptr; }
+  bool retrieves_context() const { return retrieved_context_ != nullptr; }
+  // The exemplars render_prompt shows before `question`: retrieved, or few_shot.
+  std::vector<FewShotExample> exemplars_for(const std::string& question) const;
+  // The text {context} receives for `question` ("" without a `context` key).
+  std::string context_for(const std::string& question) const;
+  // This template with its fixed few_shot exemplars instead of retrieved ones (for comparisons).
+  PromptTemplate with_fixed_exemplars() const;
+  // How many exemplars a prompt gets: the retriever's k, or few_shot's size.
+  int64_t shots() const;
   // Generation stops at the first of these; answer extraction and rewards cut the completion
   // there too. Chat formats always include their end-of-turn marker.
   const std::vector<std::string>& stop() const { return stop_; }
@@ -93,6 +113,8 @@ class PromptTemplate {
 
  private:
   PromptTemplate() = default;
+  // `prompt` with the question (and its retrieved {context}).
+  std::string user_text(const std::string& question) const;
 
   std::string name_, description_, source_;
   ChatFormat format_ = ChatFormat::plain;
@@ -100,6 +122,8 @@ class PromptTemplate {
   std::vector<FewShotExample> few_shot_;
   std::vector<std::string> stop_;
   std::string answer_pattern_, format_pattern_;
+  std::shared_ptr<const RetrievedExemplars> retrieved_exemplars_;
+  std::shared_ptr<const RetrievedContext> retrieved_context_;
   std::optional<tokenizer::Tokenizer> chat_tokenizer_;  // format: chat, after use_tokenizer
   std::string chat_end_of_turn_;
 };

@@ -11,7 +11,10 @@
 // Messages, tools, documents and extra variables cross this API as JSON text (objects keep their
 // key order, as Python dicts do), so no JSON library is part of the installed headers.
 
+#include <cstddef>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace ranktune::tokenizer {
 
@@ -36,6 +39,10 @@ struct ChatTemplateOptions {
   // JSON text of an object whose keys become template variables (transformers' **kwargs, e.g.
   // {"date_string": "26 Jul 2024", "enable_thinking": false}); they override the special tokens.
   std::string variables_json;
+  // When set, receives the [begin, end) byte ranges of the text that the template's
+  // {% generation %} blocks rendered (the assistant's part: transformers'
+  // return_assistant_tokens_mask), clipped to the text when continue_final_message cuts it.
+  std::vector<std::pair<size_t, size_t>>* generation_spans = nullptr;
 };
 
 }  // namespace ranktune::tokenizer

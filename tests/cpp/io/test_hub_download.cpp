@@ -172,6 +172,42 @@ TEST_F(HubDownloadTest, TheTokenIsSentAndItsAbsenceExplained) {
   EXPECT_THAT(hub.requests(), HasSubstr("/resolve/" + kCommit + "/config.json range= auth=Bearer hf_secret"));
 }
 
+// Without $HF_TOKEN, the token `huggingface-cli login` saved: $HF_TOKEN_PATH, else $HF_HOME/token.
+TEST_F(HubDownloadTest, TheTokenFileIsReadAsHuggingfaceHubReadsIt) {
+  nlohmann::json gated = spec();
+  gated["token"] = "hf_from_file";
+  START_HUB(hub, gated);
+  const fs::path home = cache_.parent_path() / "hf_home";
+  fs::create_directories(home);
+  std::ofstream(home / "token") << "hf_from_file\n";  // as login writes it, with a newline
+  {
+    ScopedHubEnv env({{"HF_HUB_CACHE", cache_.string()}, {"HF_ENDPOINT", hub.url()}, {"HF_HOME", home.string()}});
+    io::download_snapshot("acme/tiny");
+    EXPECT_THAT(hub.requests(), HasSubstr("auth=Bearer hf_from_file"));
+  }
+  fs::remove_all(cache_);
+  const fs::path elsewhere = home / "elsewhere";
+  std::ofstream(elsewhere) << "  hf_from_file  ";
+  fs::remove(home / "token");
+  {
+    ScopedHubEnv env({{"HF_HUB_CACHE", cache_.string()}, {"HF_ENDPOINT", hub.url()}, {"HF_HOME", home.string()},
+                      {"HF_TOKEN_PATH", elsewhere.string()}});
+    io::download_snapshot("acme/tiny");
+  }
+  fs::remove_all(cache_);
+  {  // $HF_TOKEN wins over the file
+    std::ofstream(elsewhere) << "hf_wrong";
+    ScopedHubEnv env({{"HF_HUB_CACHE", cache_.string()}, {"HF_ENDPOINT", hub.url()}, {"HF_TOKEN_PATH", elsewhere.string()},
+                      {"HF_TOKEN", "hf_from_file"}});
+    io::download_snapshot("acme/tiny");
+  }
+  fs::remove_all(cache_);
+  {  // a wrong token from the file is sent, and refused
+    ScopedHubEnv env({{"HF_HUB_CACHE", cache_.string()}, {"HF_ENDPOINT", hub.url()}, {"HF_TOKEN_PATH", elsewhere.string()}});
+    EXPECT_THAT(error_of([] { io::download_snapshot("acme/tiny"); }), HasSubstr("HTTP 401"));
+  }
+}
+
 TEST_F(HubDownloadTest, UnknownRepositoriesAndRevisionsAreNamed) {
   START_HUB(hub, spec());
   ScopedHubEnv env({{"HF_HUB_CACHE", cache_.string()}, {"HF_ENDPOINT", hub.url()}});

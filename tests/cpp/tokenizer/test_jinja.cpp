@@ -151,3 +151,33 @@ TEST(JinjaLexer, PythonStripUsesUnicodeWhitespace) {
 }
 
 }  // namespace
+
+namespace {
+
+// transformers' AssistantTracker: each {% generation %} block's [start, end), start being the
+// length of the top-level output before it (for a block inside a captured text, the top level's
+// length at that point) and end = start + the block's length.
+TEST(Jinja, GenerationBlocksRecordWhereTheirTextWent) {
+  const std::string source =
+      "{% for m in messages %}{{ m.role }}: {% if m.role == 'assistant' %}{% generation %}{{ m.content }}."
+      "{% endgeneration %}{% else %}{{ m.content }}{% endif %}\n{% endfor %}";
+  Dict variables = variables_of(nlohmann::ordered_json::parse(
+      R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "héllo"},
+                       {"role": "user", "content": "more"}, {"role": "assistant", "content": ""}]})"));
+  std::vector<std::pair<size_t, size_t>> spans;
+  const std::string text = Template(source, ranktune::ErrorContext{"t", "", -1}).render(variables, &spans);
+  EXPECT_EQ(text, "user: hiassistant: héllo.user: moreassistant: .");  // trim_blocks ate the newlines
+  ASSERT_EQ(spans.size(), 2u);
+  EXPECT_EQ(text.substr(spans[0].first, spans[0].second - spans[0].first), "héllo.");  // bytes
+  EXPECT_EQ(text.substr(spans[1].first, spans[1].second - spans[1].first), ".");
+  // Inside a captured text the block counts from where the top level is.
+  spans.clear();
+  const std::string captured = Template("ab{% set x %}cd{% generation %}ef{% endgeneration %}{% endset %}gh{{ x }}",
+                                        ranktune::ErrorContext{"t", "", -1})
+                                   .render({}, &spans);
+  EXPECT_EQ(captured, "abghcdef");
+  ASSERT_EQ(spans.size(), 1u);
+  EXPECT_EQ(spans[0], (std::pair<size_t, size_t>{2, 4}));
+}
+
+}  // namespace

@@ -1,9 +1,11 @@
 // A short run per SFT data format (tests/data/sft) on the quickstart's tiny model: the recipe
 // reads the format, the template's chat roles render the conversations, and the loss falls.
 
+#include "ranktune/prompt/template.h"
 #include "ranktune/train/config.h"
 #include "ranktune/train/trainer.h"
 #include "test_util.h"
+#include "train/session.h"
 
 #include <gmock/gmock.h>
 
@@ -62,6 +64,42 @@ TEST(SftTrainTest, EachFormatTrainsAndItsLossFalls) {
     EXPECT_EQ(r.steps, 12) << file;
     EXPECT_LT(r.last_loss, 0.8 * r.first_loss) << file << " with " << template_name << ": " << r.first_loss << " -> " << r.last_loss;
   }
+}
+
+// Labels the loss counts: every label but each example's first (logits[:-1] against labels[1:]
+// unpacked; packing masks each example's first label, which no earlier token of it predicts).
+int64_t counted_labels(const std::vector<data::TokenizedExample>& rows) {
+  int64_t n = 0;
+  for (const auto& row : rows) {
+    for (size_t i = 1; i < row.labels.size(); ++i) n += row.labels[i] != -100;
+  }
+  return n;
+}
+
+TEST(SftTrainTest, ValidationExamplesArePackedLikeTheTrainingOnes) {
+  const std::string source = RANKTUNE_SOURCE_DIR;
+  const std::string recipe = "model: {path: " + source + "/examples/gsm8k/quickstart/model}\n" +
+                             "data: {train_file: " + source + "/tests/data/sft/text.jsonl, format: text, " +
+                             "validation_size: 10, max_length: 256}\ntemplate: gsm8k-cot\n";
+  std::vector<train::TrainingData> runs;
+  for (const char* packing : {"data.packing=false", "data.packing=true"}) {
+    const train::RunConfig config = train::RunConfig::parse(recipe, "pack.yaml", {packing});
+    const train::RunExamples examples = train::setup_examples(config, {});
+    const auto tok = train::setup_tokenizer(config, {});
+    runs.push_back(train::setup_training_data(config, examples, *tok, prompt::PromptTemplate::load(config.template_name)));
+  }
+  const auto& plain = runs[0].validation;
+  const auto& packed = runs[1].validation;
+  ASSERT_EQ(plain.size(), 10u);
+  EXPECT_LT(packed.size(), plain.size());
+  int64_t examples_in_rows = 0;
+  for (const auto& row : packed) {
+    EXPECT_LE(static_cast<int64_t>(row.input_ids.size()), 256);
+    examples_in_rows += row.packed_lengths.empty() ? 1 : static_cast<int64_t>(row.packed_lengths.size());
+  }
+  EXPECT_EQ(examples_in_rows, 10);
+  EXPECT_EQ(counted_labels(packed), counted_labels(plain));
+  EXPECT_LT(runs[1].train.size(), runs[0].train.size());
 }
 
 }  // namespace
