@@ -101,3 +101,19 @@ def test_a_template_declares_its_tool_syntax(tmp_path):
     assert use.syntax == "json" and use.response == tools.QWEN_TOOL_RESPONSE
     assert tools.for_template(ranktune.templates.load("gsm8k-cot")) is None
     assert tools.for_template(ranktune.templates.load("gsm8k-cot"), calculator=True).syntax == "calculator"
+
+
+def test_gsm8k_evaluation_calls_python_tools():
+    tok = ranktune.AutoTokenizer.from_pretrained(QUICKSTART)
+    template = ranktune.templates.load("gsm8k-cot")
+    question = {"question": "What is 2 + 3?", "answer": "#### 5"}
+    prompt = tok.encode(template.render_prompt(question["question"]), add_special_tokens=True)
+    call = tok.encode(" <<2+3=", add_special_tokens=False)
+    model = successor_model(tok, prompt[-1:] + call)
+    seen = []
+    registry = tools.ToolRegistry(builtins=False)
+    registry.add("calculator", lambda expression: seen.append(expression) or "5")
+    result = ranktune.gsm8k.evaluate(model, tok, [question], template, calculator=True, tools=registry,
+                                     max_new_tokens=len(call) + len(tok.encode("5>>", add_special_tokens=False)))
+    assert seen == ["2+3"]
+    assert result["accuracy_flexible"] == 1.0  # the last number is the inserted 5
