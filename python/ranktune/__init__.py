@@ -44,7 +44,7 @@ from .peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from .tokenization import AutoTokenizer, BatchEncoding, Tokenizer  # noqa: E402
 from .training import Trainer, TrainingArguments, TrainOutput  # noqa: E402
 from .retrieval import BM25Retriever  # noqa: E402
-from . import gsm8k, retrieval, rl, safetensors, templates  # noqa: E402
+from . import gsm8k, retrieval, rl, safetensors, templates, tools  # noqa: E402
 from . import torch  # noqa: E402,F811  (ranktune.torch: adapters for ordinary torch.nn.Modules)
 
 configure_threads = _core.configure_threads
@@ -83,5 +83,6 @@ __all__ = [
     "rl",
     "safetensors",
     "templates",
+    "tools",
     "torch",
 ]

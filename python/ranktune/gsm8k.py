@@ -83,13 +83,16 @@ def evaluate(model, tokenizer, examples: Sequence[Mapping[str, Any]], template="
              max_new_tokens: int = 256, batch_size: int = 8, greedy: bool = True, samples: int = 0,
              temperature: float = 0.7, top_p: float = 0.95, top_k: int = 0, pass_at_k: Sequence[int] = (),
              repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, calculator: bool = False,
-             seed: int = 0, progress: bool = False, predictions_path: Optional[str] = None) -> Dict[str, float]:
+             seed: int = 0, progress: bool = False, predictions_path: Optional[str] = None,
+             tools=None) -> Dict[str, float]:
     """GSM8K accuracy of `model` (a CausalLM or PeftModel) on `examples` with a chain-of-thought
     `template` (name, path or PromptTemplate): batched generation stopping at the template's stop
     strings, answers extracted strictly (the template's format) and flexibly, compared after
     normalisation. With `samples` > 0: self-consistency (``accuracy_majority``) and pass@k.
     Returns questions, accuracy_strict, accuracy_flexible, format_rate, generated_tokens, seconds
-    (and accuracy_majority, pass_at_<k>); `predictions_path` gets one JSON line per question."""
+    (and accuracy_majority, pass_at_<k>); `predictions_path` gets one JSON line per question.
+    `tools`: a :class:`ranktune.tools.ToolRegistry` the template's tool calls reach (default: the
+    built-in calculator; `calculator=True` turns it on for templates without a ``tools:`` section)."""
     from .templates import load as load_template
 
     base = getattr(model, "base_model", model)
@@ -98,4 +101,4 @@ def evaluate(model, tokenizer, examples: Sequence[Mapping[str, Any]], template="
                                      int(batch_size), int(max_new_tokens), float(repetition_penalty),
                                      int(no_repeat_ngram_size), bool(greedy), int(samples), float(temperature),
                                      float(top_p), int(top_k), [int(k) for k in pass_at_k], bool(calculator), int(seed),
-                                     bool(progress), os.fspath(predictions_path) if predictions_path else ""))
+                                     bool(progress), os.fspath(predictions_path) if predictions_path else "", tools))

@@ -169,7 +169,7 @@ class CausalLM:
                  temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0, seed: Optional[int] = None,
                  eos_token_id: Union[int, Sequence[int], None] = None, pad_token_id: Optional[int] = None,
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
-                 stop_strings: Union[str, Sequence[str], None] = None, tokenizer=None,
+                 stop_strings: Union[str, Sequence[str], None] = None, tokenizer=None, tools=None,
                  return_dict_in_generate: bool = False, **kwargs):
         """Generates continuations with a KV cache (greedy, or sampled with ``do_sample=True``).
 
@@ -182,7 +182,9 @@ class CausalLM:
         model config's), at one of `stop_strings` (needs ``tokenizer=``), or after
         `max_new_tokens`. Sampling: `temperature`, `top_k` (0 = off), `top_p`, seeded by `seed`
         (default: drawn from torch's global generator, so ``torch.manual_seed`` fixes it).
-        `repetition_penalty` and `no_repeat_ngram_size` are transformers'. With
+        `repetition_penalty` and `no_repeat_ngram_size` are transformers'. `tools` (a
+        :class:`ranktune.tools.ToolUse`, needs ``tokenizer=``): when a row ends with a complete tool
+        call, the tool runs and its response is inserted, then generation goes on (docs/tools.md). With
         ``return_dict_in_generate=True`` a :class:`GenerateOutput` is returned.
         """
         if kwargs:
@@ -232,7 +234,7 @@ class CausalLM:
 
         results = self._core.generate(prompts, int(max_new_tokens), c_temperature, int(top_k), float(top_p), int(seed),
                                       float(repetition_penalty), int(no_repeat_ngram_size), eos_ids, int(pad_token_id),
-                                      stops, core_tok)
+                                      stops, core_tok, tools)
         new_tokens = [list(tokens) for tokens, _ in results]
         reasons = [reason for _, reason in results]
         if as_tensor:

@@ -73,7 +73,7 @@ def _keys() -> Dict[str, List[str]]:
 
 def _resolve_key(name: str) -> str:
     """A keyword argument's recipe key: dotted keys as they are (validated by the C++ parser),
-    transformers' names via _HF_ALIASES, short names by their section (train.* wins a tie)."""
+    transformers' names via _HF_ALIASES, short names by their section (train.* wins a tie; sample.* loses one)."""
     if "." in name:
         return name
     if name in _HF_ALIASES:
@@ -86,6 +86,10 @@ def _resolve_key(name: str) -> str:
         preferred = [c for c in candidates if c.startswith("train.")]
         if len(preferred) == 1:
             return preferred[0]
+        # sample.* is `ranktune sample`'s, never the Trainer's: eval.temperature stays `temperature`.
+        trainer_keys = [c for c in candidates if not c.startswith("sample.")]
+        if len(trainer_keys) == 1:
+            return trainer_keys[0]
         raise TypeError(f"TrainingArguments: '{name}' is ambiguous: use one of {sorted(candidates)}")
     names = sorted(set(table) | set(_HF_ALIASES))
     hint = difflib.get_close_matches(name, names, n=1)

@@ -11,6 +11,7 @@
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/model/generation.h"
 #include "ranktune/peft/inject.h"
+#include "ranktune/prompt/tools.h"
 #include "ranktune/tokenizer/tokenizer.h"
 
 #include <ATen/ATen.h>
@@ -99,7 +100,8 @@ py::dict load_report_to_dict(const model::LoadReport& r) {
 py::list generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts, int64_t max_new_tokens,
                   double temperature, int64_t top_k, double top_p, uint64_t seed, double repetition_penalty,
                   int64_t no_repeat_ngram_size, const std::vector<int64_t>& eos_token_ids, int64_t pad_token_id,
-                  const std::vector<std::string>& stop_strings, const tokenizer::Tokenizer* tok) {
+                  const std::vector<std::string>& stop_strings, const tokenizer::Tokenizer* tok,
+                  const prompt::ToolUse* tools) {
   model::GenerationOptions o;
   o.max_new_tokens(max_new_tokens)
       .temperature(temperature)
@@ -114,6 +116,11 @@ py::list generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& 
     RANKTUNE_CHECK(tok != nullptr, "stop_strings need a tokenizer to decode the generated tokens: pass tokenizer=...");
     const tokenizer::Tokenizer copy = *tok;  // a cheap handle; the lambda must not reach into Python
     o.stop(model::stop_at_strings(stop_strings, [copy](const std::vector<int64_t>& ids) { return copy.decode(ids); }));
+  }
+  if (tools != nullptr) {  // the tools answer calls; the stop strings then skip their responses
+    RANKTUNE_CHECK(tok != nullptr, "tools need a tokenizer to read calls and encode results: pass tokenizer=...");
+    const prompt::ToolHooks hooks = prompt::tool_generation_hooks(*tools, *tok, stop_strings);
+    o.inject(hooks.inject).stop(hooks.stop);
   }
   const std::vector<model::Generation> out = run_interruptible([&] { return model::generate(model, prompts, o); });
   py::list result;
@@ -211,7 +218,7 @@ void bind_models(py::module_& m) {
       .def("generate", &generate, py::arg("prompts"), py::arg("max_new_tokens"), py::arg("temperature"),
            py::arg("top_k"), py::arg("top_p"), py::arg("seed"), py::arg("repetition_penalty"),
            py::arg("no_repeat_ngram_size"), py::arg("eos_token_ids"), py::arg("pad_token_id"),
-           py::arg("stop_strings"), py::arg("tokenizer") = nullptr)
+           py::arg("stop_strings"), py::arg("tokenizer") = nullptr, py::arg("tools") = nullptr)
       .def("named_parameters",
            [](CausalLMImpl& self) {
              std::vector<std::pair<std::string, at::Tensor>> out;

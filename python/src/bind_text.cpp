@@ -1,5 +1,6 @@
 // Text around the model: chain-of-thought templates (ranktune::prompt), answer extraction and
-// comparison, and reasoning datasets (ranktune::data). No torch types: only pybind11.
+// comparison, tools in generation, and reasoning datasets (ranktune::data). No torch types: only
+// pybind11.
 
 #include "bindings.h"
 
@@ -8,6 +9,7 @@
 #include "ranktune/prompt/answer.h"
 #include "ranktune/prompt/retriever.h"
 #include "ranktune/prompt/template.h"
+#include "ranktune/prompt/tools.h"
 
 #include <pybind11/stl.h>
 
@@ -65,6 +67,28 @@ py::list few_shot_list(const std::vector<prompt::FewShotExample>& examples) {
   return out;
 }
 
+// A Python callable as a tool: called with the call's arguments as keyword arguments; a str result
+// is inserted as it is, anything else as its JSON. Its exception becomes the error result. The
+// callable is released with the GIL held, wherever the last copy of the function dies.
+prompt::ToolFunction python_tool(py::object callable) {
+  std::shared_ptr<py::object> held(new py::object(std::move(callable)), [](py::object* o) {
+    py::gil_scoped_acquire gil;
+    delete o;
+  });
+  return [held](const std::string& arguments) -> std::string {
+    py::gil_scoped_acquire gil;
+    try {
+      const py::module_ json = py::module_::import("json");
+      const py::dict kwargs = json.attr("loads")(arguments);
+      const py::object result = (*held)(**kwargs);
+      if (py::isinstance<py::str>(result)) return result.cast<std::string>();
+      return json.attr("dumps")(result).cast<std::string>();
+    } catch (py::error_already_set& e) {
+      throw Error(e.what());
+    }
+  };
+}
+
 }  // namespace
 
 void bind_text(py::module_& m) {
@@ -94,7 +118,63 @@ void bind_text(py::module_& m) {
       .def_property_readonly("stop", &PromptTemplate::stop)
       .def_property_readonly("answer_pattern", &PromptTemplate::answer_pattern)
       .def_property_readonly("format_pattern", &PromptTemplate::format_pattern)
+      .def_property_readonly("tool_syntax", &PromptTemplate::tool_syntax)
       .def_property_readonly("source", &PromptTemplate::source);
+  // ---- tools -------------------------------------------------------------------------------------------
+  py::class_<prompt::ToolRegistry, std::shared_ptr<prompt::ToolRegistry>>(
+      m, "ToolRegistry", "Tools a model's calls reach during generation, by name (docs/tools.md).")
+      .def(py::init([](bool builtins) {
+             return std::make_shared<prompt::ToolRegistry>(builtins ? prompt::ToolRegistry::with_builtins()
+                                                                    : prompt::ToolRegistry());
+           }),
+           py::arg("builtins") = true, "With builtins: the calculator ({\"expression\": \"48/2\"} -> \"24\").")
+      .def("add", [](prompt::ToolRegistry& self, const std::string& name, py::object fn) { self.add(name, python_tool(std::move(fn))); },
+           py::arg("name"), py::arg("function"),
+           "Adds a Python callable, called as function(**arguments); a non-str result is inserted as JSON.")
+      .def("names", &prompt::ToolRegistry::names)
+      .def("__contains__", &prompt::ToolRegistry::contains)
+      .def("call",
+           [](const prompt::ToolRegistry& self, const std::string& name, const std::string& arguments_json) {
+             prompt::ToolResult r;
+             {
+               py::gil_scoped_release release;  // a Python tool takes the GIL itself
+               r = self.call(name, arguments_json);
+             }
+             return py::make_tuple(r.ok, r.text);
+           },
+           py::arg("name"), py::arg("arguments_json") = "{}", "(ok, text): the result, or {\"error\": ...}.");
+  py::class_<prompt::ToolUse>(m, "ToolUse", "Answers a template's tool calls in generated text (docs/tools.md).")
+      .def(py::init([](const std::string& syntax, std::shared_ptr<prompt::ToolRegistry> registry,
+                       const std::string& response, int64_t max_calls, int64_t max_result_chars) {
+             prompt::ToolLimits limits;
+             limits.max_calls = max_calls;
+             limits.max_result_chars = max_result_chars;
+             return prompt::ToolUse(prompt::parse_tool_syntax(syntax), response, std::move(registry), limits);
+           }),
+           py::arg("syntax"), py::arg("registry"), py::arg("response"), py::arg("max_calls") = 32,
+           py::arg("max_result_chars") = 2000)
+      .def_static(
+          "for_template",
+          [](const PromptTemplate& tmpl, std::shared_ptr<prompt::ToolRegistry> registry, int64_t max_calls,
+             int64_t max_result_chars, bool calculator) -> std::optional<prompt::ToolUse> {
+            prompt::ToolLimits limits;
+            limits.max_calls = max_calls;
+            limits.max_result_chars = max_result_chars;
+            return prompt::ToolUse::for_template(tmpl, std::move(registry), limits, calculator);
+          },
+          py::arg("template"), py::arg("registry"), py::arg("max_calls") = 32, py::arg("max_result_chars") = 2000,
+          py::arg("calculator") = false)
+      .def("respond",
+           [](const prompt::ToolUse& self, const std::string& text) {
+             py::gil_scoped_release release;
+             return self.respond(text);
+           },
+           py::arg("generated_text"))
+      .def("without_responses", &prompt::ToolUse::without_responses, py::arg("text"))
+      .def_property_readonly("syntax", [](const prompt::ToolUse& t) {
+        return t.syntax() == prompt::ToolSyntax::json ? "json" : "calculator";
+      })
+      .def_property_readonly("response", &prompt::ToolUse::response);
   m.def("available_templates", &prompt::available_templates);
 
   // ---- retrieval ---------------------------------------------------------------------------------------

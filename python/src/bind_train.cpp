@@ -8,6 +8,7 @@
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/peft_model.h"
 #include "ranktune/prompt/template.h"
+#include "ranktune/prompt/tools.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/config.h"
 #include "ranktune/train/metrics.h"
@@ -186,7 +187,7 @@ void bind_train(py::module_& m) {
          const py::list& examples, int64_t batch_size, int64_t max_new_tokens, double repetition_penalty,
          int64_t no_repeat_ngram_size, bool greedy, int64_t samples, double temperature, double top_p, int64_t top_k,
          const std::vector<int64_t>& pass_at_k, bool calculator, uint64_t seed, bool progress,
-         const std::string& predictions_path) {
+         const std::string& predictions_path, std::shared_ptr<prompt::ToolRegistry> tools) {
         const std::vector<data::Example> questions = examples_from_list(examples);
         eval::EvalOptions o;
         o.batch_size = batch_size;
@@ -203,14 +204,15 @@ void bind_train(py::module_& m) {
         o.seed = seed;
         o.progress = progress;
         const eval::EvalSummary s = run_interruptible(
-            [&] { return eval::evaluate_gsm8k(model, tok, tmpl, questions, o, predictions_path); });
+            [&] { return eval::evaluate_gsm8k(model, tok, tmpl, questions, o, predictions_path, tools); });
         return eval_summary_to_dict(s);
       },
       py::arg("model"), py::arg("tokenizer"), py::arg("template"), py::arg("examples"), py::arg("batch_size") = 8,
       py::arg("max_new_tokens") = 256, py::arg("repetition_penalty") = 1.0, py::arg("no_repeat_ngram_size") = 0,
       py::arg("greedy") = true, py::arg("samples") = 0, py::arg("temperature") = 0.7, py::arg("top_p") = 0.95,
       py::arg("top_k") = 0, py::arg("pass_at_k") = std::vector<int64_t>{}, py::arg("calculator") = false,
-      py::arg("seed") = 0, py::arg("progress") = false, py::arg("predictions_path") = "");
+      py::arg("seed") = 0, py::arg("progress") = false, py::arg("predictions_path") = "",
+      py::arg("tools") = nullptr);
 }
 
 }  // namespace ranktune::python

@@ -24,6 +24,7 @@ void add_generate_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_sample_command(CLI::App& app);
 void add_config_docs_command(CLI::App& app);
 void add_download_command(CLI::App& app);
 

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   ranktune::cli::add_merge_command(app);
   ranktune::cli::add_train_command(app);
   ranktune::cli::add_eval_command(app);
+  ranktune::cli::add_sample_command(app);
   ranktune::cli::add_config_docs_command(app);
   ranktune::cli::add_download_command(app);
   app.parse_complete_callback([&threads] { ranktune::configure_threads(threads); });

@@ -1,12 +1,13 @@
 #include "ranktune/eval/gsm8k_eval.h"
 
+#include "batched_generation.h"
+
 #include "ranktune/core/error.h"
 #include "ranktune/core/progress.h"
 #include "ranktune/io/file.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/model/generation.h"
 #include "ranktune/prompt/answer.h"
-#include "ranktune/prompt/calculator.h"
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
 
@@ -27,31 +28,6 @@ struct Completion {
   bool correct_strict = false;
   bool correct_flexible = false;
 };
-
-// Generates completions for `prompts` (each repeated `copies` times) in batches.
-std::vector<std::vector<int64_t>> generate_all(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
-                                               int64_t copies, const model::GenerationOptions& options,
-                                               int64_t batch_size, ProgressBar* bar, int64_t& generated_tokens) {
-  std::vector<std::vector<int64_t>> rows;
-  for (const auto& p : prompts) {
-    for (int64_t c = 0; c < copies; ++c) rows.push_back(p);
-  }
-  std::vector<std::vector<int64_t>> out;
-  for (size_t start = 0; start < rows.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(rows.size(), start + static_cast<size_t>(batch_size));
-    const std::vector<std::vector<int64_t>> batch(rows.begin() + static_cast<std::ptrdiff_t>(start),
-                                                  rows.begin() + static_cast<std::ptrdiff_t>(end));
-    // A distinct seed per batch keeps samples independent across batches and reproducible.
-    model::GenerationOptions o = options;
-    o.seed(options.seed() + start);
-    for (auto& g : model::generate(model, batch, o)) {
-      generated_tokens += static_cast<int64_t>(g.tokens.size());
-      out.push_back(std::move(g.tokens));
-    }
-    if (bar != nullptr) bar->update(static_cast<int64_t>(end));
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -104,7 +80,8 @@ std::string EvalSummary::to_json() const {
 
 EvalSummary evaluate_gsm8k(model::CausalLMImpl& model, const tokenizer::Tokenizer& tokenizer,
                            const prompt::PromptTemplate& given_template, const std::vector<data::Example>& examples,
-                           const EvalOptions& options, const std::string& predictions_path) {
+                           const EvalOptions& options, const std::string& predictions_path,
+                           std::shared_ptr<const prompt::ToolRegistry> tools_registry) {
   prompt::PromptTemplate tpl = given_template;
   tpl.use_tokenizer(tokenizer);  // template: chat renders with the model's chat template
   RANKTUNE_CHECK(!examples.empty(), "nothing to evaluate: no questions");
@@ -113,32 +90,16 @@ EvalSummary evaluate_gsm8k(model::CausalLMImpl& model, const tokenizer::Tokenize
                    options.samples, ")");
   }
   const auto start = Clock::now();
-  std::vector<std::vector<int64_t>> prompts;
-  for (const auto& e : examples) prompts.push_back(tokenizer.encode(tpl.render_prompt(e.question), !tpl.text_has_bos()));
-
-  std::vector<int64_t> eos;
-  if (tokenizer.eos_token_id()) eos.push_back(*tokenizer.eos_token_id());
-  for (const auto& marker : {tpl.end_of_turn()}) {
-    if (marker.empty()) continue;
-    if (auto id = tokenizer.token_to_id(marker)) eos.push_back(*id);
-  }
+  std::vector<std::string> texts;
+  for (const auto& e : examples) texts.push_back(e.question);
+  const std::vector<std::vector<int64_t>> prompts = template_prompt_ids(tokenizer, tpl, texts);
+  model::GenerationOptions generation =
+      template_generation_options(tokenizer, tpl, options.max_new_tokens, options.calculator, std::move(tools_registry));
+  generation.repetition_penalty(options.repetition_penalty)
+      .no_repeat_ngram_size(options.no_repeat_ngram_size)
+      .seed(options.seed);
   const tokenizer::Tokenizer tok = tokenizer;
   auto decode = [tok](const std::vector<int64_t>& ids) { return tok.decode(ids, /*skip_special_tokens=*/true); };
-  model::GenerationOptions generation = model::GenerationOptions()
-                                            .max_new_tokens(options.max_new_tokens)
-                                            .repetition_penalty(options.repetition_penalty)
-                                            .no_repeat_ngram_size(options.no_repeat_ngram_size)
-                                            .eos_token_ids(eos)
-                                            .pad_token_id(tokenizer.pad_token_id().value_or(eos.empty() ? 0 : eos[0]))
-                                            .seed(options.seed)
-                                            .stop(model::stop_at_strings(tpl.stop(), decode));
-  if (options.calculator) {
-    generation.inject([tok, decode](const std::vector<int64_t>& ids) -> std::vector<int64_t> {
-      const auto result = prompt::calculator_completion(decode(ids));
-      if (!result) return {};
-      return tok.encode(*result, /*add_special_tokens=*/false);
-    });
-  }
 
   const int64_t total_rows = static_cast<int64_t>(examples.size()) * (1 + options.samples);
   std::unique_ptr<ProgressBar> bar;

@@ -132,14 +132,16 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
     auto next_ids = next.accessor<int64_t, 1>();
     for (int64_t b = 0; b < batch; ++b) {
       if (done[b]) continue;
-      if (!injected[b].empty()) {
+      const bool from_tool = !injected[b].empty();
+      if (from_tool) {
         next_ids[b] = injected[b].front();
         injected[b].pop_front();
       }
       Generation& g = out[b];
       g.tokens.push_back(next_ids[b]);
       const auto& eos = options.eos_token_ids();
-      if (std::find(eos.begin(), eos.end(), next_ids[b]) != eos.end()) g.finish_reason = "eos";
+      // Only the model ends its turn: a tool's response may hold end-of-turn ids (Qwen's tool turn).
+      if (!from_tool && std::find(eos.begin(), eos.end(), next_ids[b]) != eos.end()) g.finish_reason = "eos";
       else if (options.stop() && options.stop()(g.tokens)) g.finish_reason = "stop";
       if (!g.finish_reason.empty()) {
         done[b] = true;

@@ -133,7 +133,7 @@ std::string format_calculator_result(double value) {
   return s;
 }
 
-std::optional<std::string> calculator_completion(const std::string& generated_text) {
+std::optional<std::string> pending_calculator_expression(const std::string& generated_text) {
   const size_t open = generated_text.rfind("<<");
   if (open == std::string::npos) return std::nullopt;
   std::string_view rest = std::string_view(generated_text).substr(open + 2);
@@ -142,7 +142,13 @@ std::optional<std::string> calculator_completion(const std::string& generated_te
   if (rest.empty() || rest.back() != '=') return std::nullopt;
   const std::string_view expression = rest.substr(0, rest.size() - 1);
   if (expression.find('=') != std::string_view::npos) return std::nullopt;
-  const auto value = evaluate_arithmetic(expression);
+  return std::string(expression);
+}
+
+std::optional<std::string> calculator_completion(const std::string& generated_text) {
+  const auto expression = pending_calculator_expression(generated_text);
+  if (!expression) return std::nullopt;
+  const auto value = evaluate_arithmetic(*expression);
   if (!value) return std::nullopt;
   return format_calculator_result(*value) + ">>";
 }

@@ -7,6 +7,7 @@
 #include "ranktune/core/strings.h"
 #include "ranktune/io/file.h"
 #include "ranktune/io/yaml.h"
+#include "ranktune/prompt/tools.h"
 
 #include <dlfcn.h>
 
@@ -24,7 +25,8 @@ namespace fs = std::filesystem;
 const std::vector<std::string>& template_keys() {
   static const std::vector<std::string> keys = {"name",   "description", "format",         "system",
                                                 "prompt", "response",    "few_shot",       "stop",
-                                                "answer_pattern", "format_pattern", "exemplars", "context"};
+                                                "answer_pattern", "format_pattern", "exemplars", "context",
+                                                "tools"};
   return keys;
 }
 
@@ -233,6 +235,20 @@ PromptTemplate PromptTemplate::parse(const std::string& yaml_text, const std::st
   if (fields.has_value("format_pattern")) {
     t.format_pattern_ = fields.get_string("format_pattern");
     compile_pattern(t.format_pattern_, "format_pattern", fields);
+  }
+  if (fields.has_value("tools")) {  // the tool-call syntax (tools.h)
+    io::YamlFields tools = fields.get_map("tools");
+    tools.reject_unknown({"syntax", "response"});
+    t.tool_syntax_ = tools.get_string("syntax");
+    try {
+      parse_tool_syntax(t.tool_syntax_);
+    } catch (const Error& e) {
+      tools.fail("syntax", e.message());
+    }
+    if (tools.has_value("response")) {
+      t.tool_response_ = tools.get_string("response");
+      if (t.tool_response_.find("{result}") == std::string::npos) tools.fail("response", "must contain {result}");
+    }
   }
   return t;
 }

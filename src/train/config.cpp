@@ -47,6 +47,8 @@ YAML::Node node_of(const T& value) {
 const std::vector<std::string> kAdapterMethods = {"lora", "dora", "full"};
 const std::vector<std::string> kSchedules = {"constant", "linear", "cosine"};
 const std::vector<std::string> kPrecisions = {"fp32", "bf16"};
+const std::vector<std::string> kSampleKeep = {"all_correct", "best_of_k", "first_correct"};
+const std::vector<std::string> kAnswerModes = {"strict", "flexible"};  // prompt::AnswerMode's order
 const std::vector<std::string> kDataFormats = {"gsm8k", "jsonl", "messages", "prompt_completion", "text", "alpaca", "auto"};
 
 template <typename E>
@@ -244,9 +246,28 @@ const std::vector<Key>& keys() {
       {"eval.top_p", Kind::number, "0.95", "Nucleus sampling for eval.samples.", {}, RT_SCALAR(eval.options.top_p, double)},
       {"eval.top_k", Kind::integer, "0", "Top-k sampling for eval.samples (0: off).", {}, RT_SCALAR(eval.options.top_k, int64_t)},
       {"eval.pass_at_k", Kind::integers, "[]", "Report pass@k for these k (each ≤ eval.samples).", {}, RT_LIST(eval.options.pass_at_k, int64_t)},
-      {"eval.calculator", Kind::boolean, "false", "When the model writes `<<expr=`, insert the result (the GSM8K paper's calculator).", {}, RT_SCALAR(eval.options.calculator, bool)},
+      {"eval.calculator", Kind::boolean, "false", "When the model writes `<<expr=`, insert the result (the GSM8K paper's calculator; a template's own `tools:` syntax is always used, docs/tools.md).", {}, RT_SCALAR(eval.options.calculator, bool)},
       {"eval.seed", Kind::integer, "0", "Seed of sampling.", {}, RT_SCALAR(eval.options.seed, uint64_t)},
       {"eval.output_dir", Kind::string, "\"\"", "For `ranktune eval`: where predictions.jsonl and eval-summary.json go (default: train.output_dir).", {}, RT_SCALAR(eval.output_dir, std::string)},
+      // sample (ranktune sample: rejection sampling and distillation, docs/sampling.md)
+      {"sample.file", Kind::string, "\"\"", "For `ranktune sample`: GSM8K-format questions to sample answers for (default: data.train_file).", {}, RT_SCALAR(sample.file, std::string)},
+      {"sample.limit", Kind::integer, "0", "Sample for the first N questions only (0: all).", {}, RT_SCALAR(sample.limit, int64_t)},
+      {"sample.model", Kind::string, "\"\"", "The model sampled from (default: model.path): a larger teacher for distillation.", {}, RT_SCALAR(sample.model, std::string)},
+      {"sample.adapter", Kind::string, "\"\"", "An adapter directory attached to sample.model (empty or `none`: the model alone).", {}, RT_SCALAR(sample.adapter, std::string)},
+      {"sample.template", Kind::string, "\"\"", "The template the prompts are rendered and answers extracted with (default: template).", {}, RT_SCALAR(sample.template_name, std::string)},
+      {"sample.output", Kind::string, "\"\"", "The JSONL written: one `prompt`/`completion` record per kept sample (data.format: prompt_completion), and the summary beside it (`samples.jsonl` → `samples.summary.json`). Required.", {}, RT_SCALAR(sample.output, std::string)},
+      {"sample.num_samples", Kind::integer, "4", "K: completions sampled per question.", {}, RT_SCALAR(sample.options.num_samples, int64_t)},
+      {"sample.keep", Kind::string, "all_correct", "Which samples are kept: every correct one (duplicates dropped), the highest-reward correct one, or the first correct one.", kSampleKeep, RT_ENUM(sample.options.keep, SampleKeep, kSampleKeep)},
+      {"sample.answer", Kind::string, "strict", "What counts as correct: the answer in the template's own format (strict), or in any format / the last number (flexible).", kAnswerModes, RT_ENUM(sample.options.answer, prompt::AnswerMode, kAnswerModes)},
+      {"sample.format_weight", Kind::number, "0.5", "Reward = accuracy + format_weight × format (the template's format reward); best_of_k keeps the highest.", {}, RT_SCALAR(sample.options.format_weight, double)},
+      {"sample.batch_size", Kind::integer, "8", "Completions generated together (with the KV cache).", {}, RT_SCALAR(sample.options.batch_size, int64_t)},
+      {"sample.max_new_tokens", Kind::integer, "256", "Longest completion.", {}, RT_SCALAR(sample.options.max_new_tokens, int64_t)},
+      {"sample.temperature", Kind::number, "0.7", "Sampling temperature (0: greedy, every sample the same).", {}, RT_SCALAR(sample.options.temperature, double)},
+      {"sample.top_p", Kind::number, "0.95", "Nucleus sampling.", {}, RT_SCALAR(sample.options.top_p, double)},
+      {"sample.top_k", Kind::integer, "0", "Top-k sampling (0: off).", {}, RT_SCALAR(sample.options.top_k, int64_t)},
+      {"sample.repetition_penalty", Kind::number, "1.0", "transformers' repetition_penalty (1: off).", {}, RT_SCALAR(sample.options.repetition_penalty, double)},
+      {"sample.calculator", Kind::boolean, "false", "The GSM8K calculator while sampling (a template's own `tools:` syntax is always used).", {}, RT_SCALAR(sample.options.calculator, bool)},
+      {"sample.seed", Kind::integer, "0", "Seed of sampling.", {}, RT_SCALAR(sample.options.seed, uint64_t)},
     });
     return t;
   }();
@@ -394,6 +415,16 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
                            "base is frozen: train an adapter on it (adapter.method: lora or dora, QLoRA), or use "
                            "model.quantize: none");
   }
+  const SampleOptions& so = c.sample.options;
+  if (so.num_samples <= 0) fail("sample.num_samples", "must be positive");
+  if (so.batch_size <= 0) fail("sample.batch_size", "must be positive");
+  if (so.max_new_tokens <= 0) fail("sample.max_new_tokens", "must be positive");
+  if (c.sample.limit < 0) fail("sample.limit", "must be >= 0");
+  if (!(so.temperature >= 0)) fail("sample.temperature", "must be >= 0");
+  if (!(so.top_p > 0 && so.top_p <= 1)) fail("sample.top_p", "must be in (0, 1]");
+  if (so.top_k < 0) fail("sample.top_k", "must be >= 0");
+  if (!(so.repetition_penalty > 0)) fail("sample.repetition_penalty", "must be > 0");
+  if (!(so.format_weight >= 0)) fail("sample.format_weight", "must be >= 0");
   if (!c.adapter.full()) {
     try {
       c.adapter.lora.validate();
@@ -479,7 +510,7 @@ RunConfig RunConfig::parse(const std::string& yaml_text, const std::string& sour
   RunConfig config = defaults();
   config.source = source;
   std::map<std::string, ErrorContext> given;  // the keys set here, and where
-  const std::vector<std::string> sections = {"model", "data", "template", "adapter", "train", "eval"};
+  const std::vector<std::string> sections = {"model", "data", "template", "adapter", "train", "eval", "sample"};
   io::YamlFields top(root, source);
   for (const auto& section : sections) {
     if (!top.has(section)) continue;
@@ -581,7 +612,7 @@ std::vector<std::pair<std::string, std::string>> RunConfig::key_values() const {
 std::string RunConfig::documentation() {
   std::ostringstream md;
   md << "# Configuration keys\n\n"
-     << "`ranktune train CONFIG.yaml [key.path=value ...]` and `ranktune eval CONFIG.yaml [...]` read a YAML recipe with\n"
+     << "`ranktune train CONFIG.yaml [key.path=value ...]`, `ranktune eval CONFIG.yaml [...]` and `ranktune sample` read a YAML recipe with\n"
      << "the sections below. Every key is checked: an unknown or misspelt key is an error naming the file, the line\n"
      << "and the key, with the nearest valid key suggested; a wrong type or a value outside the allowed set names\n"
      << "the key. Overrides on the command line use the same dotted paths and YAML values\n"

@@ -3,7 +3,8 @@
 // at the template's stop strings, answers extracted strictly (the template's own format) and
 // flexibly (any known format, else the last number), greedy accuracy, self-consistency (majority
 // vote over sampled chains, Wang et al. 2023) and pass@k (Chen et al. 2021's unbiased estimator).
-// Optionally the GSM8K paper's calculator: when the model writes `<<expr=`, the result is inserted.
+// Tools: the template's tool-call syntax (prompt/tools.h), or with EvalOptions::calculator the GSM8K
+// paper's calculator (when the model writes `<<expr=`, the result is inserted).
 
 #include "ranktune/data/examples.h"
 #include "ranktune/train/config.h"
@@ -17,6 +18,10 @@
 #include <vector>
 
 // model::CausalLMImpl, prompt::PromptTemplate and tokenizer::Tokenizer are declared in evaluator.h.
+
+namespace ranktune::prompt {
+class ToolRegistry;
+}
 
 namespace ranktune::eval {
 
@@ -38,10 +43,12 @@ struct EvalSummary {
 };
 
 // Evaluates `examples` and, when `predictions_path` is not empty, writes one JSON line per question
-// (question, gold, generated text, extracted answers, correct, samples…) atomically.
+// (question, gold, generated text, extracted answers, correct, samples…) atomically. `tools`: the
+// tools a template's calls reach (null: ToolRegistry::with_builtins()).
 EvalSummary evaluate_gsm8k(model::CausalLMImpl& model, const tokenizer::Tokenizer& tokenizer,
                            const prompt::PromptTemplate& prompt_template, const std::vector<data::Example>& examples,
-                           const EvalOptions& options, const std::string& predictions_path = "");
+                           const EvalOptions& options, const std::string& predictions_path = "",
+                           std::shared_ptr<const prompt::ToolRegistry> tools = nullptr);
 
 // The GSM8K evaluation as a trainer's Evaluator (train/evaluator.h): the final evaluation of a run
 // uses `options` as given; evaluations during training and on request skip the extra samples and

@@ -26,6 +26,10 @@ std::optional<double> evaluate_arithmetic(std::string_view expression);
 std::string format_calculator_result(double value);
 
 // When `generated_text` ends with an unfinished annotation "<<expr=" (optionally followed by
+// spaces), the expression ("48/2"); nullopt otherwise. The calculator tool syntax (tools.h) uses it.
+std::optional<std::string> pending_calculator_expression(const std::string& generated_text);
+
+// When `generated_text` ends with an unfinished annotation "<<expr=" (optionally followed by
 // spaces), the text to append: the formatted result and ">>" ("24>>"). nullopt when the text does
 // not end that way or the expression does not evaluate.
 std::optional<std::string> calculator_completion(const std::string& generated_text);

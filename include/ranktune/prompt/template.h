@@ -108,6 +108,10 @@ class PromptTemplate {
   // Optional regex the whole completion must match for format_reward (R1's <think>/<answer>
   // structure); "" when the template has none (then the answer_pattern being found is enough).
   const std::string& format_pattern() const { return format_pattern_; }
+  // The `tools:` section (tools.h): the tool-call syntax ("calculator", "json"; "" without one)
+  // and the text inserted after a call, with {result} ("" for the syntax's default).
+  const std::string& tool_syntax() const { return tool_syntax_; }
+  const std::string& tool_response() const { return tool_response_; }
   // The file (or the `source` given to parse).
   const std::string& source() const { return source_; }
 
@@ -124,6 +128,7 @@ class PromptTemplate {
   std::string answer_pattern_, format_pattern_;
   std::shared_ptr<const RetrievedExemplars> retrieved_exemplars_;
   std::shared_ptr<const RetrievedContext> retrieved_context_;
+  std::string tool_syntax_, tool_response_;
   std::optional<tokenizer::Tokenizer> chat_tokenizer_;  // format: chat, after use_tokenizer
   std::string chat_end_of_turn_;
 };

@@ -6,6 +6,7 @@
 //   auto config = ranktune::train::RunConfig::load("examples/gsm8k/lora.yaml", {"train.lr=1e-4"});
 
 #include "ranktune/peft/lora_config.h"
+#include "ranktune/prompt/reward.h"
 #include "ranktune/train/schedule.h"
 
 #include <cstdint>
@@ -127,6 +128,36 @@ struct EvalSection {
   EvalOptions options;          // batch size, generation length, sampling, pass@k, calculator
 };
 
+// sample.keep: which of a question's samples `ranktune sample` keeps (eval/rejection_sampling.h).
+enum class SampleKeep { all_correct, best_of_k, first_correct };
+
+// How `ranktune sample` draws, scores and keeps completions (sample.*).
+struct SampleOptions {
+  int64_t num_samples = 4;  // K completions per question
+  SampleKeep keep = SampleKeep::all_correct;
+  prompt::AnswerMode answer = prompt::AnswerMode::strict;  // what counts as correct
+  double format_weight = 0.5;  // reward = accuracy + format_weight × format (best_of_k ranks by it)
+  int64_t batch_size = 8;
+  int64_t max_new_tokens = 256;
+  double temperature = 0.7;
+  double top_p = 0.95;
+  int64_t top_k = 0;
+  double repetition_penalty = 1.0;
+  bool calculator = false;  // the GSM8K calculator (a template's own tools: section is always used)
+  uint64_t seed = 0;
+  bool progress = true;  // a progress bar on stderr
+};
+
+struct SampleSection {
+  std::string file;           // GSM8K-format questions (default: data.train_file)
+  int64_t limit = 0;          // first N questions (0: all)
+  std::string model;          // the model sampled from (default: model.path), e.g. a larger teacher
+  std::string adapter;        // its adapter directory ("" or "none": the model alone)
+  std::string template_name;  // the template prompts are rendered with (default: template)
+  std::string output;         // the JSONL of kept samples
+  SampleOptions options;
+};
+
 struct RunConfig {
   std::string source;    // the YAML file
   ModelSection model;
@@ -135,6 +166,7 @@ struct RunConfig {
   AdapterSection adapter;
   TrainSection train;
   EvalSection eval;
+  SampleSection sample;
 
   // Reads a YAML recipe and applies `key.path=value` overrides. Every key is checked: an unknown
   // or misspelt key is an error naming the file, the line and the key and suggesting the nearest

@@ -1,0 +1,45 @@
+#pragma once
+// Generation as the eval layer's commands do it (evaluate_gsm8k, rejection_sample): the options a
+// template gives (end-of-turn ids, stop strings, its tools) and prompts generated in seeded batches.
+
+#include "ranktune/model/generation.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ranktune {
+class ProgressBar;
+}
+namespace ranktune::prompt {
+class PromptTemplate;
+class ToolRegistry;
+}  // namespace ranktune::prompt
+namespace ranktune::tokenizer {
+class Tokenizer;
+}
+
+namespace ranktune::eval {
+
+// Greedy options for `tpl` (use_tokenizer already called): EOS and the end-of-turn marker end a
+// row, the template's stop strings stop it, and the template's `tools:` syntax (or the GSM8K
+// calculator with `calculator`) answers tool calls with `tools` (null: the built-ins).
+model::GenerationOptions template_generation_options(const tokenizer::Tokenizer& tokenizer,
+                                                     const prompt::PromptTemplate& tpl, int64_t max_new_tokens,
+                                                     bool calculator, std::shared_ptr<const prompt::ToolRegistry> tools);
+
+// Each prompt's ids as the template renders it (BOS added unless the template writes its own).
+std::vector<std::vector<int64_t>> template_prompt_ids(const tokenizer::Tokenizer& tokenizer,
+                                                      const prompt::PromptTemplate& tpl,
+                                                      const std::vector<std::string>& questions);
+
+// Generates completions for `prompts`, each repeated `copies` times (copies of a prompt are
+// adjacent), `batch_size` rows at a time; batch b is seeded with options.seed + its first row, so
+// samples are independent across batches and reproducible. Adds the generated ids to
+// `generated_tokens` and updates `bar` (when not null) with the rows done.
+std::vector<std::vector<int64_t>> generate_all(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
+                                               int64_t copies, const model::GenerationOptions& options,
+                                               int64_t batch_size, ProgressBar* bar, int64_t& generated_tokens);
+
+}  // namespace ranktune::eval
