@@ -228,7 +228,8 @@ const std::vector<Key>& keys() {
       {"train.resume_from", Kind::string, "\"\"", "A checkpoint directory, or `latest` (the newest in output_dir), to continue exactly from. A larger `train.max_steps` or `train.epochs` continues to the new total; keys that shape the model, data or order must match the checkpoint.", {}, RT_SCALAR(train.resume_from, std::string)},
       {"train.overwrite_output_dir", Kind::boolean, "false", "Let a fresh run (no `train.resume_from`) replace another run's files in `train.output_dir`; otherwise such a start is refused.", {}, RT_SCALAR(train.overwrite_output_dir, bool)},
       {"train.max_nan_steps", Kind::integer, "10", "Stop after this many steps in a row with a non-finite loss or gradient (each is skipped with a warning).", {}, RT_SCALAR(train.max_nan_steps, int64_t)},
-      {"train.threads", Kind::integer, "0", "Intra-op threads (0: $RANKTUNE_NUM_THREADS when set, else all cores).", {}, RT_SCALAR(train.threads, int64_t)},
+      {"train.threads", Kind::integer, "0", "Intra-op threads per worker (0: $RANKTUNE_NUM_THREADS when set, else all cores, divided among the workers of one machine under data parallelism).", {}, RT_SCALAR(train.threads, int64_t)},
+      {"train.distributed_timeout", Kind::number, "600", "Data parallelism (docs/distributed.md): seconds a worker waits for the others (the rendezvous, then each collective) before it ends the run with an error naming the operation.", {}, RT_SCALAR(train.distributed_timeout, double)},
       // eval
       {"eval.file", Kind::string, "\"\"", "GSM8K-format questions for the final evaluation (empty: the validation examples).", {}, RT_SCALAR(eval.file, std::string)},
       {"eval.adapter", Kind::string, "\"\"", "For `ranktune eval`: the adapter directory (default: train.output_dir; `none` evaluates the base model).", {}, RT_SCALAR(eval.adapter, std::string)},
@@ -378,6 +379,7 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
   if (t.log_every <= 0) fail("train.log_every", "must be positive");
   if (t.eval_every < 0 || t.save_every < 0) fail(t.eval_every < 0 ? "train.eval_every" : "train.save_every", "must be >= 0");
   if (t.max_nan_steps <= 0) fail("train.max_nan_steps", "must be positive");
+  if (!(t.distributed_timeout > 0)) fail("train.distributed_timeout", "must be positive (seconds)");
   if (c.data.max_length < 2) fail("data.max_length", "must be at least 2");
   if (c.data.validation_size < 0) fail("data.validation_size", "must be >= 0");
   const EvalOptions& e = c.eval.options;

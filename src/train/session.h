@@ -65,7 +65,8 @@ TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& input
 
 // The examples as tokens (GSM8K examples rendered by the template; SFT records rendered through
 // its render_chat, which is the model's chat template for format: chat), packed into
-// data.max_length rows with data.packing, and the batch order.
+// data.max_length rows with data.packing, and the batch order: batches of train.batch_size ×
+// `world_size`, the global batches of data-parallel workers (each takes its share of each).
 struct TrainingData {
   std::vector<data::TokenizedExample> train, validation;
   data::TokenizeReport train_report;
@@ -73,7 +74,8 @@ struct TrainingData {
   int64_t pad_token_id = 0;
 };
 TrainingData setup_training_data(const RunConfig& config, const RunExamples& examples,
-                                 const tokenizer::Tokenizer& tokenizer, const prompt::PromptTemplate& prompt_template);
+                                 const tokenizer::Tokenizer& tokenizer, const prompt::PromptTemplate& prompt_template,
+                                 int64_t world_size = 1);
 
 // The run's length: optimizer steps in total (train.max_steps, else the epochs) and warmup steps.
 struct StepPlan {

@@ -92,6 +92,7 @@ struct TrainSection {
   bool overwrite_output_dir = false;  // a fresh run may replace another run in output_dir
   int64_t max_nan_steps = 0;
   int64_t threads = 0;
+  double distributed_timeout = 600;  // seconds a data-parallel worker waits for the others
 };
 
 // How the questions of an evaluation are answered and scored (eval.*): the GSM8K evaluator's
