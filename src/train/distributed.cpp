@@ -54,6 +54,7 @@ std::shared_ptr<Communicator> join_from_environment(double timeout_seconds, cons
 }
 
 void all_reduce_gradients(Communicator& communicator, const std::vector<at::Tensor>& parameters, int64_t bucket_bytes) {
+  if (parameters.empty()) return;  // every worker trains the same parameters
   // Buckets of consecutive parameters on one device, flattened into float32.
   struct Bucket {
     std::vector<at::Tensor> parameters;
@@ -79,9 +80,9 @@ void all_reduce_gradients(Communicator& communicator, const std::vector<at::Tens
     for (const auto& p : b.parameters) pieces.push_back(p.grad().reshape(-1).to(at::kFloat));
     flat.push_back(at::cat(pieces));
   }
-  flat.push_back(at::tensor(present, at::TensorOptions().dtype(at::kDouble)).to(parameters.empty() ? at::Device(at::kCPU) : parameters.front().device()));
+  flat.push_back(at::tensor(present, at::TensorOptions().dtype(at::kDouble)));  // the communicator stages it
   communicator.all_reduce_sum(flat);
-  const at::Tensor anywhere = flat.back().to(at::kCPU);  // a few numbers, read on the host
+  const at::Tensor anywhere = flat.back();
   flat.pop_back();
   for (size_t i = 0; i < buckets.size(); ++i) {
     int64_t offset = 0;

@@ -10,6 +10,8 @@
 #include "ranktune/train/distributed.h"
 #include "sft_data.h"
 
+#include <torch/cuda.h>
+
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -183,6 +185,18 @@ TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& input
   return out;
 }
 
+torch::Device setup_device(const ModelSection& m, const Communicator* communicator) {
+  if (m.device == "cpu") return torch::Device(torch::kCPU);
+  RANKTUNE_CHECK_CTX(torch::cuda::is_available(), (ErrorContext{"", "model.device", -1}), "is ", m.device,
+                     " but this LibTorch has no CUDA support or no GPU is visible");
+  int index = 0;
+  if (m.device != "cuda") index = std::stoi(m.device.substr(5));
+  else if (communicator) index = DistributedEnv::from_environment().value_or(DistributedEnv{}).local_rank;
+  RANKTUNE_CHECK_CTX(index < static_cast<int>(torch::cuda::device_count()), (ErrorContext{"", "model.device", -1}),
+                     "cuda:", index, " does not exist: ", torch::cuda::device_count(), " GPU(s) visible");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
 TrainingData setup_training_data(const RunConfig& config, const RunExamples& examples,
                                  const tokenizer::Tokenizer& tokenizer, const prompt::PromptTemplate& prompt_template,
                                  int64_t world_size) {
@@ -264,6 +278,7 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   configure_threads(worker_threads(t.threads));
   TrainingSession s;
   s.progress.world_size = inputs.communicator ? inputs.communicator->world_size() : 1;
+  s.device = setup_device(config.model, inputs.communicator.get());  // before anything loads
   // Inputs first: the examples and their split, the adapter's config, the model's files
   // (model.download), the tokenizer and template, the tokens; the model last.
   s.examples = setup_examples(config, inputs);
@@ -282,6 +297,7 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
 
   s.model = setup_model(config, inputs);
   s.weights = setup_adapter(config, inputs, s.model, adapter);
+  if (config.model.device != "cpu") s.model->to(s.device);  // the adapter's tensors with it
   s.steps = setup_steps(t, s.data.plan->batches_per_epoch());
   s.progress.total_steps = s.steps.total_steps;
   s.progress.seed = t.seed;

@@ -14,6 +14,7 @@
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/config.h"
+#include "ranktune/train/distributed.h"
 #include "ranktune/train/trainer.h"
 
 #include <array>
@@ -84,6 +85,10 @@ struct StepPlan {
 };
 StepPlan setup_steps(const TrainSection& train, int64_t batches_per_epoch);
 
+// model.device as a device: under data parallelism `cuda` is the worker's LOCAL_RANK GPU. A CUDA
+// device without CUDA support is an error naming model.device.
+torch::Device setup_device(const ModelSection& model, const Communicator* communicator);
+
 struct TrainingSession;
 // Restores the trained weights (into the adapter being trained, or the model), the optimizer
 // state and the trainer state (step, data position, RNG) from session.resume_dir. The total comes
@@ -97,6 +102,7 @@ struct TrainingSession {
   std::shared_ptr<const prompt::PromptTemplate> prompt_template;
   RunExamples examples;
   std::shared_ptr<model::CausalLMImpl> model;
+  torch::Device device = torch::Device(torch::kCPU);  // model.device; batches are moved there
   TrainedWeights weights;
   TrainingData data;
   std::unique_ptr<TrainingOptimizer> optimizer;

@@ -6,6 +6,7 @@
 #include <c10/util/StringUtil.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -30,7 +31,8 @@ double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const
 }
 
 double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const MicroBatchLoss& loss_of,
-                            const std::vector<torch::Tensor>& parameters, Communicator& communicator) {
+                            const std::vector<torch::Tensor>& parameters, Communicator& communicator,
+                            double* reduce_seconds) {
   int64_t local_tokens = 0;
   for (const auto& batch : micro_batches) local_tokens += batch.loss_tokens;
   const double loss_tokens = all_reduce_sum(communicator, {static_cast<double>(local_tokens)})[0];
@@ -49,7 +51,9 @@ double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const
       loss += value * share;
     }
   }
+  const auto start = std::chrono::steady_clock::now();
   all_reduce_gradients(communicator, parameters);
+  if (reduce_seconds) *reduce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (loss_tokens == 0) return std::numeric_limits<double>::quiet_NaN();
   return all_reduce_sum(communicator, {loss})[0];
 }
@@ -58,7 +62,8 @@ StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::
                           const MicroBatchLoss& loss_of, const TrainSection& settings, int64_t warmup_steps,
                           TrainerState& progress, Communicator* communicator) {
   StepResult result;
-  result.loss = communicator ? accumulate_gradients(micro_batches, loss_of, optimizer.parameters(), *communicator)
+  result.loss = communicator ? accumulate_gradients(micro_batches, loss_of, optimizer.parameters(), *communicator,
+                                                    &result.reduce_seconds)
                              : accumulate_gradients(micro_batches, loss_of);
   result.grad_norm = std::numeric_limits<double>::quiet_NaN();
   if (std::isfinite(result.loss)) {

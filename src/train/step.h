@@ -34,12 +34,14 @@ double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const
 // every worker gets the gradient of the one global batch; the loss returned is the global token
 // mean, the same on every worker (NaN everywhere when any worker's is not finite).
 double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const MicroBatchLoss& loss_of,
-                            const std::vector<torch::Tensor>& parameters, Communicator& communicator);
+                            const std::vector<torch::Tensor>& parameters, Communicator& communicator,
+                            double* reduce_seconds = nullptr);
 
 struct StepResult {
   double loss = 0;        // as accumulate_gradients returns it
   double grad_norm = 0;   // total gradient norm before clipping; NaN when the loss is not finite
   bool applied = false;   // false: skipped for a non-finite loss or gradient
+  double reduce_seconds = 0;  // data parallelism: time in the gradient all-reduce (0 in one process)
 };
 
 // accumulate_gradients, then clipping to settings.max_grad_norm (0: none) and an AdamW step at the

@@ -88,7 +88,10 @@ int64_t Trainer::total_steps() const { return state_->session ? state_->session-
 void Trainer::add_callback(std::function<void(const MetricsRow&)> callback) { state_->callbacks.push_back(std::move(callback)); }
 
 void Trainer::setup() {
-  if (!inputs_.communicator) inputs_.communicator = join_from_environment(config_.train.distributed_timeout);
+  if (!inputs_.communicator) {
+    const std::string device_type = config_.model.device.rfind("cuda", 0) == 0 ? "cuda" : "cpu";  // NCCL for CUDA
+    inputs_.communicator = join_from_environment(config_.train.distributed_timeout, device_type);
+  }
   if (inputs_.communicator && inputs_.communicator->rank() > 0 && log_level() == LogLevel::info) {
     set_log_level(LogLevel::warning);  // rank 0 tells the story once
   }
@@ -187,7 +190,9 @@ class Trainer::Loop {
   StepResult train_step() {
     const MicroBatchLoss loss_of = [this](const data::Batch& batch) {
       const AutocastScope autocast(t_.precision);
-      return s_.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss;
+      const torch::Device device = s_.device;  // the batches are host memory until here
+      return s_.model->forward(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
+                               nullptr, /*need_logits=*/false).loss;
     };
     const StepResult step = optimizer_step(*s_.optimizer, next_micro_batches(), loss_of, t_, s_.steps.warmup_steps,
                                            s_.progress, communicator_);
@@ -195,6 +200,7 @@ class Trainer::Loop {
       interval_.loss += step.loss;
       ++interval_.steps;
     }
+    interval_.reduce_seconds += step.reduce_seconds;
     return step;
   }
 
@@ -209,6 +215,7 @@ class Trainer::Loop {
     const double tokens = communicator_ ? all_reduce_sum(*communicator_, {static_cast<double>(interval_.tokens)})[0]
                                         : static_cast<double>(interval_.tokens);
     row.values["tokens_per_second"] = tokens / std::max(elapsed, 1e-9);
+    if (communicator_) row.values["allreduce_seconds"] = interval_.reduce_seconds / static_cast<double>(interval_.steps);
     row.values["epoch"] = static_cast<double>(s_.progress.micro_step) / static_cast<double>(s_.data.plan->batches_per_epoch());
     emit(row);
     bar_.update(s_.progress.step, {{"loss", c10::str(std::round(row.values["loss"] * 1000) / 1000)},
@@ -265,7 +272,7 @@ class Trainer::Loop {
   }
 
   struct Interval {
-    double loss = 0;
+    double loss = 0, reduce_seconds = 0;
     int64_t steps = 0, tokens = 0;
     Clock::time_point start = Clock::now();
   };
@@ -311,7 +318,8 @@ double Trainer::validation_loss() {
     for (size_t i = start; i < std::min(tokens.size(), start + batch_size); ++i) members.push_back(&tokens[i]);
     const data::Batch batch = data::collate(members, s.data.pad_token_id);
     if (batch.loss_tokens == 0) continue;
-    const double loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss.item<double>();
+    const double loss = s.model->forward(batch.input_ids.to(s.device), batch.attention_mask.to(s.device),
+                                         batch.labels.to(s.device), nullptr, /*need_logits=*/false).loss.item<double>();
     weighted += loss * static_cast<double>(batch.loss_tokens);
     counted += batch.loss_tokens;
   }

@@ -22,6 +22,7 @@ struct ModelSection {
   bool download = false;  // fetch an org/name path from the hub when it is not in the local cache
   std::string quantize;   // none | int8 | nf4: how the frozen projection weights are stored
   bool double_quant = false;  // nf4: quantize the block scales too
+  std::string device;         // cpu | cuda | cuda:N (data parallel: cuda means the worker's LOCAL_RANK GPU)
 };
 
 // data.format: GSM8K records (gsm8k: the answer field holds the rationale and "#### N"; jsonl:
