@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "launch.h"
 #include "ranktune/eval/gsm8k_eval.h"
+#include "ranktune/train/distributed.h"
 #include "ranktune/train/trainer.h"
 
 #include <iostream>
@@ -37,8 +38,11 @@ void add_train_command(CLI::App& app) {
     train::Trainer trainer(std::move(config), std::move(inputs));
     trainer.setup();
     const train::TrainResult result = trainer.train();
-    std::cout << "status: " << result.status << "\nsteps: " << result.steps << "\nloss: " << result.first_loss << " -> "
-              << result.last_loss << "\noutput: " << result.output_dir << std::endl;
+    const auto worker = train::DistributedEnv::from_environment();
+    if (!worker || worker->rank == 0) {  // data parallel: rank 0 reports for all
+      std::cout << "status: " << result.status << "\nsteps: " << result.steps << "\nloss: " << result.first_loss << " -> "
+                << result.last_loss << "\noutput: " << result.output_dir << std::endl;
+    }
     // The conventional code of a run ended by a signal: 128 + its number (130 for Ctrl-C).
     if (result.status == "interrupted") throw ExitCode{result.signal > 0 ? 128 + result.signal : 130};
     if (result.status != "completed") throw ExitCode{1};
