@@ -24,9 +24,11 @@ using namespace ranktune;
 namespace {
 
 // Sets the variables for the scope of a test and clears them after.
+using Vars = std::vector<std::pair<const char*, const char*>>;
+
 class Environment {
  public:
-  explicit Environment(std::vector<std::pair<const char*, const char*>> values) {
+  explicit Environment(const Vars& values) {
     for (const char* name : kNames) ::unsetenv(name);
     for (const auto& [name, value] : values) ::setenv(name, value, 1);
   }
@@ -76,12 +78,12 @@ void on_workers(int world, const std::function<void(train::Communicator&)>& work
 
 TEST(DistributedEnvTest, ReadsTorchrunsVariables) {
   {
-    Environment env({});
+    Environment env(Vars{});
     EXPECT_FALSE(train::DistributedEnv::from_environment().has_value());
     EXPECT_EQ(train::join_from_environment(1), nullptr);
   }
   {
-    Environment env({{"RANK", "3"}, {"LOCAL_RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_WORLD_SIZE", "2"},
+    Environment env(Vars{{"RANK", "3"}, {"LOCAL_RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_WORLD_SIZE", "2"},
                      {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "29400"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"},
                      {"TORCHELASTIC_RESTART_COUNT", "2"}});
     const auto e = train::DistributedEnv::from_environment();
@@ -96,31 +98,31 @@ TEST(DistributedEnvTest, ReadsTorchrunsVariables) {
     EXPECT_EQ(e->restart_count, 2);
   }
   {
-    Environment env({{"WORLD_SIZE", "1"}});
+    Environment env(Vars{{"WORLD_SIZE", "1"}});
     EXPECT_EQ(train::join_from_environment(1), nullptr);  // one worker: the one-process path
   }
 }
 
 TEST(DistributedEnvTest, BadVariablesAreNamed) {
   {
-    Environment env({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_PORT", "29500"}});
+    Environment env(Vars{{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_PORT", "29500"}});
     EXPECT_THAT([] { train::DistributedEnv::from_environment(); },
                 ::testing::ThrowsMessage<Error>(::testing::HasSubstr("RANK='2' is not an integer in [0, 1]")));
   }
   {
-    Environment env({{"WORLD_SIZE", "2"}, {"RANK", "1"}});
+    Environment env(Vars{{"WORLD_SIZE", "2"}, {"RANK", "1"}});
     EXPECT_THAT([] { train::DistributedEnv::from_environment(); },
                 ::testing::ThrowsMessage<Error>(::testing::HasSubstr("MASTER_PORT is not")));
   }
   {
-    Environment env({{"WORLD_SIZE", "two"}});
+    Environment env(Vars{{"WORLD_SIZE", "two"}});
     EXPECT_THAT([] { train::DistributedEnv::from_environment(); },
                 ::testing::ThrowsMessage<Error>(::testing::HasSubstr("WORLD_SIZE='two'")));
   }
 }
 
 TEST(DistributedEnvTest, WorkerThreadsShareTheCores) {
-  Environment env({{"WORLD_SIZE", "2"}, {"RANK", "0"}, {"MASTER_PORT", "1"}, {"LOCAL_WORLD_SIZE", "2"}});
+  Environment env(Vars{{"WORLD_SIZE", "2"}, {"RANK", "0"}, {"MASTER_PORT", "1"}, {"LOCAL_WORLD_SIZE", "2"}});
   EXPECT_EQ(train::worker_threads(3), 3);
   EXPECT_EQ(train::worker_threads(0), std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2));
 }
