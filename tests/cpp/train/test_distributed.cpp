@@ -123,8 +123,15 @@ TEST(DistributedEnvTest, BadVariablesAreNamed) {
 
 TEST(DistributedEnvTest, WorkerThreadsShareTheCores) {
   Environment env(Vars{{"WORLD_SIZE", "2"}, {"RANK", "0"}, {"MASTER_PORT", "1"}, {"LOCAL_WORLD_SIZE", "2"}});
+  const char* given = std::getenv("RANKTUNE_NUM_THREADS");  // ctest sets it
+  const std::string saved = given != nullptr ? given : "";
+  ::unsetenv("RANKTUNE_NUM_THREADS");
   EXPECT_EQ(train::worker_threads(3), 3);
   EXPECT_EQ(train::worker_threads(0), std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2));
+  ::setenv("RANKTUNE_NUM_THREADS", "1", 1);
+  EXPECT_EQ(train::worker_threads(0), 0);  // the variable wins (configure_threads reads it)
+  if (given != nullptr) ::setenv("RANKTUNE_NUM_THREADS", saved.c_str(), 1);
+  else ::unsetenv("RANKTUNE_NUM_THREADS");
 }
 
 TEST(CommunicatorTest, CollectivesOnTwoGlooWorkers) {
