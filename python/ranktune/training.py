@@ -250,6 +250,10 @@ class Trainer:
     (with a checkpoint). `progress_bar`: None shows tqdm when it is installed (else the C++ bar on
     stderr), False shows nothing.
 
+    Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ... set) each worker runs the same script and the
+    Trainer joins the group: ``batch_size`` is per worker, rank 0 writes the run and shows the bar,
+    callbacks run on every worker (docs/distributed.md).
+
     Files in ``train.output_dir``: the adapter (PEFT format), ``checkpoint-<step>/``,
     ``metrics.jsonl``, ``training-curve.svg``, ``predictions.jsonl``, ``summary.json``,
     ``config.yaml``.
@@ -377,8 +381,10 @@ class Trainer:
             self._ensure_setup()
         self._callback_error = None
         self._stop_requested = False
-        tqdm = _try_tqdm() if self.progress_bar is not False else None
-        self._core.set_progress_bar(self.progress_bar is not False and tqdm is None)
+        # Under torchrun (docs/distributed.md) only rank 0 shows a bar.
+        show = self.progress_bar is not False and os.environ.get("RANK", "0") == "0"
+        tqdm = _try_tqdm() if show else None
+        self._core.set_progress_bar(show and tqdm is None)
         if tqdm is not None:
             self._bar = tqdm(total=self._estimated_steps(), desc="train", unit="step")
         try:

@@ -106,7 +106,7 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(const torch::Te
   if (config_.rope_scaling.type == RopeScaling::Type::linear) positions = positions / config_.rope_scaling.factor;
   const torch::Tensor inv_freq =
       config_.rope_scaling.type == RopeScaling::Type::dynamic ? inv_freq_for(position_ids.max().item<int64_t>() + 1) : inv_freq_;
-  const torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // [batch, seq, dim/2]
+  const torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq.to(positions.device());  // [batch, seq, dim/2]
   const torch::Tensor emb = at::cat({freqs, freqs}, -1);
   if (cos_sin_scale_ != 1.0) return {(emb.cos() * cos_sin_scale_).to(dtype), (emb.sin() * cos_sin_scale_).to(dtype)};
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
@@ -155,7 +155,9 @@ torch::Tensor position_ids(const torch::Tensor& attention_mask, int64_t batch, i
 torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch, int64_t seq, int64_t past,
                              torch::Dtype dtype, std::optional<int64_t> sliding_window) {
   const int64_t keys = past + seq;
-  const auto long_options = at::TensorOptions().dtype(torch::kLong);
+  // On the mask's device (model.device) when there is a mask.
+  const auto long_options = attention_mask.defined() ? attention_mask.options().dtype(torch::kLong)
+                                                     : at::TensorOptions().dtype(torch::kLong);
   const torch::Tensor query_pos = at::arange(past, keys, long_options).unsqueeze(1);  // [seq, 1]
   const torch::Tensor key_pos = at::arange(0, keys, long_options).unsqueeze(0);      // [1, keys]
   torch::Tensor allowed = key_pos.le(query_pos);
@@ -169,7 +171,7 @@ torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch,
                         : dtype == torch::kBFloat16 ? -3.3895313892515355e38
                         : dtype == torch::kFloat16 ? -65504.0
                                                    : static_cast<double>(std::numeric_limits<float>::lowest());
-  return at::zeros({batch, 1, seq, keys}, at::TensorOptions().dtype(dtype)).masked_fill_(allowed_b.logical_not(), lowest);
+  return at::zeros({batch, 1, seq, keys}, allowed_b.options().dtype(dtype)).masked_fill_(allowed_b.logical_not(), lowest);
 }
 
 // ---- attention -----------------------------------------------------------------------------------

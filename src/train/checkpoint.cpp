@@ -53,6 +53,7 @@ std::string save_checkpoint(const std::string& output_dir, const TrainerState& s
     j["total_steps"] = state.total_steps;
     j["seed"] = state.seed;
     j["seconds"] = state.seconds;
+    j["world_size"] = state.world_size;
     nlohmann::ordered_json recipe = nlohmann::ordered_json::object();
     for (const auto& [key, value] : state.recipe) recipe[key] = value;
     j["recipe"] = recipe;
@@ -77,6 +78,7 @@ TrainerState load_checkpoint_state(const std::string& dir) {
   s.total_steps = f.get_int("total_steps");
   s.seed = static_cast<uint64_t>(f.get_int("seed"));
   if (f.has_value("seconds")) s.seconds = f.raw("seconds").get<double>();
+  if (f.has_value("world_size")) s.world_size = f.get_int("world_size");
   if (f.has_value("recipe")) {
     for (const auto& [key, value] : f.raw("recipe").items()) s.recipe.emplace_back(key, value.get<std::string>());
   }

@@ -32,6 +32,7 @@ struct TrainerState {
   int64_t total_steps = 0;
   uint64_t seed = 0;
   double seconds = 0;  // training time of the whole run up to this step (all segments)
+  int64_t world_size = 1;  // data-parallel workers (micro_step counts their global batches)
   // The recipe values that must not change on resume (key -> YAML text); see check_resume_recipe.
   RecipeValues recipe;
 };

@@ -174,6 +174,7 @@ const std::vector<Key>& keys() {
       {"model.download", Kind::boolean, "false", "When `model.path` is a hub name (`org/name` or `org/name@revision`) missing from the local Hugging Face cache, download it there first (HF_ENDPOINT and HF_TOKEN are honoured; docs/data.md).", {}, RT_SCALAR(model.download, bool)},
       {"model.quantize", Kind::string, "none", "Store the frozen projection weights quantized (QLoRA): `int8` per output channel (~4x smaller than fp32) or `nf4` in blocks of 64 (~7x smaller); embeddings, norms and the output head stay in `model.dtype`. Costs dequantisation time per step (docs/quantization.md).", {"none", "int8", "nf4"}, RT_SCALAR(model.quantize, std::string)},
       {"model.double_quant", Kind::boolean, "false", "With `model.quantize: nf4`, quantize the per-block scales to 8 bits as well (QLoRA's double quantisation: 0.52 instead of 0.56 bytes per weight).", {}, RT_SCALAR(model.double_quant, bool)},
+      {"model.device", Kind::string, "cpu", "Where the model and its batches live: `cpu`, `cuda` or `cuda:N`. Under data parallelism `cuda` is each worker's `LOCAL_RANK` GPU and the workers reduce with NCCL instead of Gloo (a CUDA build of LibTorch is needed; docs/distributed.md says what was run).", {}, RT_SCALAR(model.device, std::string)},
       {"model.init_seed", Kind::integer, "0", "Seed of the random initialisation when the model directory has no weights.", {}, RT_SCALAR(model.init_seed, int64_t)},
       // data
       {"data.train_file", Kind::string, "null", "JSONL training file (GSM8K: `question`, `answer` ending in `#### N`).", {}, RT_SCALAR(data.train_file, std::string)},
@@ -209,7 +210,7 @@ const std::vector<Key>& keys() {
       {"train.seed", Kind::integer, "42", "Seed of adapter initialisation, dropout, data order and the validation split.", {}, RT_SCALAR(train.seed, uint64_t)},
       {"train.epochs", Kind::integer, "1", "Passes over the training data (ignored when max_steps > 0).", {}, RT_SCALAR(train.epochs, int64_t)},
       {"train.max_steps", Kind::integer, "0", "Optimizer steps to run; 0: epochs × batches / gradient_accumulation_steps.", {}, RT_SCALAR(train.max_steps, int64_t)},
-      {"train.batch_size", Kind::integer, "8", "Examples per micro-batch. Activation memory grows linearly with it.", {}, RT_SCALAR(train.batch_size, int64_t)},
+      {"train.batch_size", Kind::integer, "8", "Examples per micro-batch (per worker under data parallelism: the global batch is this × the workers). Activation memory grows linearly with it.", {}, RT_SCALAR(train.batch_size, int64_t)},
       {"train.gradient_accumulation_steps", Kind::integer, "1", "Micro-batches per optimizer step, each weighted by its share of the step's loss tokens: the gradient of one batch of batch_size × this examples, at the memory of one micro-batch.", {}, RT_SCALAR(train.gradient_accumulation_steps, int64_t)},
       {"train.lr", Kind::number, "2e-4", "Peak learning rate (AdamW).", {}, RT_SCALAR(train.lr, double)},
       {"train.lora_plus_ratio", Kind::number, "0", "LoRA+: learning rate of B and of 1-D adapter parameters = lr × this (0: off; the paper suggests 16).", {}, RT_SCALAR(train.lora_plus_ratio, double)},
@@ -230,7 +231,8 @@ const std::vector<Key>& keys() {
       {"train.resume_from", Kind::string, "\"\"", "A checkpoint directory, or `latest` (the newest in output_dir), to continue exactly from. A larger `train.max_steps` or `train.epochs` continues to the new total; keys that shape the model, data or order must match the checkpoint.", {}, RT_SCALAR(train.resume_from, std::string)},
       {"train.overwrite_output_dir", Kind::boolean, "false", "Let a fresh run (no `train.resume_from`) replace another run's files in `train.output_dir`; otherwise such a start is refused.", {}, RT_SCALAR(train.overwrite_output_dir, bool)},
       {"train.max_nan_steps", Kind::integer, "10", "Stop after this many steps in a row with a non-finite loss or gradient (each is skipped with a warning).", {}, RT_SCALAR(train.max_nan_steps, int64_t)},
-      {"train.threads", Kind::integer, "0", "Intra-op threads (0: $RANKTUNE_NUM_THREADS when set, else all cores).", {}, RT_SCALAR(train.threads, int64_t)},
+      {"train.threads", Kind::integer, "0", "Intra-op threads per worker (0: $RANKTUNE_NUM_THREADS when set, else all cores, divided among the workers of one machine under data parallelism).", {}, RT_SCALAR(train.threads, int64_t)},
+      {"train.distributed_timeout", Kind::number, "600", "Data parallelism (docs/distributed.md): seconds a worker waits for the others (the rendezvous, then each collective) before it ends the run with an error naming the operation.", {}, RT_SCALAR(train.distributed_timeout, double)},
       // eval
       {"eval.file", Kind::string, "\"\"", "GSM8K-format questions for the final evaluation (empty: the validation examples).", {}, RT_SCALAR(eval.file, std::string)},
       {"eval.adapter", Kind::string, "\"\"", "For `ranktune eval`: the adapter directory (default: train.output_dir; `none` evaluates the base model).", {}, RT_SCALAR(eval.adapter, std::string)},
@@ -399,6 +401,19 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
   if (t.log_every <= 0) fail("train.log_every", "must be positive");
   if (t.eval_every < 0 || t.save_every < 0) fail(t.eval_every < 0 ? "train.eval_every" : "train.save_every", "must be >= 0");
   if (t.max_nan_steps <= 0) fail("train.max_nan_steps", "must be positive");
+  if (!(t.distributed_timeout > 0)) fail("train.distributed_timeout", "must be positive (seconds)");
+  if (c.model.device != "cpu" && c.model.device != "cuda" && c.model.device.rfind("cuda:", 0) != 0) {
+    fail("model.device", "'" + c.model.device + "' is not a device; allowed: cpu, cuda, cuda:N");
+  }
+  if (c.model.device.rfind("cuda:", 0) == 0) {
+    const std::string index = c.model.device.substr(5);
+    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos || index.size() > 3) {
+      fail("model.device", "'" + c.model.device + "' is not a device; allowed: cpu, cuda, cuda:N");
+    }
+  }
+  if (c.model.device != "cpu" && c.model.quantize != "none") {
+    fail("model.device", "model.quantize runs on the CPU only (its kernels are host code; docs/quantization.md)");
+  }
   if (c.data.max_length < 2) fail("data.max_length", "must be at least 2");
   if (c.data.validation_size < 0) fail("data.validation_size", "must be >= 0");
   const EvalOptions& e = c.eval.options;

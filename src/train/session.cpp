@@ -9,7 +9,10 @@
 #include "ranktune/peft/adaptable_model.h"
 #include "ranktune/peft/linear.h"
 #include "ranktune/peft/peft_model.h"
+#include "ranktune/train/distributed.h"
 #include "sft_data.h"
+
+#include <torch/cuda.h>
 
 #include <atomic>
 #include <cmath>
@@ -191,8 +194,21 @@ TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& input
   return out;
 }
 
+torch::Device setup_device(const ModelSection& m, const Communicator* communicator) {
+  if (m.device == "cpu") return torch::Device(torch::kCPU);
+  RANKTUNE_CHECK_CTX(torch::cuda::is_available(), (ErrorContext{"", "model.device", -1}), "is ", m.device,
+                     " but this LibTorch has no CUDA support or no GPU is visible");
+  int index = 0;
+  if (m.device != "cuda") index = std::stoi(m.device.substr(5));
+  else if (communicator) index = DistributedEnv::from_environment().value_or(DistributedEnv{}).local_rank;
+  RANKTUNE_CHECK_CTX(index < static_cast<int>(torch::cuda::device_count()), (ErrorContext{"", "model.device", -1}),
+                     "cuda:", index, " does not exist: ", torch::cuda::device_count(), " GPU(s) visible");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
 TrainingData setup_training_data(const RunConfig& config, const RunExamples& examples,
-                                 const tokenizer::Tokenizer& tokenizer, const prompt::PromptTemplate& prompt_template) {
+                                 const tokenizer::Tokenizer& tokenizer, const prompt::PromptTemplate& prompt_template,
+                                 int64_t world_size) {
   // A template that writes its own BOS/end-of-turn markers gets no extra ones.
   data::TokenizeOptions tokenize;
   tokenize.max_length = config.data.max_length;
@@ -225,7 +241,7 @@ TrainingData setup_training_data(const RunConfig& config, const RunExamples& exa
   }
   std::vector<int64_t> lengths;
   for (const auto& e : out.train) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
-  out.plan.emplace(lengths, config.train.batch_size, config.train.seed, config.data.group_by_length);
+  out.plan.emplace(lengths, config.train.batch_size * world_size, config.train.seed, config.data.group_by_length);
   out.pad_token_id = tokenizer.pad_token_id().value_or(tokenizer.eos_token_id().value_or(0));
   return out;
 }
@@ -257,14 +273,23 @@ void resume_session(TrainingSession& s, const TrainSection& t) {
   TrainerState resumed = checkpoint;
   resumed.total_steps = s.progress.total_steps;
   resumed.recipe = s.progress.recipe;
+  resumed.world_size = s.progress.world_size;
+  if (checkpoint.world_size != s.progress.world_size) {
+    log_warning(c10::str("resuming a run of ", checkpoint.world_size, " worker(s) with ", s.progress.world_size,
+                         ": the global batch is now train.batch_size × ", s.progress.world_size, "; the data continues "
+                         "from global batch ", checkpoint.micro_step, " of the new order, so the rest of this epoch "
+                         "differs (docs/distributed.md)"));
+  }
   s.progress = std::move(resumed);
   log_info("resuming from " + dir + " at step " + std::to_string(s.progress.step));
 }
 
 TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inputs) {
   const TrainSection& t = config.train;
-  configure_threads(static_cast<int>(t.threads));
+  configure_threads(worker_threads(t.threads));
   TrainingSession s;
+  s.progress.world_size = inputs.communicator ? inputs.communicator->world_size() : 1;
+  s.device = setup_device(config.model, inputs.communicator.get());  // before anything loads
   // Inputs first: the examples and their split, the adapter's config, the model's files
   // (model.download), the tokenizer and template, the tokens; the model last.
   s.examples = setup_examples(config, inputs);
@@ -279,15 +304,18 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   s.resume_dir = setup_run_directory(t, s.progress.recipe);
 
   // Tokenized before the model loads: a record the template cannot render fails fast.
-  s.data = setup_training_data(config, s.examples, *s.tokenizer, *s.prompt_template);
+  s.data = setup_training_data(config, s.examples, *s.tokenizer, *s.prompt_template, s.progress.world_size);
 
   s.model = setup_model(config, inputs);
   s.weights = setup_adapter(config, inputs, s.model, adapter);
+  if (config.model.device != "cpu") s.model->to(s.device);  // the adapter's tensors with it
   s.steps = setup_steps(t, s.data.plan->batches_per_epoch());
   s.progress.total_steps = s.steps.total_steps;
   s.progress.seed = t.seed;
   s.optimizer = std::make_unique<TrainingOptimizer>(*s.model, t);
   if (!s.resume_dir.empty()) resume_session(s, t);
+  // One starting point on every worker (a model given in memory may differ between them).
+  if (inputs.communicator) broadcast_parameters(*inputs.communicator, s.optimizer->parameters());
   return s;
 }
 

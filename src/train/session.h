@@ -14,6 +14,7 @@
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/config.h"
+#include "ranktune/train/distributed.h"
 #include "ranktune/train/trainer.h"
 
 #include <array>
@@ -65,7 +66,8 @@ TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& input
 
 // The examples as tokens (GSM8K examples rendered by the template; SFT records rendered through
 // its render_chat, which is the model's chat template for format: chat), packed into
-// data.max_length rows with data.packing, and the batch order.
+// data.max_length rows with data.packing, and the batch order: batches of train.batch_size ×
+// `world_size`, the global batches of data-parallel workers (each takes its share of each).
 struct TrainingData {
   std::vector<data::TokenizedExample> train, validation;
   data::TokenizeReport train_report;
@@ -73,7 +75,8 @@ struct TrainingData {
   int64_t pad_token_id = 0;
 };
 TrainingData setup_training_data(const RunConfig& config, const RunExamples& examples,
-                                 const tokenizer::Tokenizer& tokenizer, const prompt::PromptTemplate& prompt_template);
+                                 const tokenizer::Tokenizer& tokenizer, const prompt::PromptTemplate& prompt_template,
+                                 int64_t world_size = 1);
 
 // The run's length: optimizer steps in total (train.max_steps, else the epochs) and warmup steps.
 struct StepPlan {
@@ -81,6 +84,10 @@ struct StepPlan {
   int64_t warmup_steps = 0;
 };
 StepPlan setup_steps(const TrainSection& train, int64_t batches_per_epoch);
+
+// model.device as a device: under data parallelism `cuda` is the worker's LOCAL_RANK GPU. A CUDA
+// device without CUDA support is an error naming model.device.
+torch::Device setup_device(const ModelSection& model, const Communicator* communicator);
 
 struct TrainingSession;
 // Restores the trained weights (into the adapter being trained, or the model), the optimizer
@@ -95,6 +102,7 @@ struct TrainingSession {
   std::shared_ptr<const prompt::PromptTemplate> prompt_template;
   RunExamples examples;
   std::shared_ptr<model::CausalLMImpl> model;
+  torch::Device device = torch::Device(torch::kCPU);  // model.device; batches are moved there
   TrainedWeights weights;
   TrainingData data;
   std::unique_ptr<TrainingOptimizer> optimizer;

@@ -6,6 +6,7 @@
 #include <c10/util/StringUtil.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -29,11 +30,41 @@ double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const
   return loss;
 }
 
+double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const MicroBatchLoss& loss_of,
+                            const std::vector<torch::Tensor>& parameters, Communicator& communicator,
+                            double* reduce_seconds) {
+  int64_t local_tokens = 0;
+  for (const auto& batch : micro_batches) local_tokens += batch.loss_tokens;
+  const double loss_tokens = all_reduce_sum(communicator, {static_cast<double>(local_tokens)})[0];
+  double loss = 0;
+  if (loss_tokens > 0) {
+    for (const auto& batch : micro_batches) {
+      if (batch.loss_tokens == 0) continue;
+      const double share = static_cast<double>(batch.loss_tokens) / loss_tokens;
+      const torch::Tensor micro_loss = loss_of(batch);
+      const double value = micro_loss.item<double>();
+      if (!std::isfinite(value)) {
+        loss = value;
+        break;  // the gradients are still reduced below: every worker makes the same calls
+      }
+      (micro_loss * share).backward();
+      loss += value * share;
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  all_reduce_gradients(communicator, parameters);
+  if (reduce_seconds) *reduce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (loss_tokens == 0) return std::numeric_limits<double>::quiet_NaN();
+  return all_reduce_sum(communicator, {loss})[0];
+}
+
 StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::Batch>& micro_batches,
                           const MicroBatchLoss& loss_of, const TrainSection& settings, int64_t warmup_steps,
-                          TrainerState& progress) {
+                          TrainerState& progress, Communicator* communicator) {
   StepResult result;
-  result.loss = accumulate_gradients(micro_batches, loss_of);
+  result.loss = communicator ? accumulate_gradients(micro_batches, loss_of, optimizer.parameters(), *communicator,
+                                                    &result.reduce_seconds)
+                             : accumulate_gradients(micro_batches, loss_of);
   result.grad_norm = std::numeric_limits<double>::quiet_NaN();
   if (std::isfinite(result.loss)) {
     const double max_norm = settings.max_grad_norm > 0 ? settings.max_grad_norm : std::numeric_limits<double>::infinity();

@@ -7,6 +7,7 @@
 #include "optimizer.h"
 #include "ranktune/data/batching.h"
 #include "ranktune/train/config.h"
+#include "ranktune/train/distributed.h"
 
 #include <torch/types.h>
 
@@ -27,18 +28,30 @@ using MicroBatchLoss = std::function<torch::Tensor(const data::Batch&)>;
 // when no micro-batch has a loss token.
 double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const MicroBatchLoss& loss_of);
 
+// The same across the workers of a group, each holding its share of every micro-batch (an empty
+// share has no loss tokens): each micro-batch loss is weighted by its tokens over the step's
+// loss tokens on all workers (all-reduced first), the gradients are summed across workers, so
+// every worker gets the gradient of the one global batch; the loss returned is the global token
+// mean, the same on every worker (NaN everywhere when any worker's is not finite).
+double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const MicroBatchLoss& loss_of,
+                            const std::vector<torch::Tensor>& parameters, Communicator& communicator,
+                            double* reduce_seconds = nullptr);
+
 struct StepResult {
   double loss = 0;        // as accumulate_gradients returns it
   double grad_norm = 0;   // total gradient norm before clipping; NaN when the loss is not finite
   bool applied = false;   // false: skipped for a non-finite loss or gradient
+  double reduce_seconds = 0;  // data parallelism: time in the gradient all-reduce (0 in one process)
 };
 
 // accumulate_gradients, then clipping to settings.max_grad_norm (0: none) and an AdamW step at the
 // schedule's learning rate for progress.step. A non-finite loss or gradient norm skips the step: no
 // parameter, moment or step count changes, progress.nan_streak grows by one and a warning says so.
 // An applied step resets the streak. Either way the gradients are zeroed and progress.step advances.
+// With a communicator, the gradients are the group's (the distributed accumulate_gradients), so every
+// worker clips, skips or steps alike.
 StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::Batch>& micro_batches,
                           const MicroBatchLoss& loss_of, const TrainSection& settings, int64_t warmup_steps,
-                          TrainerState& progress);
+                          TrainerState& progress, Communicator* communicator = nullptr);
 
 }  // namespace ranktune::train

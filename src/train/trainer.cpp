@@ -8,6 +8,7 @@
 #include "ranktune/io/hub_cache.h"
 #include "ranktune/io/json.h"
 #include "ranktune/model/causal_lm.h"
+#include "ranktune/train/distributed.h"
 #include "precision.h"
 #include "session.h"
 #include "step.h"
@@ -87,6 +88,13 @@ int64_t Trainer::total_steps() const { return state_->session ? state_->session-
 void Trainer::add_callback(std::function<void(const MetricsRow&)> callback) { state_->callbacks.push_back(std::move(callback)); }
 
 void Trainer::setup() {
+  if (!inputs_.communicator) {
+    const std::string device_type = config_.model.device.rfind("cuda", 0) == 0 ? "cuda" : "cpu";  // NCCL for CUDA
+    inputs_.communicator = join_from_environment(config_.train.distributed_timeout, device_type);
+  }
+  if (inputs_.communicator && inputs_.communicator->rank() > 0 && log_level() == LogLevel::info) {
+    set_log_level(LogLevel::warning);  // rank 0 tells the story once
+  }
   state_->session = setup_session(config_, inputs_);
   if (!inputs_.evaluator && !state_->session->examples.test.empty()) {
     log_info("no evaluator given (TrainerInputs::evaluator): evaluations measure the validation loss only");
@@ -104,9 +112,11 @@ class Trainer::Loop {
         s_(trainer.state_->ready("train()")),
         config_(trainer.config_),
         t_(config_.train),
-        metrics_(open_run(config_, s_)),
+        communicator_(trainer.inputs_.communicator.get()),
+        writes_(!communicator_ || communicator_->rank() == 0),
+        metrics_(open_run(config_, s_, writes_)),
         seconds_before_(s_.progress.seconds),
-        bar_(s_.progress.total_steps, "train", trainer.progress_bar_ ? stderr : nullptr) {}
+        bar_(s_.progress.total_steps, "train", trainer.progress_bar_ && writes_ ? stderr : nullptr) {}
 
   TrainResult run() {
     signals_.emplace();
@@ -128,7 +138,9 @@ class Trainer::Loop {
   }
 
  private:
-  static MetricsLog open_run(const RunConfig& config, const TrainingSession& s) {
+  // Rank 0's metrics log; the other workers keep their rows in memory only.
+  static std::optional<MetricsLog> open_run(const RunConfig& config, const TrainingSession& s, bool writes) {
+    if (!writes) return std::nullopt;
     open_run_directory(config, s);
     return MetricsLog((fs::path(config.train.output_dir) / "metrics.jsonl").string(),
                       s.resume_dir.empty() ? -1 : s.progress.step);
@@ -139,11 +151,14 @@ class Trainer::Loop {
   double seconds() const { return seconds_before_ + std::chrono::duration<double>(Clock::now() - start_).count(); }
 
   void emit(const MetricsRow& row) {
-    metrics_.write(row);
+    if (metrics_) metrics_->write(row);
+    else rows_.push_back(row);
     for (auto& callback : trainer_.state_->callbacks) callback(row);
   }
+  const std::vector<MetricsRow>& rows() const { return metrics_ ? metrics_->rows() : rows_; }
 
-  // The micro-batches of the next optimizer step, in the plan's order from the data position.
+  // The micro-batches of the next optimizer step, in the plan's order from the data position. A
+  // data-parallel worker takes its rank's share of each global batch (an empty share: an empty Batch).
   std::vector<data::Batch> next_micro_batches() {
     const data::BatchPlan& plan = *s_.data.plan;
     std::vector<data::Batch> out;
@@ -155,25 +170,37 @@ class Trainer::Loop {
         cached_epoch_ = epoch;
       }
       std::vector<const data::TokenizedExample*> members;
-      for (int64_t index : epoch_batches_[static_cast<size_t>(position % plan.batches_per_epoch())]) {
-        members.push_back(&s_.data.train[static_cast<size_t>(index)]);
-      }
-      out.push_back(data::collate(members, s_.data.pad_token_id));
+      const auto& batch = epoch_batches_[static_cast<size_t>(position % plan.batches_per_epoch())];
+      const auto [first, last] = my_share(static_cast<int64_t>(batch.size()));
+      for (int64_t i = first; i < last; ++i) members.push_back(&s_.data.train[static_cast<size_t>(batch[static_cast<size_t>(i)])]);
+      out.push_back(members.empty() ? data::Batch{} : data::collate(members, s_.data.pad_token_id));
       interval_.tokens += out.back().tokens;
     }
     return out;
   }
 
+  // This worker's part [first, last) of a global batch of `size`: train.batch_size examples at
+  // rank × train.batch_size (the last global batch may leave a worker fewer or none).
+  std::pair<int64_t, int64_t> my_share(int64_t size) const {
+    if (!communicator_) return {0, size};
+    const int64_t first = std::min(size, communicator_->rank() * t_.batch_size);
+    return {first, std::min(size, first + t_.batch_size)};
+  }
+
   StepResult train_step() {
     const MicroBatchLoss loss_of = [this](const data::Batch& batch) {
       const AutocastScope autocast(t_.precision);
-      return s_.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss;
+      const torch::Device device = s_.device;  // the batches are host memory until here
+      return s_.model->forward(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
+                               nullptr, /*need_logits=*/false).loss;
     };
-    const StepResult step = optimizer_step(*s_.optimizer, next_micro_batches(), loss_of, t_, s_.steps.warmup_steps, s_.progress);
+    const StepResult step = optimizer_step(*s_.optimizer, next_micro_batches(), loss_of, t_, s_.steps.warmup_steps,
+                                           s_.progress, communicator_);
     if (step.applied) {
       interval_.loss += step.loss;
       ++interval_.steps;
     }
+    interval_.reduce_seconds += step.reduce_seconds;
     return step;
   }
 
@@ -185,7 +212,10 @@ class Trainer::Loop {
     row.values["loss"] = interval_.loss / static_cast<double>(interval_.steps);
     row.values["lr"] = s_.optimizer->lr();
     row.values["grad_norm"] = step.grad_norm;
-    row.values["tokens_per_second"] = static_cast<double>(interval_.tokens) / std::max(elapsed, 1e-9);
+    const double tokens = communicator_ ? all_reduce_sum(*communicator_, {static_cast<double>(interval_.tokens)})[0]
+                                        : static_cast<double>(interval_.tokens);
+    row.values["tokens_per_second"] = tokens / std::max(elapsed, 1e-9);
+    if (communicator_) row.values["allreduce_seconds"] = interval_.reduce_seconds / static_cast<double>(interval_.steps);
     row.values["epoch"] = static_cast<double>(s_.progress.micro_step) / static_cast<double>(s_.data.plan->batches_per_epoch());
     emit(row);
     bar_.update(s_.progress.step, {{"loss", c10::str(std::round(row.values["loss"] * 1000) / 1000)},
@@ -203,14 +233,16 @@ class Trainer::Loop {
   }
 
   // A checkpoint at train.save_every and when a stop is asked for; returns "interrupted" then.
+  // Data-parallel workers stop together: at the first step boundary where any was asked to.
   std::string maybe_save() {
-    const bool stopping = signals_->received() != 0 || trainer_.stop_requested_;
-    if (every(t_.save_every) || stopping) {
+    bool stopping = signals_->received() != 0 || trainer_.stop_requested_;
+    if (communicator_) stopping = all_reduce_sum(*communicator_, {stopping ? 1.0 : 0.0})[0] > 0;
+    if ((every(t_.save_every) || stopping) && writes_) {
       s_.progress.seconds = seconds();
       save_session_checkpoint(s_, t_);
     }
     if (!stopping) return "";
-    signal_ = signals_->received();
+    signal_ = signals_->received() != 0 ? signals_->received() : communicator_ && !trainer_.stop_requested_ ? SIGTERM : 0;
     return "interrupted";
   }
 
@@ -223,22 +255,24 @@ class Trainer::Loop {
     result.steps = s_.progress.step;
     result.output_dir = t_.output_dir;
     if (status == "completed") {
-      save_trained_weights(s_, t_.output_dir);
+      if (writes_) save_trained_weights(s_, t_.output_dir);
       signals_.reset();
       emit(trainer_.evaluation_row(EvaluationKind::final_run, s_.examples.test,
                                    (fs::path(t_.output_dir) / "predictions.jsonl").string()));
-      write_training_curve(metrics_.rows(), (fs::path(t_.output_dir) / "training-curve.svg").string(),
-                           c10::str(config_.adapter.training_method(), " on ", config_.model.path, " with ",
-                                    config_.template_name));
+      if (writes_) {
+        write_training_curve(rows(), (fs::path(t_.output_dir) / "training-curve.svg").string(),
+                             c10::str(config_.adapter.training_method(), " on ", config_.model.path, " with ",
+                                      config_.template_name));
+      }
     }
     result.seconds = seconds();
-    std::tie(result.first_loss, result.last_loss) = run_losses(metrics_.rows());
-    trainer_.write_summary(result);
+    std::tie(result.first_loss, result.last_loss) = run_losses(rows());
+    if (writes_) trainer_.write_summary(result);
     return result;
   }
 
   struct Interval {
-    double loss = 0;
+    double loss = 0, reduce_seconds = 0;
     int64_t steps = 0, tokens = 0;
     Clock::time_point start = Clock::now();
   };
@@ -247,7 +281,10 @@ class Trainer::Loop {
   TrainingSession& s_;
   const RunConfig& config_;
   const TrainSection& t_;
-  MetricsLog metrics_;
+  Communicator* communicator_;  // null: one process
+  const bool writes_;           // rank 0 (or the one process) writes the run's files
+  std::optional<MetricsLog> metrics_;
+  std::vector<MetricsRow> rows_;  // the other workers' rows
   const Clock::time_point start_ = Clock::now();
   const double seconds_before_;  // earlier segments of a resumed run
   ProgressBar bar_;
@@ -272,16 +309,26 @@ double Trainer::validation_loss() {
   double weighted = 0;
   int64_t counted = 0;
   const auto batch_size = static_cast<size_t>(config_.train.batch_size);
-  for (size_t start = 0; start < tokens.size(); start += batch_size) {
+  // Data-parallel workers take every world-th batch and sum their parts.
+  Communicator* communicator = inputs_.communicator.get();
+  const size_t stride = batch_size * static_cast<size_t>(communicator ? communicator->world_size() : 1);
+  for (size_t start = batch_size * static_cast<size_t>(communicator ? communicator->rank() : 0); start < tokens.size();
+       start += stride) {
     std::vector<const data::TokenizedExample*> members;
     for (size_t i = start; i < std::min(tokens.size(), start + batch_size); ++i) members.push_back(&tokens[i]);
     const data::Batch batch = data::collate(members, s.data.pad_token_id);
     if (batch.loss_tokens == 0) continue;
-    const double loss = s.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss.item<double>();
+    const double loss = s.model->forward(batch.input_ids.to(s.device), batch.attention_mask.to(s.device),
+                                         batch.labels.to(s.device), nullptr, /*need_logits=*/false).loss.item<double>();
     weighted += loss * static_cast<double>(batch.loss_tokens);
     counted += batch.loss_tokens;
   }
   s.model->train(was_training);
+  if (communicator) {
+    const std::vector<double> sums = all_reduce_sum(*communicator, {weighted, static_cast<double>(counted)});
+    weighted = sums[0];
+    counted = static_cast<int64_t>(sums[1]);
+  }
   return counted > 0 ? weighted / static_cast<double>(counted) : NAN;
 }
 
@@ -292,8 +339,8 @@ MetricsRow Trainer::evaluation_row(EvaluationKind kind, const std::vector<data::
   row.step = s.progress.step;
   row.values["eval_loss"] = validation_loss();
   if (questions.empty() || !inputs_.evaluator) return row;
-  const Evaluation evaluation = inputs_.evaluator->evaluate(
-      {*s.model, *s.tokenizer, *s.prompt_template, questions, kind, progress_bar_, predictions_path});
+  const Evaluation evaluation = inputs_.evaluator->evaluate({*s.model, *s.tokenizer, *s.prompt_template, questions, kind,
+                                                             progress_bar_, predictions_path, inputs_.communicator.get()});
   for (const auto& [name, value] : evaluation.metrics) row.values["eval_" + name] = value;
   if (kind == EvaluationKind::final_run) state_->final_eval = evaluation.summary_json;
   return row;

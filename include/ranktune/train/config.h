@@ -23,6 +23,7 @@ struct ModelSection {
   bool download = false;  // fetch an org/name path from the hub when it is not in the local cache
   std::string quantize;   // none | int8 | nf4: how the frozen projection weights are stored
   bool double_quant = false;  // nf4: quantize the block scales too
+  std::string device;         // cpu | cuda | cuda:N (data parallel: cuda means the worker's LOCAL_RANK GPU)
 };
 
 // data.format: GSM8K records (gsm8k: the answer field holds the rationale and "#### N"; jsonl:
@@ -93,6 +94,7 @@ struct TrainSection {
   bool overwrite_output_dir = false;  // a fresh run may replace another run in output_dir
   int64_t max_nan_steps = 0;
   int64_t threads = 0;
+  double distributed_timeout = 600;  // seconds a data-parallel worker waits for the others
 };
 
 // How the questions of an evaluation are answered and scored (eval.*): the GSM8K evaluator's

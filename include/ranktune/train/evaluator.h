@@ -25,6 +25,8 @@ class Tokenizer;
 
 namespace ranktune::train {
 
+class Communicator;  // train/distributed.h
+
 enum class EvaluationKind {
   during_training,  // at train.eval_every, on eval.during_training questions: quick, silent
   on_request,       // Trainer::evaluate(): quick, with a progress bar when the trainer shows one
@@ -39,6 +41,10 @@ struct EvaluationRequest {
   EvaluationKind kind;
   bool progress_bar = false;     // on_request: the trainer's progress-bar setting
   std::string predictions_path;  // final_run: where one JSON line per question goes (atomically)
+  // Data-parallel workers (null: one process): every worker is asked the same request; an evaluator
+  // may shard the questions, gather the results and return the same Evaluation on every worker
+  // (rank 0 writes the predictions).
+  Communicator* communicator = nullptr;
 };
 
 struct Evaluation {

@@ -13,6 +13,9 @@
 //   trainer.setup();
 //   auto result = trainer.train();
 //
+// Under data parallelism (docs/distributed.md) each worker runs the same calls; train.batch_size is
+// per worker, rank 0 writes every file and shows the progress bar.
+//
 // Files in train.output_dir: adapter_config.json + adapter_model.safetensors (or model.safetensors
 // for full fine-tuning), checkpoint-<step>/ (the last train.keep_last), metrics.jsonl,
 // training-curve.svg, predictions.jsonl (final evaluation), summary.json, config.yaml.
@@ -41,6 +44,8 @@ class Tokenizer;
 }
 
 namespace ranktune::train {
+
+class Communicator;  // train/distributed.h
 
 struct TrainResult {
   std::string status;       // "completed", "interrupted" (a checkpoint was saved), "stopped: ..."
@@ -74,6 +79,9 @@ struct TrainerInputs {
   std::optional<std::vector<data::Example>> eval_examples;
   // Scores the model during training, on request and at the end (null: the validation loss only).
   std::shared_ptr<Evaluator> evaluator;
+  // The group of data-parallel workers this trainer is one of (train/distributed.h). Null: setup()
+  // joins the group torchrun's variables describe (WORLD_SIZE > 1), else the run is one process.
+  std::shared_ptr<Communicator> communicator;
 };
 
 class Trainer {
