@@ -32,8 +32,13 @@ double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const
 StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::Batch>& micro_batches,
                           const MicroBatchLoss& loss_of, const TrainSection& settings, int64_t warmup_steps,
                           TrainerState& progress) {
+  return apply_gradients(optimizer, accumulate_gradients(micro_batches, loss_of), settings, warmup_steps, progress);
+}
+
+StepResult apply_gradients(TrainingOptimizer& optimizer, double loss, const TrainSection& settings, int64_t warmup_steps,
+                           TrainerState& progress) {
   StepResult result;
-  result.loss = accumulate_gradients(micro_batches, loss_of);
+  result.loss = loss;
   result.grad_norm = std::numeric_limits<double>::quiet_NaN();
   if (std::isfinite(result.loss)) {
     const double max_norm = settings.max_grad_norm > 0 ? settings.max_grad_norm : std::numeric_limits<double>::infinity();

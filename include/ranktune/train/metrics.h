@@ -35,4 +35,14 @@ class MetricsLog {
 // "eval_accuracy", and "eval_format_rate") against step. Atomic.
 void write_training_curve(const std::vector<MetricsRow>& rows, const std::string& path, const std::string& title);
 
+// A panel of write_metric_curves: the series of `keys` against step; `rates` fixes the y axis to [0, 1].
+struct CurvePanel {
+  std::string title;
+  std::vector<std::string> keys;
+  bool rates = false;
+};
+// Writes one SVG with a panel per entry (GRPO: reward, completion length, loss). Atomic.
+void write_metric_curves(const std::vector<MetricsRow>& rows, const std::string& path, const std::string& title,
+                         const std::vector<CurvePanel>& panels);
+
 }  // namespace ranktune::train
