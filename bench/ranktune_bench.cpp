@@ -5,6 +5,8 @@
 //   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64] [--profile-top 20]
 //   build/bench/ranktune_bench profile --shape smollm2 --method lora   (docs/performance.md)
 //   build/bench/ranktune_bench paired --shape smollm2 --method dora    (DoRA/LoRA step-time ratio)
+//   build/bench/ranktune_bench paired --shape mixtral-smollm2 --method lora --against-shape smollm2
+//       (an MoE step against the dense model of the same active parameters)
 //   build/bench/ranktune_bench --quantize int8|nf4 [--double-quant] train ...  (QLoRA: quantized base)
 //   build/bench/ranktune_bench --quantize nf4 dequant   (quantized product: whole layer vs row chunks)
 //
@@ -37,6 +39,9 @@ namespace {
 struct Shape {
   int64_t hidden, layers, heads, kv_heads, intermediate, vocab;
   double theta;
+  // Mixture of experts (Mixtral's layout): `experts` of MLP size `intermediate`, `top_k` per
+  // token. 0: a dense Llama.
+  int64_t experts = 0, top_k = 0;
 };
 
 Shape shape_named(const std::string& name) {
@@ -45,7 +50,11 @@ Shape shape_named(const std::string& name) {
   // Qwen2.5-1.5B: 28 layers x 1536 hidden, 12 heads / 2 KV heads, MLP 8960, vocab 151936, tied.
   if (name == "qwen2.5-1.5b") return {1536, 28, 12, 2, 8960, 151936, 1000000.0};
   if (name == "tiny") return {64, 2, 4, 2, 128, 512, 10000.0};
-  throw std::runtime_error("unknown shape '" + name + "' (smollm2, qwen2.5-1.5b, tiny)");
+  // SmolLM2-135M with Mixtral's sparse MLP: 8 experts of MLP 768, top-2, so each token runs
+  // 2 × 768 = 1536 MLP columns — the dense smollm2 shape's active parameters, with 4× its MLP
+  // weights in total.
+  if (name == "mixtral-smollm2") return {576, 30, 9, 3, 768, 49152, 100000.0, 8, 2};
+  throw std::runtime_error("unknown shape '" + name + "' (smollm2, qwen2.5-1.5b, tiny, mixtral-smollm2)");
 }
 
 model::ModelConfig config_for(const Shape& s) {
@@ -54,6 +63,12 @@ model::ModelConfig config_for(const Shape& s) {
                       {"num_key_value_heads", s.kv_heads}, {"intermediate_size", s.intermediate},
                       {"vocab_size", s.vocab}, {"rope_theta", s.theta}, {"rms_norm_eps", 1e-5},
                       {"max_position_embeddings", 2048}, {"tie_word_embeddings", true}};
+  if (s.experts > 0) {
+    j["architectures"] = {"MixtralForCausalLM"};
+    j["model_type"] = "mixtral";
+    j["num_local_experts"] = s.experts;
+    j["num_experts_per_tok"] = s.top_k;
+  }
   return model::ModelConfig::from_json(j.dump(), "bench shape");
 }
 
@@ -99,7 +114,8 @@ double read_bandwidth_gbs(const at::Tensor& buffer) {
 double step_flops(const Shape& s, const std::string& method, int64_t batch, int64_t seq) {
   const double head_dim = static_cast<double>(s.hidden / s.heads);
   const double q = s.heads * head_dim, kv = s.kv_heads * head_dim;
-  const double projections = s.layers * (s.hidden * (q + 2 * kv) + q * s.hidden + 3.0 * s.hidden * s.intermediate);
+  const double mlp = static_cast<double>(s.experts ? s.top_k * s.intermediate : s.intermediate);  // active columns
+  const double projections = s.layers * (s.hidden * (q + 2 * kv) + q * s.hidden + 3.0 * s.hidden * mlp);
   const double head = static_cast<double>(s.vocab) * s.hidden;
   const double passes = method == "full" ? 3.0 : 2.0;
   const double tokens = static_cast<double>(batch * seq);
@@ -122,7 +138,9 @@ double base_weight_mb(model::CausalLMImpl& model) {
   return bytes / 1e6;
 }
 
-const std::vector<std::string> kTargets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+// Every projection: attention, the dense MLP, and Mixtral's experts (w1/w2/w3; the router stays frozen).
+const std::vector<std::string> kTargets = {"q_proj",  "k_proj", "v_proj", "o_proj", "gate_proj",
+                                           "up_proj", "down_proj", "w1", "w2", "w3"};
 
 // A model with its adapters (or all weights) trainable, its optimizer and a stream of batches.
 struct TrainSetup {
@@ -197,16 +215,18 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   return j;
 }
 
-// The step-time ratio of two methods with both models in one process, their steps alternating
-// (A B A B ...): on a machine whose speed drifts between processes (this one's does, by up to
-// 15%), the ratio of pairs measured back to back is steadier than a ratio of separate runs.
-// Peak memory is not reported: one process holds both models.
-nlohmann::ordered_json paired(const Shape& shape, const std::string& method_a, const std::string& method_b,
+// The step-time ratio of two configurations (methods, or shapes: an MoE against the dense model of
+// its active parameters) with both models in one process, their steps alternating (A B A B ...):
+// on a machine whose speed drifts between processes (this one's does, by up to 15%), the ratio of
+// pairs measured back to back is steadier than a ratio of separate runs. Peak memory is not
+// reported: one process holds both models.
+nlohmann::ordered_json paired(const Shape& shape_a, const std::string& method_a, const std::string& name_a,
+                              const Shape& shape_b, const std::string& method_b, const std::string& name_b,
                               int64_t batch, int64_t seq, int64_t steps, int64_t warmup, int64_t r, double alpha) {
-  TrainSetup a(shape, method_a, r, alpha), b(shape, method_b, r, alpha);
+  TrainSetup a(shape_a, method_a, r, alpha), b(shape_b, method_b, r, alpha);
   std::vector<double> times_a, times_b, ratios;
   for (int64_t step = 0; step < warmup + steps; ++step) {
-    const double ta = timed_step(a, shape, batch, seq), tb = timed_step(b, shape, batch, seq);
+    const double ta = timed_step(a, shape_a, batch, seq), tb = timed_step(b, shape_b, batch, seq);
     if (step < warmup) continue;
     times_a.push_back(ta);
     times_b.push_back(tb);
@@ -215,9 +235,9 @@ nlohmann::ordered_json paired(const Shape& shape, const std::string& method_a, c
   nlohmann::ordered_json j;
   j["impl"] = "ranktune";
   j["bench"] = "paired";
-  j["method"] = method_b + "/" + method_a;
-  j["median_step_s_" + method_a] = median(times_a);
-  j["median_step_s_" + method_b] = median(times_b);
+  j["method"] = name_b + "/" + name_a;
+  j["median_step_s_" + name_a] = median(times_a);
+  j["median_step_s_" + name_b] = median(times_b);
   j["median_ratio"] = median(ratios);
   j["ratios"] = ratios;
   j["steps"] = steps;
@@ -375,7 +395,7 @@ int main(int argc, char** argv) {
   int threads = 2;
   double alpha = 32;
   bool merged = false;
-  app.add_option("--shape", shape_name, "smollm2 | tiny");
+  app.add_option("--shape", shape_name, "smollm2 | qwen2.5-1.5b | tiny | mixtral-smollm2");
   app.add_option("--threads", threads, "intra-op threads");
   app.add_option("--r", r, "LoRA rank");
   app.add_option("--alpha", alpha, "LoRA alpha");
@@ -399,6 +419,9 @@ int main(int argc, char** argv) {
   auto* paired_cmd = app.add_subcommand("paired", "step-time ratio of two methods, alternating steps in one process");
   paired_cmd->add_option("--method", method, "lora | dora | full")->required();
   paired_cmd->add_option("--against", against, "the method in the denominator");
+  std::string against_shape;
+  paired_cmd->add_option("--against-shape", against_shape,
+                         "the shape in the denominator (same method), e.g. the dense model of an MoE's active parameters");
   paired_cmd->add_option("--batch", batch);
   paired_cmd->add_option("--seq", seq);
   paired_cmd->add_option("--steps", steps, "measured pairs of steps");
@@ -425,7 +448,12 @@ int main(int argc, char** argv) {
     if (train_cmd->parsed()) {
       out = train(shape, method, batch, seq, steps, warmup, r, alpha);
     } else if (paired_cmd->parsed()) {
-      out = paired(shape, against, method, batch, seq, steps, warmup, r, alpha);
+      if (against_shape.empty()) {
+        out = paired(shape, against, against, shape, method, method, batch, seq, steps, warmup, r, alpha);
+      } else {
+        out = paired(shape_named(against_shape), method, against_shape, shape, method, shape_name, batch, seq, steps,
+                     warmup, r, alpha);
+      }
     } else if (dequant_cmd->parsed()) {
       out = dequant(shape, batch, seq, repeats);
     } else if (profile_cmd->parsed()) {

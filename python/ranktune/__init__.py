@@ -43,7 +43,7 @@ from .modeling import AutoModelForCausalLM, CausalLM, CausalLMOutput, GenerateOu
 from .peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from .tokenization import AutoTokenizer, BatchEncoding, Tokenizer  # noqa: E402
 from .training import Trainer, TrainingArguments, TrainOutput  # noqa: E402
-from . import gsm8k, safetensors, templates  # noqa: E402
+from . import gsm8k, rl, safetensors, templates  # noqa: E402
 from . import torch  # noqa: E402,F811  (ranktune.torch: adapters for ordinary torch.nn.Modules)
 
 configure_threads = _core.configure_threads
@@ -77,6 +77,7 @@ __all__ = [
     "get_peft_model",
     "gsm8k",
     "normalize_number",
+    "rl",
     "safetensors",
     "templates",
     "torch",

@@ -269,8 +269,10 @@ class CausalLM:
         return out
 
     def num_parameters(self, only_trainable: bool = False) -> int:
-        """Number of parameter elements (only those with requires_grad when `only_trainable`)."""
-        return sum(t.numel() for t in self.parameters() if t.requires_grad or not only_trainable)
+        """Number of weights (only those with requires_grad when `only_trainable`): tied weights once,
+        and a quantized base's projection weights (no parameters) counted as the weights they are."""
+        counts = self._core.parameter_counts()
+        return counts["trainable"] if only_trainable else counts["total"]
 
     def requires_grad_(self, requires_grad: bool = True) -> "CausalLM":
         """Sets requires_grad on every parameter."""

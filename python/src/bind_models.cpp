@@ -10,6 +10,7 @@
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/model/generation.h"
+#include "ranktune/peft/inject.h"
 #include "ranktune/tokenizer/tokenizer.h"
 
 #include <ATen/ATen.h>
@@ -217,6 +218,13 @@ void bind_models(py::module_& m) {
              for (const auto& item : self.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
              return out;
            })
+      .def(
+          "parameter_counts",
+          [](CausalLMImpl& self) {
+            // The C++ count: tied weights once, quantized projection weights (no parameters) included.
+            const auto counts = peft::count_parameters(self);
+            return std::map<std::string, int64_t>{{"trainable", counts.trainable}, {"total", counts.total}};
+          })
       .def("named_buffers",
            [](CausalLMImpl& self) {
              std::vector<std::pair<std::string, at::Tensor>> out;

@@ -17,6 +17,7 @@ void bind_linear(pybind11::module_& m);     // peft::Linear, ModuleTree (ranktun
 void bind_tokenizer(pybind11::module_& m);  // Tokenizer
 void bind_text(pybind11::module_& m);       // templates, answers, GSM8K data
 void bind_train(pybind11::module_& m);      // RunConfig, Trainer, GSM8K evaluation
+void bind_rl(pybind11::module_& m);         // GRPO advantages and loss (rl submodule)
 
 // {"question", "rationale", "answer", "line"} dicts <-> data::Example (bind_text.cpp).
 pybind11::dict example_to_dict(const data::Example& e);

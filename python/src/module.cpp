@@ -53,4 +53,5 @@ PYBIND11_MODULE(_core, m) {
   ranktune::python::bind_tokenizer(m);
   ranktune::python::bind_text(m);
   ranktune::python::bind_train(m);
+  ranktune::python::bind_rl(m);
 }

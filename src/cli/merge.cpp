@@ -39,13 +39,21 @@ torch::Dtype storage_dtype(const std::string& model_dir, const std::string& torc
 
 // config.json for the merged model. A modules_to_save copy merged into one end of a tied pair
 // (without ensure_weight_tying) leaves the head with a weight of its own: the config must say so,
-// or loading would tie the ends again and lose it.
-std::string merged_config_json(const fs::path& model_dir, model::CausalLMImpl& merged) {
+// or loading would tie the ends again and lose it. torch_dtype becomes the dtype written.
+std::string merged_config_json(const fs::path& model_dir, model::CausalLMImpl& merged, torch::Dtype written) {
   const std::string text = io::read_file((model_dir / "config.json").string());
-  if (!merged.config().tie_word_embeddings || merged.word_embeddings_tied()) return text;
+  const bool untied = merged.config().tie_word_embeddings && !merged.word_embeddings_tied();
   nlohmann::ordered_json config = nlohmann::ordered_json::parse(text);
-  config["tie_word_embeddings"] = false;
-  log_info("the merged model's output head has its own weight now: config.json says tie_word_embeddings: false");
+  // config.json's torch_dtype says what the weights are stored as (--dtype may change it).
+  // (Absent, transformers reads float32.)
+  const bool dtype_changed = config.contains("torch_dtype") ? config["torch_dtype"] != dtype_name(written)
+                                                            : written != torch::kFloat32;
+  if (!untied && !dtype_changed) return text;
+  if (untied) {
+    config["tie_word_embeddings"] = false;
+    log_info("the merged model's output head has its own weight now: config.json says tie_word_embeddings: false");
+  }
+  config["torch_dtype"] = dtype_name(written);
   return config.dump(2) + "\n";
 }
 
@@ -106,7 +114,7 @@ void add_merge_command(CLI::App& app) {
                   << " base: its quantisation error is in the weights too, docs/quantization.md)";
       }
       std::cout << std::endl;
-      io::write_file_atomic((staging / "config.json").string(), merged_config_json(o->model, *loaded.model));
+      io::write_file_atomic((staging / "config.json").string(), merged_config_json(o->model, *loaded.model, dtype));
       for (const char* name : kCopiedFiles) {
         const fs::path from = fs::path(o->model) / name;
         if (fs::exists(from) && !fs::exists(staging / name)) fs::copy_file(from, staging / name);

@@ -433,6 +433,11 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
     if (!std::isfinite(w)) fail("grpo.reward_weights", "must be finite numbers");
   }
   if (!c.adapter.init_from.empty() && c.adapter.full()) fail("adapter.init_from", "needs adapters: adapter.method is full");
+  if (c.adapter.full() && c.model.quantize != "none") {
+    fail("model.quantize", "is " + c.model.quantize + ", but adapter.method: full trains every weight and a quantized "
+                           "base is frozen: train an adapter on it (adapter.method: lora or dora, QLoRA), or use "
+                           "model.quantize: none");
+  }
   if (!c.adapter.full()) {
     try {
       c.adapter.lora.validate();

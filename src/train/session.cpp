@@ -6,6 +6,8 @@
 #include "ranktune/io/file.h"
 #include "ranktune/io/hub_download.h"
 #include "ranktune/model/causal_lm.h"
+#include "ranktune/peft/adaptable_model.h"
+#include "ranktune/peft/linear.h"
 #include "ranktune/peft/peft_model.h"
 #include "sft_data.h"
 
@@ -193,6 +195,13 @@ TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& input
   } else if (adapter) {
     out.peft = std::make_shared<peft::PeftModel>(model, *adapter, out.adapter_name);
   } else {
+    // A model quantized before it reached the trainer (Python's from_pretrained(quantize=...)).
+    for (const auto& [name, linear] : peft::find_linears(*model)) {
+      if (linear->quantized())
+        throw Error("full fine-tuning (adapter.method: full) trains every weight, but " + name +
+                    "'s weight is quantized and frozen: train an adapter on a quantized base (LoRA/DoRA), or load "
+                    "the model without quantize");
+    }
     for (auto& p : model->parameters()) p.set_requires_grad(true);
   }
   if (config.train.gradient_checkpointing) model->set_gradient_checkpointing(true);

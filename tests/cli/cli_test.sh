@@ -86,6 +86,25 @@ expect_failure "merge names an unknown torch_dtype" "config.json: 'torch_dtype':
   "$RANKTUNE" merge --model "$WORK/odd_dtype" --adapter "$DORA" --out "$WORK/odd_merged"
 [ ! -e "$WORK/odd_merged" ] && pass "nothing written for an unknown torch_dtype" || fail "odd_merged exists"
 
+# merge --dtype writes the weights in that dtype and says so in config.json; merge --quantize
+# dequantizes the QLoRA base first and the merged model generates as base + adapter did.
+"$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --out "$WORK/merged_bf16" --dtype bf16 >"$WORK/out" &&
+  grep -q "weights written as bfloat16: rounding error max |dw| = [0-9]" "$WORK/out" &&
+  grep -q '"torch_dtype": "bfloat16"' "$WORK/merged_bf16/config.json" &&
+  [ "$(/usr/bin/python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]
+print(','.join(sorted({v['dtype'] for k,v in json.loads(f.read(n)).items() if k!='__metadata__'})))" "$WORK/merged_bf16/model.safetensors")" = BF16 ] &&
+  pass "merge --dtype bf16 writes bf16 weights and torch_dtype" || fail "merge --dtype bf16: $(cat "$WORK/out") $(grep torch_dtype "$WORK/merged_bf16/config.json")"
+"$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --quantize nf4 --out "$WORK/merged_nf4" >"$WORK/out" &&
+  grep -q "after dequantizing the nf4 base" "$WORK/out" && pass "merge --quantize nf4 reports the dequantized base" ||
+  fail "merge --quantize nf4: $(cat "$WORK/out")"
+qlora=$("$RANKTUNE" generate --model "$LLAMA" --adapter "$DORA" --quantize nf4 --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
+merged=$("$RANKTUNE" generate --model "$WORK/merged_nf4" --prompt-ids "1 5 17" --max-new-tokens 12 --print-ids)
+[ -n "$merged" ] && [ "$qlora" = "$merged" ] && pass "the merged nf4 model generates as the nf4 base with the adapter" ||
+  fail "merged nf4: $merged vs $qlora"
+expect_failure "merge names a bad --dtype" "\--dtype: unknown dtype 'float8'.*nothing was written" \
+  "$RANKTUNE" merge --model "$LLAMA" --adapter "$DORA" --out "$WORK/merged_bad" --dtype float8
+[ ! -e "$WORK/merged_bad" ] && pass "nothing written for a bad --dtype" || fail "merged_bad exists"
+
 # merge with a modules_to_save copy of a tied head (qwen2 ties): the merged head has a weight of
 # its own, so config.json must say tie_word_embeddings: false (else loading would tie it again).
 QWEN2="$SHARED/fixtures/hf-tiny/qwen2"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import ranktune
-from conftest import HF_TINY, need
+from conftest import HF_TINY, QUICKSTART_DATA, QUICKSTART_MODEL, need
 
 
 def _relative_error(a, b):
@@ -26,6 +26,9 @@ def test_quantized_model_logits_stay_near_full_precision(quantize, limit):
     names = {name for name, _ in quantized.named_parameters()}
     assert "model.layers.0.self_attn.q_proj.weight" not in names
     assert "model.embed_tokens.weight" in names and "lm_head.weight" in names
+    # ...but still weights of the model: counted as transformers counts them.
+    assert quantized.num_parameters() == dense.num_parameters()
+    assert quantized.num_parameters() > sum(p.numel() for p in quantized.parameters())
 
 
 def test_lora_trains_on_a_quantized_base():
@@ -49,3 +52,15 @@ def test_bad_quantize_values_name_the_argument_and_the_allowed_ones():
         ranktune.AutoModelForCausalLM.from_pretrained(path, quantize="int4")
     with pytest.raises(ranktune.Error, match="double_quant=True needs quantize='nf4'"):
         ranktune.AutoModelForCausalLM.from_pretrained(path, quantize="int8", double_quant=True)
+
+
+def test_full_fine_tuning_of_a_quantized_base_is_refused(tmp_path):
+    # Its projection weights are frozen: "full" would train only embeddings and norms, silently.
+    model = ranktune.AutoModelForCausalLM.from_pretrained(need(QUICKSTART_MODEL), init_seed=0, quantize="int8")
+    tokenizer = ranktune.AutoTokenizer.from_pretrained(QUICKSTART_MODEL)
+    data = ranktune.gsm8k.load(need(QUICKSTART_DATA) / "train.jsonl", limit=8)
+    args = ranktune.TrainingArguments(output_dir=tmp_path / "run", max_steps=1, batch_size=2, validation_size=2,
+                                      **{"adapter.method": "full"})
+    with pytest.raises(ranktune.Error, match="q_proj's weight is quantized and frozen"):
+        ranktune.Trainer(model, tokenizer, args, train_dataset=data).train()
+    assert not (tmp_path / "run" / "model.safetensors").exists()

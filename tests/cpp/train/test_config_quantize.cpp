@@ -36,6 +36,14 @@ TEST(QuantizeRecipeTest, BadValueNamesTheKeyAndTheAllowedValues) {
   EXPECT_THAT(error_of([] { parse("", {"model.quantize=fp8"}); }), HasSubstr("model.quantize"));
 }
 
+TEST(QuantizeRecipeTest, FullFineTuningOfAQuantizedBaseIsRefused) {
+  // The quantized weights are frozen: "full" would silently train only embeddings and norms.
+  const std::string message = error_of([] { parse("  quantize: nf4\n", {"adapter.method=full"}); });
+  EXPECT_THAT(message, HasSubstr("model.quantize"));
+  EXPECT_THAT(message, HasSubstr("adapter.method: full"));
+  EXPECT_EQ(parse("", {"adapter.method=full"}).model.quantize, "none");
+}
+
 TEST(QuantizeRecipeTest, TheRunModelIsQuantizedAsTheRecipeSays) {
   RANKTUNE_REQUIRE_SHARED("fixtures/hf-tiny/llama/model.safetensors");
   train::ModelSection section;
