@@ -251,6 +251,7 @@ const std::vector<Key>& keys() {
       {"eval.pass_at_k", Kind::integers, "[]", "Report pass@k for these k (each ≤ eval.samples).", {}, RT_LIST(eval.options.pass_at_k, int64_t)},
       {"eval.calculator", Kind::boolean, "false", "When the model writes `<<expr=`, insert the result (the GSM8K paper's calculator).", {}, RT_SCALAR(eval.options.calculator, bool)},
       {"eval.seed", Kind::integer, "0", "Seed of sampling.", {}, RT_SCALAR(eval.options.seed, uint64_t)},
+      {"eval.output_dir", Kind::string, "\"\"", "For `ranktune eval`: where predictions.jsonl and eval-summary.json go (default: train.output_dir).", {}, RT_SCALAR(eval.output_dir, std::string)},
       // grpo
       {"grpo.num_generations", Kind::integer, "8", "G: completions sampled per prompt; their rewards are compared within the group. `train.batch_size` (completions per micro-batch) must be a multiple of it.", {}, RT_SCALAR(grpo.num_generations, int64_t)},
       {"grpo.max_completion_length", Kind::integer, "256", "Longest completion sampled (tokens).", {}, RT_SCALAR(grpo.max_completion_length, int64_t)},
@@ -270,7 +271,6 @@ const std::vector<Key>& keys() {
       {"grpo.reward_weights", Kind::numbers, "[]", "Weight of each reward function, in order (built-in, then custom); empty: 1 each.", {}, RT_LIST(grpo.reward_weights, double)},
       {"grpo.calculator", Kind::boolean, "false", "While sampling, when the model writes `<<expr=`, insert the result (the GSM8K calculator). Inserted tokens are part of the completion.", {}, RT_SCALAR(grpo.calculator, bool)},
       {"grpo.logprob_chunk", Kind::integer, "256", "Completion tokens whose log-probs are computed at once (memory: chunk × vocabulary floats).", {}, RT_SCALAR(grpo.logprob_chunk, int64_t)},
-      {"eval.output_dir", Kind::string, "\"\"", "For `ranktune eval`: where predictions.jsonl and eval-summary.json go (default: train.output_dir).", {}, RT_SCALAR(eval.output_dir, std::string)},
     });
     return t;
   }();
@@ -625,12 +625,12 @@ std::vector<std::pair<std::string, std::string>> RunConfig::key_values() const {
 std::string RunConfig::documentation() {
   std::ostringstream md;
   md << "# Configuration keys\n\n"
-     << "`ranktune train CONFIG.yaml [key.path=value ...]` and `ranktune eval CONFIG.yaml [...]` read a YAML recipe with\n"
-     << "the sections below. Every key is checked: an unknown or misspelt key is an error naming the file, the line\n"
-     << "and the key, with the nearest valid key suggested; a wrong type or a value outside the allowed set names\n"
-     << "the key. Overrides on the command line use the same dotted paths and YAML values\n"
-     << "(`train.lr=1e-4`, `adapter.target_modules=[q_proj,v_proj]`). Relative paths are relative to the current\n"
-     << "directory. The run directory gets the effective configuration as `config.yaml`.\n\n"
+     << "`ranktune train CONFIG.yaml [key.path=value ...]`, `ranktune grpo CONFIG.yaml [...]` (the `grpo` section;\n"
+     << "docs/grpo.md) and `ranktune eval CONFIG.yaml [...]` read a YAML recipe with the sections below. Every key\n"
+     << "is checked: an unknown or misspelt key is an error naming the file, the line and the key, with the nearest\n"
+     << "valid key suggested; a wrong type or a value outside the allowed set names the key. Overrides on the command\n"
+     << "line use the same dotted paths and YAML values (`train.lr=1e-4`, `adapter.target_modules=[q_proj,v_proj]`). Relative paths are relative\n"
+     << "to the current directory. The run directory gets the effective configuration as `config.yaml`.\n\n"
      << "This page is generated from the key table in `src/train/config.cpp` (`ranktune config-docs`); a test\n"
      << "checks that it is current.\n";
   std::string open_section = "-";

@@ -66,19 +66,6 @@ uint64_t rollout_seed(uint64_t seed, int64_t round, int64_t micro) {
   return z ^ (z >> 31);
 }
 
-// The reward (first, last) of the whole run's logged rows.
-std::pair<double, double> run_rewards(const std::vector<MetricsRow>& rows) {
-  std::optional<double> first;
-  double last = NAN;
-  for (const auto& row : rows) {
-    const auto reward = row.values.find("reward");
-    if (reward == row.values.end()) continue;
-    if (!first) first = reward->second;
-    last = reward->second;
-  }
-  return {first.value_or(NAN), last};
-}
-
 }  // namespace
 
 // ---- the trainer's state and setup ---------------------------------------------------------------------
@@ -114,6 +101,7 @@ std::shared_ptr<model::CausalLMImpl> GrpoTrainer::model() const { return state_-
 std::shared_ptr<peft::PeftModel> GrpoTrainer::peft_model() const {
   return state_->session ? state_->session->weights.peft : nullptr;
 }
+const tokenizer::Tokenizer& GrpoTrainer::tokenizer() const { return *state_->ready("tokenizer()").tokenizer; }
 int64_t GrpoTrainer::total_steps() const { return state_->session ? state_->session->progress.total_steps : 0; }
 void GrpoTrainer::add_callback(std::function<void(const MetricsRow&)> callback) { state_->callbacks.push_back(std::move(callback)); }
 void GrpoTrainer::request_stop() { state_->stop_requested = true; }
@@ -548,8 +536,9 @@ class GrpoTrainer::Loop {
     if (status == "completed") {
       save_trained_weights(s_, t_.output_dir);
       signals_.reset();
-      emit(evaluation_row(EvaluationKind::final_run, s_.examples.test,
-                          (fs::path(t_.output_dir) / "predictions.jsonl").string()));
+      const MetricsRow evaluation = evaluation_row(EvaluationKind::final_run, s_.examples.test,
+                                                   (fs::path(t_.output_dir) / "predictions.jsonl").string());
+      if (!evaluation.values.empty()) emit(evaluation);
       write_metric_curves(metrics_.rows(), (fs::path(t_.output_dir) / "training-curve.svg").string(),
                           c10::str("GRPO (", config_.adapter.training_method(), ") on ", config_.model.path, " with ",
                                    config_.template_name),
@@ -558,7 +547,8 @@ class GrpoTrainer::Loop {
                            {"loss", {"loss"}, false}});
     }
     result.seconds = seconds();
-    std::tie(result.first_reward, result.last_reward) = run_rewards(metrics_.rows());
+    std::tie(result.first_reward, result.last_reward) = first_and_last(metrics_.rows(), "reward");
+    std::tie(result.first_loss, result.last_loss) = first_and_last(metrics_.rows(), "loss");
     write_summary(result);
     return result;
   }

@@ -204,6 +204,17 @@ void write_training_curve(const std::vector<MetricsRow>& rows, const std::string
   io::write_file_atomic(path, svg.str());
 }
 
+std::pair<double, double> first_and_last(const std::vector<MetricsRow>& rows, const std::string& key) {
+  double first = NAN, last = NAN;
+  for (const auto& row : rows) {
+    const auto it = row.values.find(key);
+    if (it == row.values.end()) continue;
+    if (std::isnan(first)) first = it->second;
+    last = it->second;
+  }
+  return {first, last};
+}
+
 void write_metric_curves(const std::vector<MetricsRow>& rows, const std::string& path, const std::string& title,
                          const std::vector<CurvePanel>& panels) {
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};

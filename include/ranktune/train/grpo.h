@@ -84,6 +84,7 @@ class GrpoTrainer {
   const RunConfig& config() const;
   std::shared_ptr<model::CausalLMImpl> model() const;
   std::shared_ptr<peft::PeftModel> peft_model() const;
+  const tokenizer::Tokenizer& tokenizer() const;  // after setup()
   int64_t total_steps() const;
 
  private:
