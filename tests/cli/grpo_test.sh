@@ -70,13 +70,14 @@ pid=$!
 for _ in $(seq 1 6000); do [ -d "$WORK/killed/checkpoint-4" ] && break; sleep 0.05; done
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
+killed_at=$(ls -d "$WORK/killed"/checkpoint-* 2>/dev/null | sed 's/.*-//' | sort -n | tail -1)
 if [ -e "$WORK/killed/summary.json" ]; then
   fail "the run finished before it could be killed"
 else
   "$RANKTUNE" grpo "$RECIPE" "${RESUME[@]}" train.output_dir="$WORK/killed" train.resume_from=latest >"$WORK/resumed.log" 2>&1 ||
     fail "resume: $(tail -3 "$WORK/resumed.log")"
   if cmp -s "$WORK/straight/adapter_model.safetensors" "$WORK/killed/adapter_model.safetensors"; then
-    pass "killed at $(ls -d "$WORK/killed"/checkpoint-* | head -1 | sed 's/.*-//')+ and resumed: adapter bit-identical to the uninterrupted run"
+    pass "killed after checkpoint-$killed_at and resumed: adapter bit-identical to the uninterrupted run"
   else
     fail "resumed adapter differs from the uninterrupted one"
   fi
