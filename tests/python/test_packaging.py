@@ -17,7 +17,7 @@ from conftest import ROOT, need
 
 def test_every_public_name_has_a_docstring():
     missing = []
-    modules = [ranktune, ranktune.answers, ranktune.gsm8k, ranktune.modeling, ranktune.peft, ranktune.rl, ranktune.safetensors,
+    modules = [ranktune, ranktune.answers, ranktune.gsm8k, ranktune.grpo, ranktune.modeling, ranktune.peft, ranktune.rl, ranktune.safetensors,
                ranktune.templates, ranktune.tokenization, ranktune.torch, ranktune.training]
     for module in modules:
         for name in getattr(module, "__all__", []):
