@@ -95,6 +95,40 @@ std::shared_ptr<py::object> keep_python_object(py::object o) {
   });
 }
 
+// What a Python Trainer/GRPOTrainer passes to its C++ trainer; the GSM8K evaluator scores the run.
+train::TrainerInputs trainer_inputs(const RunConfig& config, std::shared_ptr<model::CausalLMImpl> model,
+                                    std::shared_ptr<peft::PeftModel> peft_model, const std::optional<tokenizer::Tokenizer>& tok,
+                                    const py::object& train_examples, const py::object& eval_examples) {
+  train::TrainerInputs inputs;
+  inputs.model = std::move(model);
+  inputs.peft_model = std::move(peft_model);
+  if (tok) inputs.tokenizer = std::make_shared<const tokenizer::Tokenizer>(*tok);
+  if (!train_examples.is_none()) inputs.train_examples = examples_from_list(train_examples);
+  if (!eval_examples.is_none()) inputs.eval_examples = examples_from_list(eval_examples);
+  inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
+  return inputs;
+}
+
+// `fn(metrics: dict)` for every metrics row of a C++ trainer. An exception in it stops the run (the
+// Python wrapper catches its callbacks' errors itself; this is the last line).
+template <typename T>
+void add_metrics_callback(T& self, py::function fn) {
+  auto callback = keep_python_object(std::move(fn));
+  T* trainer = &self;
+  self.add_callback([callback, trainer](const train::MetricsRow& row) {
+    py::gil_scoped_acquire gil;
+    try {
+      py::dict d;
+      d["step"] = row.step;
+      for (const auto& [k, v] : row.values) d[py::str(k)] = v;
+      (*callback)(d);
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("ranktune trainer callback");
+      trainer->request_stop();
+    }
+  });
+}
+
 // A Python reward `fn(prompts=, completions=, question=, answer=, completion_length=)` returning one
 // float or None per completion (TRL's reward functions: the dataset's columns as keyword arguments).
 train::RewardFunction python_reward(std::string name, py::object fn) {
@@ -163,13 +197,8 @@ void bind_train(py::module_& m) {
       .def(py::init([](RunConfig config, std::shared_ptr<model::CausalLMImpl> model,
                        std::shared_ptr<peft::PeftModel> peft_model, std::optional<tokenizer::Tokenizer> tok,
                        const py::object& train_examples, const py::object& eval_examples) {
-             train::TrainerInputs inputs;
-             inputs.model = std::move(model);
-             inputs.peft_model = std::move(peft_model);
-             if (tok) inputs.tokenizer = std::make_shared<const tokenizer::Tokenizer>(*tok);
-             if (!train_examples.is_none()) inputs.train_examples = examples_from_list(train_examples);
-             if (!eval_examples.is_none()) inputs.eval_examples = examples_from_list(eval_examples);
-             inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
+             train::TrainerInputs inputs =
+                 trainer_inputs(config, std::move(model), std::move(peft_model), tok, train_examples, eval_examples);
              return std::make_unique<Trainer>(std::move(config), std::move(inputs));
            }),
            py::arg("config"), py::arg("model") = nullptr, py::arg("peft_model") = nullptr,
@@ -183,26 +212,8 @@ void bind_train(py::module_& m) {
              return train_result_to_dict(run_interruptible([&] { return self.train(); }));
            })
       .def("evaluate", [](Trainer& self) { return run_interruptible([&] { return self.evaluate(); }); })
-      .def(
-          "add_callback",
-          [](Trainer& self, py::function fn) {
-            auto callback = keep_python_object(std::move(fn));
-            Trainer* trainer = &self;
-            self.add_callback([callback, trainer](const train::MetricsRow& row) {
-              py::gil_scoped_acquire gil;
-              try {
-                py::dict d;
-                d["step"] = row.step;
-                for (const auto& [k, v] : row.values) d[py::str(k)] = v;
-                (*callback)(d);
-              } catch (py::error_already_set& e) {
-                // The Python wrapper catches its callbacks' errors itself; this is the last line.
-                e.discard_as_unraisable("ranktune.Trainer callback");
-                trainer->request_stop();
-              }
-            });
-          },
-          py::arg("callback"), "Calls `callback(metrics: dict)` (with 'step') for every metrics row.")
+      .def("add_callback", &add_metrics_callback<Trainer>, py::arg("callback"),
+           "Calls `callback(metrics: dict)` (with 'step') for every metrics row.")
       .def("request_stop", &Trainer::request_stop)
       .def("set_progress_bar", &Trainer::set_progress_bar, py::arg("enabled"))
       .def_property_readonly("model", &Trainer::model)
@@ -215,13 +226,8 @@ void bind_train(py::module_& m) {
       .def(py::init([](RunConfig config, std::shared_ptr<model::CausalLMImpl> model,
                        std::shared_ptr<peft::PeftModel> peft_model, std::optional<tokenizer::Tokenizer> tok,
                        const py::object& train_examples, const py::object& eval_examples, const py::list& rewards) {
-             train::TrainerInputs inputs;
-             inputs.model = std::move(model);
-             inputs.peft_model = std::move(peft_model);
-             if (tok) inputs.tokenizer = std::make_shared<const tokenizer::Tokenizer>(*tok);
-             if (!train_examples.is_none()) inputs.train_examples = examples_from_list(train_examples);
-             if (!eval_examples.is_none()) inputs.eval_examples = examples_from_list(eval_examples);
-             inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
+             train::TrainerInputs inputs =
+                 trainer_inputs(config, std::move(model), std::move(peft_model), tok, train_examples, eval_examples);
              std::vector<train::RewardFunction> custom;
              for (const py::handle item : rewards) {
                const auto pair = item.cast<py::tuple>();
@@ -242,25 +248,8 @@ void bind_train(py::module_& m) {
              d["last_reward"] = r.last_reward;
              return d;
            })
-      .def(
-          "add_callback",
-          [](train::GrpoTrainer& self, py::function fn) {
-            auto callback = keep_python_object(std::move(fn));
-            train::GrpoTrainer* trainer = &self;
-            self.add_callback([callback, trainer](const train::MetricsRow& row) {
-              py::gil_scoped_acquire gil;
-              try {
-                py::dict d;
-                d["step"] = row.step;
-                for (const auto& [k, v] : row.values) d[py::str(k)] = v;
-                (*callback)(d);
-              } catch (py::error_already_set& e) {
-                e.discard_as_unraisable("ranktune.GRPOTrainer callback");
-                trainer->request_stop();
-              }
-            });
-          },
-          py::arg("callback"), "Calls `callback(metrics: dict)` (with 'step') for every metrics row.")
+      .def("add_callback", &add_metrics_callback<train::GrpoTrainer>, py::arg("callback"),
+           "Calls `callback(metrics: dict)` (with 'step') for every metrics row.")
       .def("request_stop", &train::GrpoTrainer::request_stop)
       .def("set_progress_bar", &train::GrpoTrainer::set_progress_bar, py::arg("enabled"))
       .def_property_readonly("model", &train::GrpoTrainer::model)
