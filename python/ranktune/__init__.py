@@ -43,6 +43,7 @@ from .modeling import AutoModelForCausalLM, CausalLM, CausalLMOutput, GenerateOu
 from .peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from .tokenization import AutoTokenizer, BatchEncoding, Tokenizer  # noqa: E402
 from .training import Trainer, TrainingArguments, TrainOutput  # noqa: E402
+from .grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 from .retrieval import BM25Retriever  # noqa: E402
 from . import gsm8k, retrieval, rl, safetensors, templates, tools  # noqa: E402
 from . import torch  # noqa: E402,F811  (ranktune.torch: adapters for ordinary torch.nn.Modules)
@@ -64,6 +65,8 @@ __all__ = [
     "CausalLM",
     "CausalLMOutput",
     "Error",
+    "GRPOConfig",
+    "GRPOTrainer",
     "GenerateOutput",
     "LoraConfig",
     "ModelConfig",

@@ -325,7 +325,7 @@ class Trainer:
         given_peft = model._core if isinstance(model, PeftModel) else None
         given_model = model._core if model is not None and given_peft is None else None
         given_tokenizer = self.tokenizer._core if self.tokenizer is not None else None
-        core = _core.Trainer(config, given_model, given_peft, given_tokenizer, train_examples, eval_examples)
+        core = self._new_core(config, given_model, given_peft, given_tokenizer, train_examples, eval_examples)
         # A weak reference: the C++ trainer must not keep this Python object alive (a cycle the
         # garbage collector cannot see through).
         on_metrics = weakref.WeakMethod(self._on_metrics)
@@ -341,6 +341,10 @@ class Trainer:
         if not isinstance(model, PeftModel) and core.peft_model is not None:
             model = PeftModel._wrap(model, core.peft_model)
         self.model = model
+
+    def _new_core(self, config, model, peft_model, tokenizer, train_examples, eval_examples):
+        """The C++ trainer this Python one drives (GRPOTrainer makes a GRPO one)."""
+        return _core.Trainer(config, model, peft_model, tokenizer, train_examples, eval_examples)
 
     def _ensure_setup(self) -> None:
         if self._core is None:

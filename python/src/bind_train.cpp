@@ -11,6 +11,7 @@
 #include "ranktune/prompt/tools.h"
 #include "ranktune/tokenizer/tokenizer.h"
 #include "ranktune/train/config.h"
+#include "ranktune/train/grpo.h"
 #include "ranktune/train/metrics.h"
 #include "ranktune/train/trainer.h"
 
@@ -95,6 +96,70 @@ std::shared_ptr<py::object> keep_python_object(py::object o) {
   });
 }
 
+// What a Python Trainer/GRPOTrainer passes to its C++ trainer; the GSM8K evaluator scores the run.
+train::TrainerInputs trainer_inputs(const RunConfig& config, std::shared_ptr<model::CausalLMImpl> model,
+                                    std::shared_ptr<peft::PeftModel> peft_model, const std::optional<tokenizer::Tokenizer>& tok,
+                                    const py::object& train_examples, const py::object& eval_examples) {
+  train::TrainerInputs inputs;
+  inputs.model = std::move(model);
+  inputs.peft_model = std::move(peft_model);
+  if (tok) inputs.tokenizer = std::make_shared<const tokenizer::Tokenizer>(*tok);
+  if (!train_examples.is_none()) inputs.train_examples = examples_from_list(train_examples);
+  if (!eval_examples.is_none()) inputs.eval_examples = examples_from_list(eval_examples);
+  inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
+  return inputs;
+}
+
+// `fn(metrics: dict)` for every metrics row of a C++ trainer. An exception in it stops the run (the
+// Python wrapper catches its callbacks' errors itself; this is the last line).
+template <typename T>
+void add_metrics_callback(T& self, py::function fn) {
+  auto callback = keep_python_object(std::move(fn));
+  T* trainer = &self;
+  self.add_callback([callback, trainer](const train::MetricsRow& row) {
+    py::gil_scoped_acquire gil;
+    try {
+      py::dict d;
+      d["step"] = row.step;
+      for (const auto& [k, v] : row.values) d[py::str(k)] = v;
+      (*callback)(d);
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("ranktune trainer callback");
+      trainer->request_stop();
+    }
+  });
+}
+
+// A Python reward `fn(prompts=, completions=, question=, answer=, completion_length=)` returning one
+// float or None per completion (TRL's reward functions: the dataset's columns as keyword arguments).
+train::RewardFunction python_reward(std::string name, py::object fn) {
+  auto callable = keep_python_object(std::move(fn));
+  return {name, [callable, name](const train::RewardBatch& b) {
+            py::gil_scoped_acquire gil;
+            try {
+              py::list questions, answers, lengths;
+              for (size_t i = 0; i < b.completions.size(); ++i) {
+                questions.append(b.examples[i]->question);
+                answers.append(b.examples[i]->answer);
+                lengths.append(b.completion_lengths[i]);
+              }
+              const py::object out = (*callable)(py::arg("prompts") = py::cast(b.prompts),
+                                                 py::arg("completions") = py::cast(b.completions),
+                                                 py::arg("question") = questions, py::arg("answer") = answers,
+                                                 py::arg("completion_length") = lengths);
+              train::RewardScores scores;
+              for (const py::handle item : out) {
+                scores.push_back(item.is_none() ? std::nullopt : std::optional<double>(item.cast<double>()));
+              }
+              return scores;
+            } catch (py::error_already_set& e) {
+              throw Error("reward function '" + name + "' raised " + e.what());
+            } catch (const py::cast_error& e) {
+              throw Error("reward function '" + name + "' must return a list of float or None per completion");
+            }
+          }};
+}
+
 }  // namespace
 
 void bind_train(py::module_& m) {
@@ -133,13 +198,8 @@ void bind_train(py::module_& m) {
       .def(py::init([](RunConfig config, std::shared_ptr<model::CausalLMImpl> model,
                        std::shared_ptr<peft::PeftModel> peft_model, std::optional<tokenizer::Tokenizer> tok,
                        const py::object& train_examples, const py::object& eval_examples) {
-             train::TrainerInputs inputs;
-             inputs.model = std::move(model);
-             inputs.peft_model = std::move(peft_model);
-             if (tok) inputs.tokenizer = std::make_shared<const tokenizer::Tokenizer>(*tok);
-             if (!train_examples.is_none()) inputs.train_examples = examples_from_list(train_examples);
-             if (!eval_examples.is_none()) inputs.eval_examples = examples_from_list(eval_examples);
-             inputs.evaluator = eval::make_gsm8k_evaluator(config.eval.options);
+             train::TrainerInputs inputs =
+                 trainer_inputs(config, std::move(model), std::move(peft_model), tok, train_examples, eval_examples);
              return std::make_unique<Trainer>(std::move(config), std::move(inputs));
            }),
            py::arg("config"), py::arg("model") = nullptr, py::arg("peft_model") = nullptr,
@@ -153,26 +213,8 @@ void bind_train(py::module_& m) {
              return train_result_to_dict(run_interruptible([&] { return self.train(); }));
            })
       .def("evaluate", [](Trainer& self) { return run_interruptible([&] { return self.evaluate(); }); })
-      .def(
-          "add_callback",
-          [](Trainer& self, py::function fn) {
-            auto callback = keep_python_object(std::move(fn));
-            Trainer* trainer = &self;
-            self.add_callback([callback, trainer](const train::MetricsRow& row) {
-              py::gil_scoped_acquire gil;
-              try {
-                py::dict d;
-                d["step"] = row.step;
-                for (const auto& [k, v] : row.values) d[py::str(k)] = v;
-                (*callback)(d);
-              } catch (py::error_already_set& e) {
-                // The Python wrapper catches its callbacks' errors itself; this is the last line.
-                e.discard_as_unraisable("ranktune.Trainer callback");
-                trainer->request_stop();
-              }
-            });
-          },
-          py::arg("callback"), "Calls `callback(metrics: dict)` (with 'step') for every metrics row.")
+      .def("add_callback", &add_metrics_callback<Trainer>, py::arg("callback"),
+           "Calls `callback(metrics: dict)` (with 'step') for every metrics row.")
       .def("request_stop", &Trainer::request_stop)
       .def("set_progress_bar", &Trainer::set_progress_bar, py::arg("enabled"))
       .def_property_readonly("model", &Trainer::model)
@@ -180,6 +222,42 @@ void bind_train(py::module_& m) {
       .def_property_readonly("tokenizer", [](const Trainer& self) { return self.tokenizer(); })
       .def_property_readonly("total_steps", &Trainer::total_steps)
       .def_property_readonly("config", &Trainer::config, py::return_value_policy::copy);
+
+  py::class_<train::GrpoTrainer>(m, "GrpoTrainer", "ranktune's GRPO trainer (train::GrpoTrainer) with inputs from Python.")
+      .def(py::init([](RunConfig config, std::shared_ptr<model::CausalLMImpl> model,
+                       std::shared_ptr<peft::PeftModel> peft_model, std::optional<tokenizer::Tokenizer> tok,
+                       const py::object& train_examples, const py::object& eval_examples, const py::list& rewards) {
+             train::TrainerInputs inputs =
+                 trainer_inputs(config, std::move(model), std::move(peft_model), tok, train_examples, eval_examples);
+             std::vector<train::RewardFunction> custom;
+             for (const py::handle item : rewards) {
+               const auto pair = item.cast<py::tuple>();
+               custom.push_back(python_reward(pair[0].cast<std::string>(), py::reinterpret_borrow<py::object>(pair[1])));
+             }
+             return std::make_unique<train::GrpoTrainer>(std::move(config), std::move(inputs), std::move(custom));
+           }),
+           py::arg("config"), py::arg("model") = nullptr, py::arg("peft_model") = nullptr,
+           py::arg("tokenizer") = py::none(), py::arg("train_examples") = py::none(),
+           py::arg("eval_examples") = py::none(), py::arg("rewards") = py::list(),
+           "`rewards`: (name, callable) pairs, scored after the recipe's grpo.reward_funcs.")
+      .def("setup", &train::GrpoTrainer::setup, py::call_guard<py::gil_scoped_release>())
+      .def("train",
+           [](train::GrpoTrainer& self) {
+             const train::GrpoResult r = run_interruptible([&] { return self.train(); });
+             py::dict d = train_result_to_dict(r);
+             d["first_reward"] = r.first_reward;
+             d["last_reward"] = r.last_reward;
+             return d;
+           })
+      .def("add_callback", &add_metrics_callback<train::GrpoTrainer>, py::arg("callback"),
+           "Calls `callback(metrics: dict)` (with 'step') for every metrics row.")
+      .def("request_stop", &train::GrpoTrainer::request_stop)
+      .def("set_progress_bar", &train::GrpoTrainer::set_progress_bar, py::arg("enabled"))
+      .def_property_readonly("model", &train::GrpoTrainer::model)
+      .def_property_readonly("peft_model", &train::GrpoTrainer::peft_model)
+      .def_property_readonly("tokenizer", [](const train::GrpoTrainer& self) { return self.tokenizer(); })
+      .def_property_readonly("total_steps", &train::GrpoTrainer::total_steps)
+      .def_property_readonly("config", &train::GrpoTrainer::config, py::return_value_policy::copy);
 
   m.def(
       "evaluate_gsm8k",

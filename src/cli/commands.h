@@ -23,6 +23,7 @@ void add_tokenize_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_grpo_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
 void add_config_docs_command(CLI::App& app);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   ranktune::cli::add_generate_command(app);
   ranktune::cli::add_merge_command(app);
   ranktune::cli::add_train_command(app);
+  ranktune::cli::add_grpo_command(app);
   ranktune::cli::add_eval_command(app);
   ranktune::cli::add_sample_command(app);
   ranktune::cli::add_config_docs_command(app);

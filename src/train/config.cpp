@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -26,7 +27,7 @@ const char* const kCommandLine = "command line";  // where overrides come from, 
 // to_yaml() and docs/config.md all come from this one table. The adapter.<field> rows come from
 // LoraConfig's field table (peft/lora_config_fields.h): its defaults, help and JSON checks.
 
-enum class Kind { string, integer, number, boolean, strings, integers, selector, init, pattern_ints, pattern_numbers };
+enum class Kind { string, integer, number, boolean, strings, integers, numbers, selector, init, pattern_ints, pattern_numbers };
 
 struct Key {
   std::string path;
@@ -49,6 +50,8 @@ const std::vector<std::string> kSchedules = {"constant", "linear", "cosine"};
 const std::vector<std::string> kPrecisions = {"fp32", "bf16"};
 const std::vector<std::string> kSampleKeep = {"all_correct", "best_of_k", "first_correct"};
 const std::vector<std::string> kAnswerModes = {"strict", "flexible"};  // prompt::AnswerMode's order
+const std::vector<std::string> kGrpoLossTypes = {"grpo", "bnpo", "dr_grpo", "dapo"};
+const std::vector<std::string> kRewardScalings = {"group", "batch", "none"};
 const std::vector<std::string> kDataFormats = {"gsm8k", "jsonl", "messages", "prompt_completion", "text", "alpaca", "auto"};
 
 template <typename E>
@@ -108,6 +111,7 @@ json json_of(const YAML::Node& n, Kind kind) {
     case Kind::strings:
     case Kind::selector: return strings_or_one();
     case Kind::integers: return n.IsSequence() ? json(n.as<std::vector<int64_t>>()) : json(n.as<int64_t>());
+    case Kind::numbers: return n.IsSequence() ? json(n.as<std::vector<double>>()) : json(n.as<double>());
     case Kind::pattern_ints:
     case Kind::pattern_numbers: {
       json j = json::object();
@@ -154,7 +158,8 @@ const char* const kMethodHelp =
     "adapter keys with a warning). `dora` is shorthand for `lora` with adapter.use_dora: true.";
 
 std::vector<Key> adapter_keys() {
-  std::vector<Key> out = {{"adapter.method", Kind::string, "lora", kMethodHelp, kAdapterMethods, RT_ENUM(adapter.method, AdapterMethod, kAdapterMethods)}};
+  std::vector<Key> out = {{"adapter.method", Kind::string, "lora", kMethodHelp, kAdapterMethods, RT_ENUM(adapter.method, AdapterMethod, kAdapterMethods)},
+                          {"adapter.init_from", Kind::string, "\"\"", "A saved adapter directory (PEFT format: adapter_config.json + adapter_model.safetensors) to start from and keep training instead of a fresh adapter, e.g. the SFT adapter a GRPO run starts from. Its adapter_config.json decides the adapter; the other `adapter.*` keys are then not used.", {}, RT_SCALAR(adapter.init_from, std::string)}};
   for (const LoraField& field : peft::lora_config_fields()) {
     if (!field.is_recipe_key()) continue;
     const Kind kind = kind_of(field.kind);
@@ -270,6 +275,25 @@ const std::vector<Key>& keys() {
       {"sample.repetition_penalty", Kind::number, "1.0", "transformers' repetition_penalty (1: off).", {}, RT_SCALAR(sample.options.repetition_penalty, double)},
       {"sample.calculator", Kind::boolean, "false", "The GSM8K calculator while sampling (a template's own `tools:` syntax is always used).", {}, RT_SCALAR(sample.options.calculator, bool)},
       {"sample.seed", Kind::integer, "0", "Seed of sampling.", {}, RT_SCALAR(sample.options.seed, uint64_t)},
+      // grpo
+      {"grpo.num_generations", Kind::integer, "8", "G: completions sampled per prompt; their rewards are compared within the group. `train.batch_size` (completions per micro-batch) must be a multiple of it.", {}, RT_SCALAR(grpo.num_generations, int64_t)},
+      {"grpo.max_completion_length", Kind::integer, "256", "Longest completion sampled (tokens).", {}, RT_SCALAR(grpo.max_completion_length, int64_t)},
+      {"grpo.temperature", Kind::number, "1.0", "Sampling temperature of the rollouts; the log-probs are computed at the same temperature (as TRL).", {}, RT_SCALAR(grpo.temperature, double)},
+      {"grpo.top_p", Kind::number, "1.0", "Nucleus sampling of the rollouts (1: off).", {}, RT_SCALAR(grpo.top_p, double)},
+      {"grpo.top_k", Kind::integer, "0", "Top-k sampling of the rollouts (0: off).", {}, RT_SCALAR(grpo.top_k, int64_t)},
+      {"grpo.repetition_penalty", Kind::number, "1.0", "transformers' repetition_penalty while sampling the rollouts (1: off).", {}, RT_SCALAR(grpo.repetition_penalty, double)},
+      {"grpo.loss_type", Kind::string, "dapo", "How the clipped per-token losses are averaged (docs/grpo.md): `grpo` per sequence then over sequences, `bnpo` over the micro-batch's tokens, `dr_grpo` over sequences × max_completion_length, `dapo` over every completion token of the optimizer step.", kGrpoLossTypes, RT_SCALAR(grpo.loss_type, std::string)},
+      {"grpo.epsilon", Kind::number, "0.2", "Lower clipping bound of the importance ratio: 1 - epsilon.", {}, RT_SCALAR(grpo.epsilon, double)},
+      {"grpo.epsilon_high", Kind::number, "0.2", "Upper clipping bound: 1 + epsilon_high (DAPO's clip-higher uses 0.28).", {}, RT_SCALAR(grpo.epsilon_high, double)},
+      {"grpo.beta", Kind::number, "0.0", "Weight of the KL penalty to the reference policy (k3 estimator). The reference is the model with its adapter disabled: one extra forward pass, no second copy of the weights. 0: no reference pass.", {}, RT_SCALAR(grpo.beta, double)},
+      {"grpo.num_iterations", Kind::integer, "1", "μ: optimizer steps on each batch of rollouts (the old policy's log-probs are computed once when > 1). `train.max_steps` must be a multiple of it.", {}, RT_SCALAR(grpo.num_iterations, int64_t)},
+      {"grpo.scale_rewards", Kind::string, "group", "Advantages divided by the reward std of the group, of the whole batch, or not at all (Dr. GRPO).", kRewardScalings, RT_SCALAR(grpo.scale_rewards, std::string)},
+      {"grpo.mask_truncated_completions", Kind::boolean, "false", "Completions cut at max_completion_length carry no loss.", {}, RT_SCALAR(grpo.mask_truncated_completions, bool)},
+      {"grpo.skip_zero_std_groups", Kind::boolean, "false", "Groups whose completions all got the same reward (zero advantage: no policy gradient) are left out of the optimizer step; they are counted in `frac_reward_zero_std` either way.", {}, RT_SCALAR(grpo.skip_zero_std_groups, bool)},
+      {"grpo.reward_funcs", Kind::strings, "[accuracy, format]", "Built-in rewards: `accuracy` (the strictly extracted answer matches: 0/1), `accuracy_flexible` (any known answer format, else the last number), `format` (the template's required structure: 0/1), `length` (minus the completion's length / max_completion_length: a length penalty scaled by its weight). Custom C++/Python reward functions come after these.", {}, RT_LIST(grpo.reward_funcs, std::string)},
+      {"grpo.reward_weights", Kind::numbers, "[]", "Weight of each reward function, in order (built-in, then custom); empty: 1 each.", {}, RT_LIST(grpo.reward_weights, double)},
+      {"grpo.calculator", Kind::boolean, "false", "While sampling, when the model writes `<<expr=`, insert the result (the GSM8K calculator). Inserted tokens are part of the completion.", {}, RT_SCALAR(grpo.calculator, bool)},
+      {"grpo.logprob_chunk", Kind::integer, "256", "Completion tokens whose log-probs are computed at once (memory: chunk × vocabulary floats).", {}, RT_SCALAR(grpo.logprob_chunk, int64_t)},
     });
     return t;
   }();
@@ -322,6 +346,10 @@ std::string type_problem(const Key& key, const YAML::Node& node) {
     case Kind::strings:  // a list, or one string for a one-entry list (as PEFT takes them)
       if (null || node.IsScalar()) return "";
       return node.IsSequence() && scalar_as(std::vector<std::string>{}) ? "" : "expected a list of strings";
+    case Kind::numbers:
+      if (null) return "";
+      if (node.IsScalar()) return scalar_as(double{}) ? "" : "expected a number or a list of numbers, got '" + node.as<std::string>() + "'";
+      return node.IsSequence() && scalar_as(std::vector<double>{}) ? "" : "expected a list of numbers";
     case Kind::integers:
       if (null) return "";
       if (node.IsScalar()) return scalar_as(int64_t{}) ? "" : "expected an integer or a list of integers, got '" + node.as<std::string>() + "'";
@@ -425,6 +453,22 @@ void check_values(const RunConfig& c, const std::string& source, const std::map<
   for (int64_t k : e.pass_at_k) {
     if (k <= 0 || k > e.samples) fail("eval.pass_at_k", c10::str("k=", k, " needs 0 < k <= eval.samples (", e.samples, ")"));
   }
+  const GrpoSection& g = c.grpo;
+  if (g.num_generations < 2) fail("grpo.num_generations", "must be at least 2 (advantages compare completions of one prompt)");
+  if (g.max_completion_length <= 0) fail("grpo.max_completion_length", "must be positive");
+  if (!(g.temperature > 0)) fail("grpo.temperature", "must be > 0 (rollouts are sampled)");
+  if (!(g.top_p > 0 && g.top_p <= 1)) fail("grpo.top_p", "must be in (0, 1]");
+  if (g.top_k < 0) fail("grpo.top_k", "must be >= 0");
+  if (!(g.repetition_penalty > 0)) fail("grpo.repetition_penalty", "must be > 0");
+  if (!(g.epsilon >= 0 && g.epsilon < 1)) fail("grpo.epsilon", "must be in [0, 1)");
+  if (!(g.epsilon_high >= 0)) fail("grpo.epsilon_high", "must be >= 0");
+  if (!(g.beta >= 0)) fail("grpo.beta", "must be >= 0");
+  if (g.num_iterations <= 0) fail("grpo.num_iterations", "must be positive");
+  if (g.logprob_chunk <= 0) fail("grpo.logprob_chunk", "must be positive");
+  for (double w : g.reward_weights) {
+    if (!std::isfinite(w)) fail("grpo.reward_weights", "must be finite numbers");
+  }
+  if (!c.adapter.init_from.empty() && c.adapter.full()) fail("adapter.init_from", "needs adapters: adapter.method is full");
   if (c.adapter.full() && c.model.quantize != "none") {
     fail("model.quantize", "is " + c.model.quantize + ", but adapter.method: full trains every weight and a quantized "
                            "base is frozen: train an adapter on it (adapter.method: lora or dora, QLoRA), or use "
@@ -525,7 +569,7 @@ RunConfig RunConfig::parse(const std::string& yaml_text, const std::string& sour
   RunConfig config = defaults();
   config.source = source;
   std::map<std::string, ErrorContext> given;  // the keys set here, and where
-  const std::vector<std::string> sections = {"model", "data", "template", "adapter", "train", "eval", "sample"};
+  const std::vector<std::string> sections = {"model", "data", "template", "adapter", "train", "eval", "grpo", "sample"};
   io::YamlFields top(root, source);
   for (const auto& section : sections) {
     if (!top.has(section)) continue;
@@ -627,12 +671,12 @@ std::vector<std::pair<std::string, std::string>> RunConfig::key_values() const {
 std::string RunConfig::documentation() {
   std::ostringstream md;
   md << "# Configuration keys\n\n"
-     << "`ranktune train CONFIG.yaml [key.path=value ...]`, `ranktune eval CONFIG.yaml [...]` and `ranktune sample` read a YAML recipe with\n"
-     << "the sections below. Every key is checked: an unknown or misspelt key is an error naming the file, the line\n"
-     << "and the key, with the nearest valid key suggested; a wrong type or a value outside the allowed set names\n"
-     << "the key. Overrides on the command line use the same dotted paths and YAML values\n"
-     << "(`train.lr=1e-4`, `adapter.target_modules=[q_proj,v_proj]`). Relative paths are relative to the current\n"
-     << "directory. The run directory gets the effective configuration as `config.yaml`.\n\n"
+     << "`ranktune train CONFIG.yaml [key.path=value ...]`, `ranktune grpo CONFIG.yaml [...]` (the `grpo` section;\n"
+     << "docs/grpo.md) `ranktune eval CONFIG.yaml [...]` and `ranktune sample` read a YAML recipe with the sections below. Every key\n"
+     << "is checked: an unknown or misspelt key is an error naming the file, the line and the key, with the nearest\n"
+     << "valid key suggested; a wrong type or a value outside the allowed set names the key. Overrides on the command\n"
+     << "line use the same dotted paths and YAML values (`train.lr=1e-4`, `adapter.target_modules=[q_proj,v_proj]`). Relative paths are relative\n"
+     << "to the current directory. The run directory gets the effective configuration as `config.yaml`.\n\n"
      << "This page is generated from the key table in `src/train/config.cpp` (`ranktune config-docs`); a test\n"
      << "checks that it is current.\n";
   std::string open_section = "-";

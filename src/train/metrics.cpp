@@ -204,4 +204,47 @@ void write_training_curve(const std::vector<MetricsRow>& rows, const std::string
   io::write_file_atomic(path, svg.str());
 }
 
+std::pair<double, double> first_and_last(const std::vector<MetricsRow>& rows, const std::string& key) {
+  double first = NAN, last = NAN;
+  for (const auto& row : rows) {
+    const auto it = row.values.find(key);
+    if (it == row.values.end()) continue;
+    if (std::isnan(first)) first = it->second;
+    last = it->second;
+  }
+  return {first, last};
+}
+
+void write_metric_curves(const std::vector<MetricsRow>& rows, const std::string& path, const std::string& title,
+                         const std::vector<CurvePanel>& panels) {
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+  double x_min = INFINITY, x_max = -INFINITY;
+  for (const auto& row : rows) {
+    x_min = std::min(x_min, static_cast<double>(row.step));
+    x_max = std::max(x_max, static_cast<double>(row.step));
+  }
+  if (!std::isfinite(x_min)) x_min = x_max = 0;
+  const double panel_width = 300, gap = 80;
+  const double width = 70 + static_cast<double>(panels.size()) * (panel_width + gap);
+  std::ostringstream svg;
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"360\" font-family=\"sans-serif\">\n"
+      << "<rect width=\"" << width << "\" height=\"360\" fill=\"white\"/>\n"
+      << "<text x=\"" << width / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << xml_escape(title) << "</text>\n";
+  for (size_t p = 0; p < panels.size(); ++p) {
+    std::vector<Series> series;
+    for (size_t k = 0; k < panels[p].keys.size(); ++k) {
+      Series s{xml_escape(panels[p].keys[k]), colors[k % 6], {}};
+      for (const auto& row : rows) {
+        const auto it = row.values.find(panels[p].keys[k]);
+        if (it != row.values.end() && std::isfinite(it->second)) s.points.emplace_back(row.step, it->second);
+      }
+      series.push_back(std::move(s));
+    }
+    svg << panel(70 + static_cast<double>(p) * (panel_width + gap), 60, panel_width, 240, xml_escape(panels[p].title), series,
+                 x_min, x_max, panels[p].rates);
+  }
+  svg << "</svg>\n";
+  io::write_file_atomic(path, svg.str());
+}
+
 }  // namespace ranktune::train

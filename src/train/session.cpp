@@ -39,21 +39,6 @@ void keep_first(std::vector<data::Example>& examples, int64_t limit) {
   if (limit > 0 && static_cast<int64_t>(examples.size()) > limit) examples.resize(static_cast<size_t>(limit));
 }
 
-// The recipe values a checkpoint records and a resume must match: what shapes the model, the
-// adapter, the data and its order. Inputs given in memory (a PeftModel, examples) are not
-// described by the recipe, so their keys are left out.
-RecipeValues fixed_recipe_values(const RunConfig& config, const TrainerInputs& inputs) {
-  RecipeValues out;
-  for (auto& [key, value] : config.key_values()) {
-    const bool fixed = key == "model.path" || key == "model.init_seed" || key == "template" || key == "train.seed" ||
-                       key == "train.batch_size" || key == "train.gradient_accumulation_steps" ||
-                       (key.rfind("adapter.", 0) == 0 && !inputs.peft_model) ||
-                       (key.rfind("data.", 0) == 0 && !inputs.train_examples);
-    if (fixed) out.emplace_back(std::move(key), std::move(value));
-  }
-  return out;
-}
-
 std::vector<data::TextPair> rendered(const std::vector<data::Example>& examples, const prompt::PromptTemplate& t) {
   std::vector<data::TextPair> pairs;
   for (const auto& e : examples) pairs.push_back({t.render_prompt(e.question), t.render_response(e.rationale, e.answer)});
@@ -63,6 +48,19 @@ std::vector<data::TextPair> rendered(const std::vector<data::Example>& examples,
 }  // namespace
 
 // ---- setup ---------------------------------------------------------------------------------------------
+
+RecipeValues fixed_recipe_values(const RunConfig& config, const TrainerInputs& inputs) {
+  RecipeValues out;
+  for (auto& [key, value] : config.key_values()) {
+    const bool fixed = key == "model.path" || key == "model.init_seed" || key == "template" || key == "train.seed" ||
+                       key == "train.batch_size" || key == "train.gradient_accumulation_steps" ||
+                       key.rfind("grpo.", 0) == 0 ||
+                       (key.rfind("adapter.", 0) == 0 && !inputs.peft_model) ||
+                       (key.rfind("data.", 0) == 0 && !inputs.train_examples);
+    if (fixed) out.emplace_back(std::move(key), std::move(value));
+  }
+  return out;
+}
 
 namespace {
 
@@ -146,6 +144,12 @@ std::shared_ptr<const tokenizer::Tokenizer> setup_tokenizer(const RunConfig& con
   return std::make_shared<const tokenizer::Tokenizer>(tokenizer::Tokenizer::from_pretrained(config.model.path));
 }
 
+std::shared_ptr<const prompt::PromptTemplate> setup_template(const RunConfig& config, const tokenizer::Tokenizer& tokenizer) {
+  auto prompt_template = std::make_shared<prompt::PromptTemplate>(prompt::PromptTemplate::load(config.template_name));
+  prompt_template->use_tokenizer(tokenizer);  // format: chat renders with the model's chat template
+  return prompt_template;
+}
+
 std::string setup_run_directory(const TrainSection& t, const RecipeValues& recipe) {
   if (!t.resume_from.empty()) {
     std::string dir = resolve_resume_path(t.resume_from, t.output_dir);
@@ -169,6 +173,15 @@ std::shared_ptr<model::CausalLMImpl> setup_model(const RunConfig& config, const 
   return model;
 }
 
+std::optional<peft::LoraConfig> setup_adapter_config(const RunConfig& config, const TrainerInputs& inputs) {
+  if (inputs.peft_model || config.adapter.full()) return std::nullopt;
+  if (config.adapter.init_from.empty()) return config.adapter_config();
+  const fs::path saved = fs::path(config.adapter.init_from) / "adapter_config.json";
+  RANKTUNE_CHECK_CTX(fs::exists(saved), (ErrorContext{config.adapter.init_from, "adapter.init_from", -1}),
+                     "has no adapter_config.json: give the directory of a saved adapter (e.g. a `ranktune train` run)");
+  return std::nullopt;
+}
+
 TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& inputs,
                              const std::shared_ptr<model::CausalLMImpl>& model,
                              const std::optional<peft::LoraConfig>& adapter) {
@@ -178,6 +191,10 @@ TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& input
     out.peft = inputs.peft_model;
     RANKTUNE_CHECK(!out.peft->active_adapters().empty(), "the PeftModel given to the Trainer has no active adapter");
     out.adapter_name = out.peft->active_adapters()[0];
+  } else if (!config.adapter.init_from.empty()) {
+    out.peft = std::make_shared<peft::PeftModel>(
+        peft::PeftModel::from_pretrained(model, config.adapter.init_from, out.adapter_name, /*is_trainable=*/true));
+    log_info("adapter.init_from: training on from the adapter in " + config.adapter.init_from);
   } else if (adapter) {
     out.peft = std::make_shared<peft::PeftModel>(model, *adapter, out.adapter_name);
   } else {
@@ -293,13 +310,10 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   // Inputs first: the examples and their split, the adapter's config, the model's files
   // (model.download), the tokenizer and template, the tokens; the model last.
   s.examples = setup_examples(config, inputs);
-  std::optional<peft::LoraConfig> adapter;
-  if (!inputs.peft_model && !config.adapter.full()) adapter = config.adapter_config();
+  const std::optional<peft::LoraConfig> adapter = setup_adapter_config(config, inputs);
   setup_model_files(config, inputs);
   s.tokenizer = setup_tokenizer(config, inputs);
-  auto prompt_template = std::make_shared<prompt::PromptTemplate>(prompt::PromptTemplate::load(config.template_name));
-  prompt_template->use_tokenizer(*s.tokenizer);  // format: chat renders with the model's chat template
-  s.prompt_template = std::move(prompt_template);
+  s.prompt_template = setup_template(config, *s.tokenizer);
   s.progress.recipe = fixed_recipe_values(config, inputs);
   s.resume_dir = setup_run_directory(t, s.progress.recipe);
 

@@ -46,6 +46,14 @@ void setup_model_files(const RunConfig& config, const TrainerInputs& inputs);
 
 std::shared_ptr<const tokenizer::Tokenizer> setup_tokenizer(const RunConfig& config, const TrainerInputs& inputs);
 
+// The recipe's template, rendering `format: chat` through the tokenizer's chat template.
+std::shared_ptr<const prompt::PromptTemplate> setup_template(const RunConfig& config, const tokenizer::Tokenizer& tokenizer);
+
+// The recipe values a checkpoint records and a resume must match: what shapes the model, the
+// adapter, the data and its order, and GRPO's sampling (grpo.*). Inputs given in memory (a
+// PeftModel, examples) are not described by the recipe, so their keys are left out.
+RecipeValues fixed_recipe_values(const RunConfig& config, const TrainerInputs& inputs);
+
 // The checkpoint a run continues from ("" for a fresh run). A resume is checked against the
 // checkpoint's recipe values; a fresh run into a directory holding another run is refused (unless
 // train.overwrite_output_dir). Reads only.
@@ -59,7 +67,10 @@ struct TrainedWeights {
   std::shared_ptr<peft::PeftModel> peft;
   std::string adapter_name = "default";
 };
-// The given PeftModel, else `adapter` attached (seeded by train.seed), else full fine-tuning.
+// The adapter a run attaches: adapter.* (nullopt for a given PeftModel, full fine-tuning, or
+// adapter.init_from, whose directory is checked here, before any model loads).
+std::optional<peft::LoraConfig> setup_adapter_config(const RunConfig& config, const TrainerInputs& inputs);
+// The given PeftModel, else the adapter saved in adapter.init_from (trainable), else `adapter` attached (seeded by train.seed), else full fine-tuning.
 TrainedWeights setup_adapter(const RunConfig& config, const TrainerInputs& inputs,
                              const std::shared_ptr<model::CausalLMImpl>& model,
                              const std::optional<peft::LoraConfig>& adapter);

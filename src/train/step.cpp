@@ -61,10 +61,19 @@ double accumulate_gradients(const std::vector<data::Batch>& micro_batches, const
 StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::Batch>& micro_batches,
                           const MicroBatchLoss& loss_of, const TrainSection& settings, int64_t warmup_steps,
                           TrainerState& progress, Communicator* communicator) {
+  double reduce_seconds = 0;
+  const double loss = communicator ? accumulate_gradients(micro_batches, loss_of, optimizer.parameters(), *communicator,
+                                                          &reduce_seconds)
+                                   : accumulate_gradients(micro_batches, loss_of);
+  StepResult result = apply_gradients(optimizer, loss, settings, warmup_steps, progress);
+  result.reduce_seconds = reduce_seconds;
+  return result;
+}
+
+StepResult apply_gradients(TrainingOptimizer& optimizer, double loss, const TrainSection& settings, int64_t warmup_steps,
+                           TrainerState& progress) {
   StepResult result;
-  result.loss = communicator ? accumulate_gradients(micro_batches, loss_of, optimizer.parameters(), *communicator,
-                                                    &result.reduce_seconds)
-                             : accumulate_gradients(micro_batches, loss_of);
+  result.loss = loss;
   result.grad_norm = std::numeric_limits<double>::quiet_NaN();
   if (std::isfinite(result.loss)) {
     const double max_norm = settings.max_grad_norm > 0 ? settings.max_grad_norm : std::numeric_limits<double>::infinity();

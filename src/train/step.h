@@ -54,4 +54,10 @@ StepResult optimizer_step(TrainingOptimizer& optimizer, const std::vector<data::
                           const MicroBatchLoss& loss_of, const TrainSection& settings, int64_t warmup_steps,
                           TrainerState& progress, Communicator* communicator = nullptr);
 
+// The second half of optimizer_step, for a trainer that accumulates its own gradients (GRPO: its
+// loss is not a mean over loss tokens): `loss` is the step's loss with the gradients already
+// accumulated; clipping, the AdamW step or the skip, zeroing and progress as above.
+StepResult apply_gradients(TrainingOptimizer& optimizer, double loss, const TrainSection& settings, int64_t warmup_steps,
+                           TrainerState& progress);
+
 }  // namespace ranktune::train

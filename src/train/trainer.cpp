@@ -27,19 +27,6 @@ bool has_weights(const std::string& dir) {
   return fs::exists(fs::path(dir) / "model.safetensors") || fs::exists(fs::path(dir) / "model.safetensors.index.json");
 }
 
-// The loss of the first and the last logged training interval of the whole run (every segment).
-std::pair<double, double> run_losses(const std::vector<MetricsRow>& rows) {
-  std::optional<double> first;
-  double last = 0;
-  for (const auto& row : rows) {
-    const auto loss = row.values.find("loss");
-    if (loss == row.values.end()) continue;
-    if (!first) first = loss->second;
-    last = loss->second;
-  }
-  return {first.value_or(0.0), last};
-}
-
 }  // namespace
 
 std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section) {
@@ -266,7 +253,9 @@ class Trainer::Loop {
       }
     }
     result.seconds = seconds();
-    std::tie(result.first_loss, result.last_loss) = run_losses(rows());
+    // The loss of the first and the last logged training interval of the whole run (every segment).
+    std::tie(result.first_loss, result.last_loss) = first_and_last(rows(), "loss");
+    if (std::isnan(result.first_loss)) result.first_loss = result.last_loss = 0;
     if (writes_) trainer_.write_summary(result);
     return result;
   }

@@ -17,9 +17,9 @@ from conftest import ROOT, need
 
 def test_every_public_name_has_a_docstring():
     missing = []
-    modules = [ranktune, ranktune.answers, ranktune.gsm8k, ranktune.modeling, ranktune.peft, ranktune.retrieval,
-               ranktune.rl, ranktune.safetensors, ranktune.templates, ranktune.tokenization, ranktune.torch,
-               ranktune.training]
+    modules = [ranktune, ranktune.answers, ranktune.grpo, ranktune.gsm8k, ranktune.modeling, ranktune.peft,
+               ranktune.retrieval, ranktune.rl, ranktune.safetensors, ranktune.templates, ranktune.tokenization,
+               ranktune.tools, ranktune.torch, ranktune.training]
     for module in modules:
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)

@@ -29,6 +29,10 @@ struct CausalLMOutput {
   // Mixture-of-experts models with output_router_logits: transformers' load-balancing loss over
   // every sparse layer's router (loss already includes router_aux_loss_coef times it).
   torch::Tensor aux_loss;
+  // The final (normed) hidden states [batch, seq, hidden], returned instead of logits when neither
+  // labels nor logits are asked for: callers that need per-token quantities of only some tokens
+  // (GRPO's log-probs) apply the head to them in chunks.
+  torch::Tensor hidden_states;
 };
 
 // Every model has an output head module `lm_head` (a peft::Linear); with tie_word_embeddings its
@@ -42,6 +46,7 @@ class CausalLMImpl : public torch::nn::Module, public peft::AdaptableModel {
   // With a cache, the new keys/values are appended and positions continue after the cached ones.
   // need_logits = false (with labels): only the loss is computed, from the hidden states in chunks
   // (chunked_causal_lm_loss), so the [tokens, vocab] logits are never held; logits is undefined.
+  // need_logits = false without labels: only hidden_states is set.
   virtual CausalLMOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                                  const torch::Tensor& labels = {}, KVCache* cache = nullptr, bool need_logits = true) = 0;
 

@@ -61,6 +61,9 @@ struct AdapterSection {
   AdapterMethod method = AdapterMethod::lora;
   bool full() const { return method == AdapterMethod::full; }
   peft::LoraConfig lora;  // adapter.<field>: r, lora_alpha, target_modules, use_dora, ...
+  // A saved adapter (PEFT format) to start from and keep training, instead of a fresh one: its own
+  // adapter_config.json decides the adapter (e.g. the SFT adapter a GRPO run starts from).
+  std::string init_from;
 
   // "full", "dora" or "lora": what trains, for summaries and plots.
   std::string training_method() const;
@@ -158,6 +161,26 @@ struct SampleSection {
   std::string template_name;  // the template prompts are rendered with (default: template)
   std::string output;         // the JSONL of kept samples
   SampleOptions options;
+// grpo.*: what `ranktune grpo` (train/grpo.h) does per step, with TRL's GRPOConfig names.
+struct GrpoSection {
+  int64_t num_generations = 8;         // G completions per prompt
+  int64_t max_completion_length = 256;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t top_k = 0;
+  double repetition_penalty = 1.0;
+  std::string loss_type = "dapo";      // grpo | bnpo | dr_grpo | dapo
+  double epsilon = 0.2;
+  double epsilon_high = 0.2;
+  double beta = 0.0;                   // KL to the reference (the model with adapters disabled)
+  int64_t num_iterations = 1;          // μ: optimizer steps per batch of rollouts
+  std::string scale_rewards = "group";  // group | batch | none
+  bool mask_truncated_completions = false;
+  bool skip_zero_std_groups = false;
+  std::vector<std::string> reward_funcs;  // built-in names (train/grpo.h)
+  std::vector<double> reward_weights;     // one per reward function (custom ones after the built-in); empty: 1 each
+  bool calculator = false;             // the GSM8K calculator inserts results while sampling
+  int64_t logprob_chunk = 256;         // completion tokens per chunk of the log-prob head
 };
 
 struct RunConfig {
@@ -169,6 +192,7 @@ struct RunConfig {
   TrainSection train;
   EvalSection eval;
   SampleSection sample;
+  GrpoSection grpo;
 
   // Reads a YAML recipe and applies `key.path=value` overrides. Every key is checked: an unknown
   // or misspelt key is an error naming the file, the line and the key and suggesting the nearest

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ranktune::train {
@@ -34,5 +35,19 @@ class MetricsLog {
 // Writes a two-panel SVG: losses ("loss", "eval_loss") and rates on [0, 1] (keys starting with
 // "eval_accuracy", and "eval_format_rate") against step. Atomic.
 void write_training_curve(const std::vector<MetricsRow>& rows, const std::string& path, const std::string& title);
+
+// The value of `key` in the first and the last row that has it (NaN when none does): a run's first
+// and last loss or reward across resumes.
+std::pair<double, double> first_and_last(const std::vector<MetricsRow>& rows, const std::string& key);
+
+// A panel of write_metric_curves: the series of `keys` against step; `rates` fixes the y axis to [0, 1].
+struct CurvePanel {
+  std::string title;
+  std::vector<std::string> keys;
+  bool rates = false;
+};
+// Writes one SVG with a panel per entry (GRPO: reward, completion length, loss). Atomic.
+void write_metric_curves(const std::vector<MetricsRow>& rows, const std::string& path, const std::string& title,
+                         const std::vector<CurvePanel>& panels);
 
 }  // namespace ranktune::train

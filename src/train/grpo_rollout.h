@@ -1,0 +1,37 @@
+#pragma once
+// GRPO's rollouts: completions sampled for a micro-batch of prompts (each prompt repeated G times,
+// side by side) and laid out as the tensors the policy's log-probs are computed on. Internal to
+// the train layer.
+
+#include "ranktune/model/generation.h"
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace ranktune::train {
+
+struct Rollout {
+  torch::Tensor input_ids;        // [rows, prompt + completion]: prompts left-padded, completions right-padded
+  torch::Tensor attention_mask;   // [rows, prompt + completion]
+  torch::Tensor completion_mask;  // [rows, completion] fp32: 1 for each sampled token (the end-of-sequence one included)
+  int64_t completion_length = 0;  // the longest completion of these rows
+  std::vector<std::vector<int64_t>> completions;  // the sampled ids of each row
+  std::vector<bool> truncated;    // cut at max_new_tokens (no end-of-sequence, no stop string)
+  int64_t prompt_tokens = 0;      // non-padding prompt tokens of all rows
+  // Filled after scoring: the advantage of each row [rows], and the old policy's and the
+  // reference's log-probs [rows, completion] when used (else undefined).
+  torch::Tensor advantages, old_logps, ref_logps;
+};
+
+// Samples one completion per row of `prompts` (token ids; a group's G copies next to each other)
+// with `options` and lays the rows out. Runs without gradients and restores the training flag.
+Rollout sample_rollout(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
+                       const model::GenerationOptions& options);
+
+// The tensors of `prompts` followed by `completions` (the layout sample_rollout makes); exposed for tests.
+Rollout layout_rollout(const std::vector<std::vector<int64_t>>& prompts, std::vector<std::vector<int64_t>> completions,
+                       int64_t pad_token_id);
+
+}  // namespace ranktune::train
