@@ -39,6 +39,18 @@ std::pair<double, double> run_losses(const std::vector<MetricsRow>& rows) {
   return {first.value_or(0.0), last};
 }
 
+// summary.json's "precision": what was asked, what ran, and for `auto` the probe's speeds.
+nlohmann::ordered_json precision_json(const PrecisionDecision& d) {
+  nlohmann::ordered_json j;
+  j["requested"] = precision_name(d.requested);
+  j["chosen"] = precision_name(d.chosen);
+  if (d.probed) {
+    j["probe"] = {{"fp32_gflops", d.fp32_gflops}, {"bf16_gflops", d.bf16_gflops}, {"threads", d.threads},
+                  {"min_speedup", kBf16MinSpeedup}};
+  }
+  return j;
+}
+
 }  // namespace
 
 std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section) {
@@ -64,6 +76,7 @@ std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section)
 struct Trainer::State {
   std::optional<TrainingSession> session;
   std::string final_eval;  // Evaluation::summary_json of the final evaluation
+  PrecisionDecision precision;  // train.precision as the last train() resolved it
   std::vector<std::function<void(const MetricsRow&)>> callbacks;
 
   TrainingSession& ready(const char* call) {
@@ -106,7 +119,10 @@ class Trainer::Loop {
         t_(config_.train),
         metrics_(open_run(config_, s_)),
         seconds_before_(s_.progress.seconds),
-        bar_(s_.progress.total_steps, "train", trainer.progress_bar_ ? stderr : nullptr) {}
+        bar_(s_.progress.total_steps, "train", trainer.progress_bar_ ? stderr : nullptr) {
+    trainer_.state_->precision = decide_precision(t_.precision);
+    if (t_.precision != Precision::fp32) log_info(trainer_.state_->precision.describe());
+  }
 
   TrainResult run() {
     signals_.emplace();
@@ -166,7 +182,7 @@ class Trainer::Loop {
 
   StepResult train_step() {
     const MicroBatchLoss loss_of = [this](const data::Batch& batch) {
-      const AutocastScope autocast(t_.precision);
+      const AutocastScope autocast(trainer_.state_->precision.chosen);
       return s_.model->forward(batch.input_ids, batch.attention_mask, batch.labels, nullptr, /*need_logits=*/false).loss;
     };
     const StepResult step = optimizer_step(*s_.optimizer, next_micro_batches(), loss_of, t_, s_.steps.warmup_steps, s_.progress);
@@ -321,6 +337,7 @@ void Trainer::write_summary(const TrainResult& result) {
   j["model"] = config_.model.path;
   j["template"] = config_.template_name;
   j["trainable_parameters"] = s.optimizer->parameter_count();
+  j["precision"] = precision_json(state_->precision);
   j["train_examples"] = s.data.train_report.total;
   j["train_examples_truncated"] = s.data.train_report.truncated;
   j["train_examples_skipped"] = s.data.train_report.skipped;
