@@ -27,8 +27,8 @@ def tokenizer():
 
 
 def train(tmp_path, tokenizer, precision, **extra):
-    args = ranktune.TrainingArguments(output_dir=tmp_path, max_steps=2, batch_size=4, log_every=1,
-                                      precision=precision, **{**SMALL, **extra})
+    args = ranktune.TrainingArguments(output_dir=tmp_path, precision=precision,
+                                      **{"max_steps": 2, "batch_size": 4, "log_every": 1, **SMALL, **extra})
     trainer = ranktune.Trainer(fresh_model(), tokenizer, args, train_dataset=QUICKSTART_DATA / "train.jsonl",
                                progress_bar=False)
     result = trainer.train()
@@ -58,8 +58,10 @@ def test_auto_precision_records_the_probe(tmp_path, tokenizer):
     assert p["chosen"] == ("bf16" if faster else "fp32")
 
 
-def test_a_bf16_model_generates_and_scores_close_to_fp32(tokenizer):
-    fp32, bf16 = fresh_model(), fresh_model(torch.bfloat16)
+def test_a_bf16_model_generates_and_scores_close_to_fp32(tmp_path, tokenizer):
+    fp32 = fresh_model()
+    fp32.save_pretrained(tmp_path)  # the same weights, read back into bf16
+    bf16 = ranktune.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
     assert bf16.dtype == torch.bfloat16
     assert all(p.dtype == torch.bfloat16 for p in bf16.parameters())
     ids = torch.tensor([tokenizer.encode("Q: Ivan has 6 jars and gets 3 more. How many jars does he have?")])

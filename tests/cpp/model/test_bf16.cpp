@@ -4,10 +4,12 @@
 // DeepSeek-V2 with latent attention), LoRA, DoRA, full fine-tuning, int8/NF4 bases, gradient
 // checkpointing — whose loss and trainable gradients agree with the same model in fp32.
 //
-// Tolerances (relative L2 error): kernels 2e-2 (measured 2.5e-3 to 7e-3: bf16 keeps 8 significant
-// bits, ≈ 2e-3 relative rounding per value, a few roundings per chain); a whole model's loss 1e-2
-// (measured ≤ 2e-3) and its gradients 1e-1 (measured ≤ 3.5e-2: ten or more bf16 products deep,
-// through softmax and norms).
+// Tolerances (relative L2 error): kernels 2e-2 (measured 3.1e-3 to 7.7e-3: bf16 keeps 8
+// significant bits, ≈ 2e-3 relative rounding per value, a few roundings per chain); a whole model's
+// loss 1e-2 (measured ≤ 1.4e-4) and its trainable gradients 1.5e-1 (measured 4e-3 to 2.4e-2, and
+// 7e-2 for DeepSeek-V2: ten or more bf16 products deep, through softmax and norms, and a router
+// whose logits GEMM runs in bf16 — as under transformers' autocast — may send a token to another
+// expert).
 
 #include "ranktune/core/autocast.h"
 #include "ranktune/model/blocked_attention.h"
@@ -16,63 +18,27 @@
 #include "ranktune/model/loss.h"
 #include "ranktune/peft/peft_model.h"
 #include "model/checkpointing.h"
+#include "bf16_test_util.h"
 #include "test_util.h"
 
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <functional>
 
 namespace ranktune {
 namespace {
 
+using ranktune::testing::expect_bf16_agrees;
+using ranktune::testing::relative_error;
 using ranktune::testing::shared_dir;
 using torch::Tensor;
 
 constexpr double kKernelTolerance = 2e-2;
 constexpr double kModelLossTolerance = 1e-2;
-constexpr double kModelGradientTolerance = 1e-1;
-
-double relative_error(const Tensor& a, const Tensor& b) {
-  const Tensor ad = a.to(at::kDouble), bd = b.to(at::kDouble);
-  return (ad - bd).norm().item<double>() / std::max(bd.norm().item<double>(), 1e-30);
-}
-
-std::vector<Tensor> leaves(const std::vector<Tensor>& inputs) {
-  std::vector<Tensor> out;
-  for (const Tensor& t : inputs) out.push_back(t.detach().clone().requires_grad_(true));
-  return out;
-}
-
-// `kernel` under bf16 autocast against `reference` in fp32 on copies of the same fp32 inputs:
-// the output, and each input's gradient (fp32, as the input) for the same upstream gradient.
-void expect_bf16_agrees(const std::vector<Tensor>& inputs, const std::function<Tensor(const std::vector<Tensor>&)>& kernel,
-                        const std::function<Tensor(const std::vector<Tensor>&)>& reference, const std::string& what) {
-  const auto ours = leaves(inputs), ref = leaves(inputs);
-  Tensor y;
-  {
-    const CpuAutocastScope autocast(at::kBFloat16);
-    y = kernel(ours);
-  }
-  const Tensor y_ref = reference(ref);
-  double worst = relative_error(y, y_ref);
-  EXPECT_LT(relative_error(y, y_ref), kKernelTolerance) << what << " output";
-  const Tensor g = y_ref.dim() == 0 ? at::ones({}) : at::randn(y_ref.sizes());
-  y.backward(g.to(y.scalar_type()));
-  y_ref.backward(g);
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    ASSERT_TRUE(ours[i].grad().defined()) << what << " input " << i;
-    EXPECT_EQ(ours[i].grad().scalar_type(), at::kFloat) << what << " input " << i;
-    worst = std::max(worst, relative_error(ours[i].grad(), ref[i].grad()));
-    EXPECT_LT(relative_error(ours[i].grad(), ref[i].grad()), kKernelTolerance) << what << " gradient of input " << i;
-  }
-  std::string key = what + " relative error";
-  std::replace(key.begin(), key.end(), ' ', '_');
-  ::testing::Test::RecordProperty(key, c10::str(worst));
-}
+constexpr double kModelGradientTolerance = 1.5e-1;
 
 TEST(Bf16ModelKernels, BlockedAttentionAgreesWithFp32EagerAttention) {
   at::manual_seed(5);
@@ -93,7 +59,7 @@ TEST(Bf16ModelKernels, BlockedAttentionAgreesWithFp32EagerAttention) {
         const Tensor bias = model::attention_bias(mask, b, t, 0, at::kFloat);
         return model::attention(q, k, x[2].transpose(1, 2), bias).transpose(1, 2) * real;
       },
-      "BlockedAttention");
+      "BlockedAttention", kKernelTolerance);
 }
 
 TEST(Bf16ModelKernels, ChunkedLossAgreesWithFp32CrossEntropyOverFullLogits) {
@@ -103,7 +69,8 @@ TEST(Bf16ModelKernels, ChunkedLossAgreesWithFp32CrossEntropyOverFullLogits) {
   expect_bf16_agrees(
       {at::randn({2, 40, 32}), at::randn({300, 32}) * 0.3},
       [&](const auto& x) { return model::chunked_causal_lm_loss(x[0], x[1], labels, /*chunk=*/16); },
-      [&](const auto& x) { return model::causal_lm_loss(at::linear(x[0], x[1]), labels); }, "LinearCrossEntropy");
+      [&](const auto& x) { return model::causal_lm_loss(at::linear(x[0], x[1]), labels); }, "LinearCrossEntropy",
+      kKernelTolerance);
 }
 
 TEST(Bf16ModelKernels, CheckpointRecomputesUnderTheForwardsAutocast) {
@@ -122,7 +89,7 @@ TEST(Bf16ModelKernels, CheckpointRecomputesUnderTheForwardsAutocast) {
         EXPECT_EQ(y.scalar_type(), at::kBFloat16) << "the block ran under autocast";
         return y;
       },
-      [&](const auto& x) { return block_with(x[1])(x[0]); }, "Checkpoint");
+      [&](const auto& x) { return block_with(x[1])(x[0]); }, "Checkpoint", kKernelTolerance);
 }
 
 // ---- whole models ------------------------------------------------------------------------------
