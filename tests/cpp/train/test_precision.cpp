@@ -167,13 +167,18 @@ TEST(PrecisionProbe, ExplicitPrecisionsAreNotProbed) {
   EXPECT_THROW(train::AutocastScope(train::Precision::automatic), c10::Error) << "auto is resolved first";
 }
 
-TEST(PrecisionProbe, TheRealProbeTimesBothDtypes) {
+TEST(PrecisionProbe, TheRealProbeTimesBothDtypesAndDrawsNoRandomNumbers) {
   const train::ProbeShape shape;
+  torch::manual_seed(3);
+  const at::Tensor expected = at::randn({4});
+  torch::manual_seed(3);
   for (const auto dtype : {at::kFloat, at::kBFloat16}) {
     const double seconds = train::time_gemm(dtype, shape);
     EXPECT_GT(seconds, 0.0);
     EXPECT_LT(seconds, 1.0) << "a few ms, not a benchmark";
   }
+  // A resumed run restores the generator before train() probes: the probe must not move it.
+  EXPECT_TRUE(at::equal(at::randn({4}), expected));
 }
 
 TEST(PrecisionProbe, AutoRunRecordsTheProbeInTheSummary) {
