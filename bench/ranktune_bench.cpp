@@ -13,6 +13,7 @@
 //
 // The model is built from the shape with random weights (nothing is downloaded).
 
+#include <ranktune/core/autocast.h>
 #include <ranktune/core/threads.h>
 #include <ranktune/model/causal_lm.h>
 #include <ranktune/model/generation.h>
@@ -126,6 +127,8 @@ double step_flops(const Shape& s, const std::string& method, int64_t batch, int6
 
 // How the base's projection weights are stored (--quantize, --double-quant).
 model::LoadOptions base_options;
+// --precision bf16: training forward passes under CPU autocast, as train.precision: bf16.
+std::optional<at::ScalarType> autocast_dtype;
 
 // Bytes the base weights occupy (quantized projections at their quantized size; adapters excluded).
 double base_weight_mb(model::CausalLMImpl& model) {
@@ -178,7 +181,11 @@ struct TrainSetup {
 double timed_step(TrainSetup& setup, const Shape& shape, int64_t batch, int64_t seq, double* loss = nullptr) {
   const at::Tensor ids = setup.batch(shape, batch, seq);
   const auto start = Clock::now();
-  at::Tensor l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
+  at::Tensor l;
+  {
+    const CpuAutocastScope autocast(autocast_dtype);
+    l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
+  }
   l.backward();
   setup.optimizer->step();
   setup.optimizer->zero_grad();
@@ -208,6 +215,7 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   j["tokens_per_s"] = static_cast<double>(batch * seq) / m;
   j["peak_rss_mb"] = rss;
   j["quantize"] = quant_format_name(base_options.quantize()) + (base_options.double_quant() ? "+dq" : "");
+  j["precision"] = autocast_dtype ? "bf16" : "fp32";
   j["base_weight_mb"] = base_weight_mb(*setup.model);
   j["achieved_gflops"] = gflops;
   j["gemm_peak_gflops"] = peak;
@@ -266,7 +274,11 @@ nlohmann::ordered_json profile(const Shape& shape, const std::string& method, in
     const at::Tensor ids = setup.batch(shape, batch, seq);
     if (recorder) recorder->set_phase("forward");
     auto t0 = Clock::now();
-    at::Tensor l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
+    at::Tensor l;
+    {
+      const CpuAutocastScope autocast(autocast_dtype);
+      l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
+    }
     auto t1 = Clock::now();
     if (measured) after_forward_mb = std::max(after_forward_mb, bench::current_rss_mb());
     if (recorder) recorder->set_phase("backward");
@@ -412,6 +424,9 @@ int main(int argc, char** argv) {
   bool double_quant = false;
   app.add_option("--quantize", quantize, "store the base's projection weights quantized: none | int8 | nf4");
   app.add_flag("--double-quant", double_quant, "nf4: quantize the block scales too");
+  std::string precision = "fp32";
+  app.add_option("--precision", precision, "fp32 | bf16: training steps under CPU autocast (train.precision)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   auto* train_cmd = app.add_subcommand("train", "median time of a training step");
   train_cmd->add_option("--method", method, "lora | dora | full");
   train_cmd->add_option("--batch", batch);
@@ -454,6 +469,7 @@ int main(int argc, char** argv) {
   try {
     configure_threads(threads);
     base_options.quantize(parse_quant_format(quantize)).double_quant(double_quant);
+    if (precision == "bf16") autocast_dtype = at::kBFloat16;
     const Shape shape = shape_named(shape_name);
     nlohmann::ordered_json out;
     if (train_cmd->parsed()) {

@@ -11,6 +11,7 @@ PEER="$2/bench/peers/peer.py"
   done
   "$BENCH" --shape tiny --threads 1 --quantize int8 train --method lora --steps 1 --warmup 1 --seq 32 --batch 2
   "$BENCH" --shape tiny --threads 1 --quantize nf4 --double-quant train --method dora --steps 1 --warmup 1 --seq 32 --batch 2
+  "$BENCH" --shape tiny --threads 1 --precision bf16 train --method dora --steps 1 --warmup 1 --seq 32 --batch 2
   "$BENCH" --shape tiny --threads 1 decode --new-tokens 8 --prompt 8 --repeats 1
   "$BENCH" --shape tiny --threads 1 decode --merged --new-tokens 8 --prompt 8 --repeats 1
   "$BENCH" --shape tiny --threads 1 profile --method dora --steps 1 --warmup 1 --seq 32 --batch 2

@@ -45,12 +45,14 @@ void add_quantize_flags(CLI::App& cmd, QuantizeFlags& flags);
 // A model directory, with an adapter directory attached when `adapter_dir` is not empty. A model
 // directory without weights (config.json only, like the quickstart's) is initialised from
 // `init_seed`, or else from the model.init_seed recorded in the adapter's run (its config.yaml).
+// `dtype` is the compute dtype (model.dtype's spellings: float32, bfloat16, ...).
 struct LoadedModel {
   std::shared_ptr<model::CausalLMImpl> model;
   std::shared_ptr<peft::PeftModel> adapters;  // null without an adapter
 };
 LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir,
-                       std::optional<int64_t> init_seed = std::nullopt, const QuantizeFlags& quantize = {});
+                       std::optional<int64_t> init_seed = std::nullopt, const QuantizeFlags& quantize = {},
+                       const std::string& dtype = "float32");
 // Whether a model directory (or hub name) holds weights (model.safetensors or a sharded index).
 bool has_weights(const std::string& model_dir);
 

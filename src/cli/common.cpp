@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include "ranktune/core/dtype.h"
 #include "ranktune/core/error.h"
 #include "ranktune/core/quantized_weight.h"
 #include "ranktune/io/hub_cache.h"
@@ -41,8 +42,14 @@ bool has_weights(const std::string& model_dir) {
 }
 
 LoadedModel load_model(const std::string& model_dir, const std::string& adapter_dir, std::optional<int64_t> init_seed,
-                       const QuantizeFlags& quantize) {
+                       const QuantizeFlags& quantize, const std::string& dtype) {
   LoadedModel loaded;
+  torch::Dtype compute_dtype;
+  try {
+    compute_dtype = parse_dtype(dtype);
+  } catch (const Error& e) {
+    throw Error(c10::str("--dtype: ", e.message()));
+  }
   const QuantFormat format = parse_quant_format(quantize.quantize);
   RANKTUNE_CHECK(!quantize.double_quant || format == QuantFormat::nf4, "--double-quant needs --quantize nf4");
   if (!has_weights(model_dir) && fs::exists(fs::path(io::resolve_pretrained(model_dir)) / "config.json")) {
@@ -53,14 +60,15 @@ LoadedModel load_model(const std::string& model_dir, const std::string& adapter_
                        "from (the quickstart's is 0)");
     train::ModelSection section;
     section.path = model_dir;
-    section.dtype = "float32";
+    section.dtype = dtype;
     section.init_seed = *init_seed;
     section.quantize = quantize.quantize;
     section.double_quant = quantize.double_quant;
     loaded.model = train::load_run_model(section);
   } else {
     loaded.model = model::load_causal_lm(model_dir,
-                                         model::LoadOptions().quantize(format).double_quant(quantize.double_quant));
+                                         model::LoadOptions().dtype(compute_dtype).quantize(format).double_quant(
+                                             quantize.double_quant));
   }
   if (!adapter_dir.empty()) {
     loaded.adapters = std::make_shared<peft::PeftModel>(peft::PeftModel::from_pretrained(

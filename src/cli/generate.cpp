@@ -49,6 +49,7 @@ void add_generate_command(CLI::App& app) {
     bool merge = false, print_ids = false, chat = false;
     std::optional<int64_t> init_seed;
     QuantizeFlags quantize;
+    std::string dtype = "float32";
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--model", o->model, "model directory")->required();
@@ -75,10 +76,11 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--merge", o->merge, "merge the adapter into the weights before generating");
   cmd->add_flag("--print-ids", o->print_ids, "print the prompt and generated ids on one line instead of text");
   add_quantize_flags(*cmd, o->quantize);
+  cmd->add_option("--dtype", o->dtype, "compute dtype: float32 or bfloat16 (bf16 weights: half the bytes a decode step reads)");
   cmd->callback([o] {
     RANKTUNE_CHECK(!o->prompt.empty() || !o->prompt_ids.empty(), "give --prompt TEXT or --prompt-ids \"1 2 3\"");
     std::vector<int64_t> prompt = o->prompt.empty() ? parse_ids(o->prompt_ids) : std::vector<int64_t>{};
-    LoadedModel loaded = load_model(o->model, o->adapter, o->init_seed, o->quantize);
+    LoadedModel loaded = load_model(o->model, o->adapter, o->init_seed, o->quantize, o->dtype);
     if (o->merge && loaded.adapters) loaded.adapters->merge_adapter(/*safe=*/true);
     std::optional<tokenizer::Tokenizer> tok;
     if (!o->prompt.empty() || !o->print_ids || !o->stop.empty()) {

@@ -1,5 +1,6 @@
 #include "ranktune/model/blocked_attention.h"
 
+#include "ranktune/core/autocast.h"
 #include "ranktune/core/error.h"
 
 #include <ATen/ATen.h>
@@ -180,8 +181,19 @@ Tensor blocked_causal_attention(const Tensor& q, const Tensor& k, const Tensor& 
                  q.sizes(), ", ", k.sizes(), ", ", v.sizes());
   // LibTorch 1.13's custom functions reject undefined tensor inputs: absent ones travel as empty.
   auto or_empty = [&](const Tensor& t, at::ScalarType dtype) { return t.defined() ? t : at::empty({0}, q.options().dtype(dtype)); };
-  return BlockedAttention::apply(q, k, v, or_empty(cos, q.scalar_type()), or_empty(sin, q.scalar_type()),
-                                 or_empty(key_padding_mask, at::kLong), sliding_window.value_or(0), std::max<int64_t>(block, 1));
+  auto apply = [&](const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cos, const Tensor& sin) {
+    return BlockedAttention::apply(q, k, v, or_empty(cos, q.scalar_type()), or_empty(sin, q.scalar_type()),
+                                   or_empty(key_padding_mask, at::kLong), sliding_window.value_or(0),
+                                   std::max<int64_t>(block, 1));
+  };
+  // Under autocast: q, k, v and RoPE's cos/sin in the autocast dtype (as transformers casts cos/sin
+  // to the queries' dtype); the scores' softmax stays fp32 inside the kernel either way.
+  if (const auto dtype = cpu_autocast_dtype()) {
+    const NoCpuAutocast no_autocast;
+    return apply(cast_floating(q, *dtype), cast_floating(k, *dtype), cast_floating(v, *dtype), cast_floating(cos, *dtype),
+                 cast_floating(sin, *dtype));
+  }
+  return apply(q, k, v, cos, sin);
 }
 
 }  // namespace ranktune::model

@@ -1,5 +1,7 @@
 #include "checkpointing.h"
 
+#include "ranktune/core/autocast.h"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -19,6 +21,7 @@ using torch::autograd::variable_list;
 struct SavedBlock : torch::CustomClassHolder {
   Block fn;
   Tensor rng_state;
+  std::optional<at::ScalarType> autocast_dtype;  // backward runs outside autocast: recompute as forward ran
 };
 
 Tensor generator_state() {
@@ -38,6 +41,7 @@ struct Checkpoint : public torch::autograd::Function<Checkpoint> {
     auto saved = c10::make_intrusive<SavedBlock>();
     saved->fn = fn;
     saved->rng_state = generator_state();
+    saved->autocast_dtype = cpu_autocast_dtype();
     ctx->saved_data["block"] = c10::IValue::make_capsule(saved);
     ctx->save_for_backward({x});
     at::NoGradGuard no_grad;
@@ -52,6 +56,7 @@ struct Checkpoint : public torch::autograd::Function<Checkpoint> {
     Tensor y;
     {
       at::AutoGradMode grad(true);
+      const CpuAutocastScope autocast(saved->autocast_dtype);
       y = saved->fn(x);
     }
     set_generator_state(after_forward);

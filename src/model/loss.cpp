@@ -1,5 +1,7 @@
 #include "ranktune/model/loss.h"
 
+#include "ranktune/core/autocast.h"
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -76,8 +78,15 @@ Tensor chunked_causal_lm_loss(const Tensor& hidden, const Tensor& weight, const 
   const Tensor shifted_hidden = hidden.narrow(1, 0, hidden.size(1) - 1).reshape({-1, hidden_size});
   const Tensor shifted_labels = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
   const bool grad = at::GradMode::is_enabled();
-  return LinearCrossEntropy::apply(shifted_hidden, weight, shifted_labels, std::max<int64_t>(chunk, 1),
-                                   grad && hidden.requires_grad(), grad && weight.requires_grad());
+  const bool need_hidden = grad && hidden.requires_grad(), need_weight = grad && weight.requires_grad();
+  // Under autocast the head's GEMMs run in the autocast dtype; log-softmax and the loss stay fp32.
+  if (const auto dtype = cpu_autocast_dtype()) {
+    const NoCpuAutocast no_autocast;
+    return LinearCrossEntropy::apply(cast_floating(shifted_hidden, *dtype), cast_floating(weight, *dtype), shifted_labels,
+                                     std::max<int64_t>(chunk, 1), need_hidden, need_weight);
+  }
+  return LinearCrossEntropy::apply(shifted_hidden, weight, shifted_labels, std::max<int64_t>(chunk, 1), need_hidden,
+                                   need_weight);
 }
 
 }  // namespace ranktune::model

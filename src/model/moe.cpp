@@ -137,8 +137,10 @@ torch::Tensor SparseMoeBlockImpl::routed_experts(const torch::Tensor& x, const R
     offset += count[e];
   }
   if (outputs.empty()) return at::zeros_like(x);
-  const torch::Tensor weights = routing.weights.reshape({-1}).index_select(0, order).to(x.scalar_type()).unsqueeze(1);
-  return at::zeros_like(x).index_add(0, tokens, at::cat(outputs, 0) * weights);
+  // Summed in the experts' dtype: x's, or bf16 when the experts ran under autocast.
+  const torch::Tensor expert_out = at::cat(outputs, 0);
+  const torch::Tensor weights = routing.weights.reshape({-1}).index_select(0, order).to(expert_out.scalar_type()).unsqueeze(1);
+  return at::zeros_like(x, expert_out.options()).index_add(0, tokens, expert_out * weights);
 }
 
 torch::Tensor SparseMoeBlockImpl::forward(const torch::Tensor& x, std::vector<torch::Tensor>* router_logits_out) {

@@ -1,11 +1,11 @@
 #include "ranktune/peft/functional.h"
 
+#include "ranktune/core/autocast.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <optional>
@@ -193,16 +193,6 @@ struct DoraUpdate : public torch::autograd::Function<DoraUpdate> {
   }
 };
 
-// Under CPU autocast the kernels run in the autocast dtype with autocast itself switched off
-// inside: their matmuls then agree on one dtype in forward and backward (the casts of A, B and m
-// are differentiable, so fp32 parameters still get fp32 gradients).
-std::optional<at::ScalarType> autocast_dtype() {
-  if (!at::autocast::is_cpu_enabled()) return std::nullopt;
-  return at::autocast::get_autocast_cpu_dtype();
-}
-
-Tensor cast(const Tensor& t, at::ScalarType dtype) { return t.defined() && t.scalar_type() != dtype ? t.to(dtype) : t; }
-
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
@@ -216,6 +206,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
     return y.view(sizes);
   }
   if (residual.defined()) {
+    // Under autocast the residual stream keeps its dtype (fp32): transformers adds `residual + out`
+    // outside the bf16 matmul, and an addmm would round the stream to bf16 once per layer.
+    if (const auto dtype = cpu_autocast_dtype(); dtype && residual.scalar_type() != *dtype) {
+      return residual + at::linear(x, weight, bias);
+    }
     Tensor y = at::addmm(residual.reshape({-1, out}), x.reshape({-1, in}), weight.t());
     if (bias.defined()) y = y + bias;
     return y.view(residual.sizes());
@@ -224,9 +219,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const T
 }
 
 Tensor lora_a_product(const Tensor& x, const Tensor& A) {
-  if (const auto dtype = autocast_dtype()) {
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-    return functional::linear(cast(x, *dtype), cast(A, *dtype));
+  if (const auto dtype = cpu_autocast_dtype()) {
+    const NoCpuAutocast no_autocast;
+    return functional::linear(cast_floating(x, *dtype), cast_floating(A, *dtype));
   }
   return functional::linear(x, A);
 }
@@ -238,9 +233,9 @@ std::vector<Tensor> stacked_lora_a_products(const Tensor& x, const std::vector<T
 }
 
 Tensor lora_b_update(const Tensor& result, const Tensor& h, const Tensor& B, double scaling) {
-  if (const auto dtype = autocast_dtype()) {
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-    return LoraUpdate::apply(result, cast(h, *dtype), cast(B, *dtype), scaling);
+  if (const auto dtype = cpu_autocast_dtype()) {
+    const NoCpuAutocast no_autocast;
+    return LoraUpdate::apply(result, cast_floating(h, *dtype), cast_floating(B, *dtype), scaling);
   }
   return LoraUpdate::apply(result, h, B, scaling);
 }
@@ -254,11 +249,11 @@ Tensor dora_b_update(const Tensor& rest, const Tensor& base, const Tensor& h, co
   // LibTorch 1.13's custom functions reject undefined tensor inputs: "no rest" travels as an
   // empty tensor.
   const Tensor rest_or_empty = rest.defined() ? rest : at::empty({0}, base.options());
-  if (const auto dtype = autocast_dtype()) {
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-    return DoraUpdate::apply(cast(rest_or_empty, *dtype), cast(base, *dtype), cast(h, *dtype), cast(B, *dtype),
-                             cast(magnitude, *dtype), cast(weight_norm.detach(), *dtype), scaling,
-                             recover_from_output);
+  if (const auto dtype = cpu_autocast_dtype()) {
+    const NoCpuAutocast no_autocast;
+    return DoraUpdate::apply(cast_floating(rest_or_empty, *dtype), cast_floating(base, *dtype),
+                             cast_floating(h, *dtype), cast_floating(B, *dtype), cast_floating(magnitude, *dtype),
+                             cast_floating(weight_norm.detach(), *dtype), scaling, recover_from_output);
   }
   return DoraUpdate::apply(rest_or_empty, base, h, B, magnitude, weight_norm.detach(), scaling, recover_from_output);
 }

@@ -2,6 +2,7 @@
 
 #include "adapter_init.h"
 #include "variant.h"
+#include "ranktune/core/autocast.h"
 #include "ranktune/core/error.h"
 #include "ranktune/peft/functional.h"
 
@@ -588,6 +589,9 @@ const torch::Tensor& LinearImpl::weight_row_sq_norm() const {
 }
 
 torch::Tensor LinearImpl::dora_weight_norm(const Adapter& a) const {
+  // In the weight's dtype also under autocast: PEFT's norm of W + s·B A is fp32 for an fp32 W, and
+  // ‖W‖² rounded to bf16 would move every magnitude's scale by ~0.4%.
+  const NoCpuAutocast no_autocast;
   if (quantized()) {
     // W Aᵀ = (A Wᵀ)ᵀ through the quantized product: row chunks, no out×in temporary.
     at::NoGradGuard no_grad;

@@ -1,6 +1,7 @@
 // functional::quantized_linear: the base product of a layer whose frozen weight is stored
 // quantized (QuantizedWeight), dequantized on the fly in forward and in backward's dx = g W.
 
+#include "ranktune/core/autocast.h"
 #include "ranktune/core/quantized_weight.h"
 #include "ranktune/peft/functional.h"
 
@@ -76,7 +77,13 @@ struct QuantizedMatmul : public torch::autograd::Function<QuantizedMatmul> {
 
 Tensor quantized_linear(const Tensor& x, const QuantizedWeight& weight, const Tensor& bias, const Tensor& residual,
                         int64_t rows_per_chunk) {
-  Tensor y = QuantizedMatmul::apply(x, weight, rows_per_chunk);
+  Tensor y;
+  if (const auto dtype = cpu_autocast_dtype()) {  // dequantized into the autocast dtype
+    const NoCpuAutocast no_autocast;
+    y = QuantizedMatmul::apply(cast_floating(x, *dtype), weight, rows_per_chunk);
+  } else {
+    y = QuantizedMatmul::apply(x, weight, rows_per_chunk);
+  }
   if (bias.defined()) y = y + bias;
   if (residual.defined()) y = y + residual;
   return y;

@@ -1,5 +1,6 @@
 #include "variant.h"
 
+#include "ranktune/core/autocast.h"
 #include "ranktune/peft/functional.h"
 
 #include <ATen/ATen.h>
@@ -90,9 +91,13 @@ class DoraVariant final : public AdapterVariant {
     // Wx - W·drop(x)).
     Tensor rest;
     bool rest_is_residual = false;
+    // Under autocast the kernel runs in bf16: the residual is added after it, in its own dtype, so
+    // the residual stream is not rounded to bf16 (as functional::linear).
+    const bool residual_after = !result.defined() && shares_input && input.residual.defined() &&
+                                cpu_autocast_dtype().has_value();
     if (!result.defined() && shares_input) {
       rest = layer.bias.defined() ? layer.bias.to(dtype) : Tensor();
-      if (input.residual.defined()) {
+      if (input.residual.defined() && !residual_after) {
         rest = rest.defined() ? input.residual.to(dtype) + rest : input.residual.to(dtype);
         rest_is_residual = !layer.bias.defined() && input.residual.scalar_type() == dtype;
       }
@@ -106,7 +111,8 @@ class DoraVariant final : public AdapterVariant {
     Tensor y = functional::dora_b_update(rest, base, input_product(adapter, input, xa), adapter.lora_B,
                                          adapter.magnitude, norm, adapter.scaling,
                                          /*recover_from_output=*/rest_is_residual);
-    return y.scalar_type() == out_dtype_ref.scalar_type() ? y : y.to(out_dtype_ref.scalar_type());
+    if (y.scalar_type() != out_dtype_ref.scalar_type()) y = y.to(out_dtype_ref.scalar_type());
+    return residual_after ? y + input.residual : y;
   }
 
   // W' = (m / ‖W + ΔW‖) ⊙ (W + ΔW), caching ‖W + ΔW‖ so unmerge can divide by the same factor.

@@ -47,7 +47,7 @@ YAML::Node node_of(const T& value) {
 // The names of an enum's values, in the enum's order: the key's choices, parsed once on loading.
 const std::vector<std::string> kAdapterMethods = {"lora", "dora", "full"};
 const std::vector<std::string> kSchedules = {"constant", "linear", "cosine"};
-const std::vector<std::string> kPrecisions = {"fp32", "bf16"};
+const std::vector<std::string> kPrecisions = {"fp32", "bf16", "auto"};
 const std::vector<std::string> kSampleKeep = {"all_correct", "best_of_k", "first_correct"};
 const std::vector<std::string> kAnswerModes = {"strict", "flexible"};  // prompt::AnswerMode's order
 const std::vector<std::string> kGrpoLossTypes = {"grpo", "bnpo", "dr_grpo", "dapo"};
@@ -175,7 +175,7 @@ const std::vector<Key>& keys() {
     std::vector<Key> t = {
       // model
       {"model.path", Kind::string, "null", "Hugging Face model directory (config.json, safetensors weights, tokenizer files), or a hub name `org/name[@revision]` found in the local Hugging Face cache. Without weights the model is initialised randomly from `model.init_seed`.", {}, RT_SCALAR(model.path, std::string)},
-      {"model.dtype", Kind::string, "float32", "Compute dtype. bf16 is emulated on CPUs without AVX512-BF16 (2.5-3x slower than fp32 there).", {"float32", "bfloat16"}, RT_SCALAR(model.dtype, std::string)},
+      {"model.dtype", Kind::string, "float32", "Compute dtype: the dtype the weights are held in. `bfloat16` halves the model's memory and the bytes a decode step reads (generation, evaluation); trained adapters stay fp32 (PEFT's autocast_adapter_dtype), but full fine-tuning would train the bf16 weights themselves: for it keep `float32` and set `train.precision: bf16`. bf16 is emulated on CPUs without AVX512-BF16 or AMX (2.5-3x slower than fp32 there).", {"float32", "bfloat16"}, RT_SCALAR(model.dtype, std::string)},
       {"model.download", Kind::boolean, "false", "When `model.path` is a hub name (`org/name` or `org/name@revision`) missing from the local Hugging Face cache, download it there first (HF_ENDPOINT and HF_TOKEN are honoured; docs/data.md).", {}, RT_SCALAR(model.download, bool)},
       {"model.quantize", Kind::string, "none", "Store the frozen projection weights quantized (QLoRA): `int8` per output channel (~4x smaller than fp32) or `nf4` in blocks of 64 (~7x smaller); embeddings, norms and the output head stay in `model.dtype`. Costs dequantisation time per step (docs/quantization.md).", {"none", "int8", "nf4"}, RT_SCALAR(model.quantize, std::string)},
       {"model.double_quant", Kind::boolean, "false", "With `model.quantize: nf4`, quantize the per-block scales to 8 bits as well (QLoRA's double quantisation: 0.52 instead of 0.56 bytes per weight).", {}, RT_SCALAR(model.double_quant, bool)},
@@ -227,7 +227,7 @@ const std::vector<Key>& keys() {
       {"train.warmup_steps", Kind::integer, "0", "Linear warmup steps (overrides warmup_ratio when > 0).", {}, RT_SCALAR(train.warmup_steps, int64_t)},
       {"train.warmup_ratio", Kind::number, "0.03", "Warmup as a fraction of the total steps.", {}, RT_SCALAR(train.warmup_ratio, double)},
       {"train.max_grad_norm", Kind::number, "1.0", "Clip the gradient norm to this (0: no clipping).", {}, RT_SCALAR(train.max_grad_norm, double)},
-      {"train.precision", Kind::string, "fp32", "`bf16` runs the forward pass under CPU autocast (useful with native bf16 hardware; slower than fp32 on this CPU).", kPrecisions, RT_ENUM(train.precision, Precision, kPrecisions)},
+      {"train.precision", Kind::string, "fp32", "`bf16`: each forward pass under CPU autocast (bf16 matmuls; parameters, gradients and AdamW state stay fp32; softmax, norms and the loss in fp32; docs/performance.md). `auto`: bf16 when a start-up GEMM probe finds it at least 1.2x faster than fp32 on this machine (AMX, AVX512-BF16), else fp32; the decision and both speeds are logged and written to summary.json.", kPrecisions, RT_ENUM(train.precision, Precision, kPrecisions)},
       {"train.gradient_checkpointing", Kind::boolean, "false", "Recompute each layer's activations in backward: much less memory for about one more forward pass of time.", {}, RT_SCALAR(train.gradient_checkpointing, bool)},
       {"train.log_every", Kind::integer, "10", "Optimizer steps between metrics rows and progress updates.", {}, RT_SCALAR(train.log_every, int64_t)},
       {"train.eval_every", Kind::integer, "0", "Steps between evaluations (validation loss, and accuracy on eval.during_training questions); 0: only at the end.", {}, RT_SCALAR(train.eval_every, int64_t)},

@@ -27,6 +27,18 @@ bool has_weights(const std::string& dir) {
   return fs::exists(fs::path(dir) / "model.safetensors") || fs::exists(fs::path(dir) / "model.safetensors.index.json");
 }
 
+// summary.json's "precision": what was asked, what ran, and for `auto` the probe's speeds.
+nlohmann::ordered_json precision_json(const PrecisionDecision& d) {
+  nlohmann::ordered_json j;
+  j["requested"] = precision_name(d.requested);
+  j["chosen"] = precision_name(d.chosen);
+  if (d.probed) {
+    j["probe"] = {{"fp32_gflops", d.fp32_gflops}, {"bf16_gflops", d.bf16_gflops}, {"threads", d.threads},
+                  {"min_speedup", kBf16MinSpeedup}};
+  }
+  return j;
+}
+
 }  // namespace
 
 std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section) {
@@ -52,6 +64,7 @@ std::shared_ptr<model::CausalLMImpl> load_run_model(const ModelSection& section)
 struct Trainer::State {
   std::optional<TrainingSession> session;
   std::string final_eval;  // Evaluation::summary_json of the final evaluation
+  PrecisionDecision precision;  // train.precision as the last train() resolved it
   std::vector<std::function<void(const MetricsRow&)>> callbacks;
 
   TrainingSession& ready(const char* call) {
@@ -103,7 +116,10 @@ class Trainer::Loop {
         writes_(!communicator_ || communicator_->rank() == 0),
         metrics_(open_run(config_, s_, writes_)),
         seconds_before_(s_.progress.seconds),
-        bar_(s_.progress.total_steps, "train", trainer.progress_bar_ && writes_ ? stderr : nullptr) {}
+        bar_(s_.progress.total_steps, "train", trainer.progress_bar_ && writes_ ? stderr : nullptr) {
+    trainer_.state_->precision = decide_precision(t_.precision);
+    if (t_.precision != Precision::fp32 && writes_) log_info(trainer_.state_->precision.describe());
+  }
 
   TrainResult run() {
     signals_.emplace();
@@ -176,7 +192,7 @@ class Trainer::Loop {
 
   StepResult train_step() {
     const MicroBatchLoss loss_of = [this](const data::Batch& batch) {
-      const AutocastScope autocast(t_.precision);
+      const AutocastScope autocast(trainer_.state_->precision.chosen);
       const torch::Device device = s_.device;  // the batches are host memory until here
       return s_.model->forward(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
                                nullptr, /*need_logits=*/false).loss;
@@ -357,6 +373,7 @@ void Trainer::write_summary(const TrainResult& result) {
   j["model"] = config_.model.path;
   j["template"] = config_.template_name;
   j["trainable_parameters"] = s.optimizer->parameter_count();
+  j["precision"] = precision_json(state_->precision);
   j["train_examples"] = s.data.train_report.total;
   j["train_examples_truncated"] = s.data.train_report.truncated;
   j["train_examples_skipped"] = s.data.train_report.skipped;

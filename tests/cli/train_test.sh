@@ -54,6 +54,29 @@ grep -q "has a config.json but no weights: pass --init-seed N" "$WORK/gen-noseed
 "$RANKTUNE" train "$RECIPE" "${QUICK[@]}" train.max_steps=4 eval.max_new_tokens=0 adapter.method=dora train.output_dir="$WORK/dora" >"$WORK/dora.log" 2>&1 &&
   grep -q lora_magnitude_vector "$WORK/dora/adapter_model.safetensors" && pass "DoRA run saves magnitudes" || fail "dora: $(tail -3 "$WORK/dora.log")"
 
+# ---- bf16: the quickstart in bf16 autocast, `auto`'s probe, a model held in bf16 for generate and eval ----
+if "$RANKTUNE" train "$RECIPE" train.precision=bf16 train.max_steps=4 train.threads=1 eval.limit=2 eval.max_new_tokens=8 \
+    train.output_dir="$WORK/bf16" >"$WORK/bf16.log" 2>&1 &&
+  grep -q '"chosen": "bf16"' "$WORK/bf16/summary.json"; then
+  pass "train.precision=bf16 trains the quickstart"
+else
+  fail "bf16: $(tail -3 "$WORK/bf16.log")"
+fi
+"$RANKTUNE" train "$RECIPE" train.precision=auto train.max_steps=1 train.threads=1 eval.max_new_tokens=0 \
+  train.output_dir="$WORK/auto" >"$WORK/auto.log" 2>&1 &&
+  grep -q "train.precision=auto chose .* GFLOP/s in fp32 and .* GFLOP/s in bf16" "$WORK/auto.log" &&
+  grep -q '"bf16_gflops"' "$WORK/auto/summary.json" && pass "train.precision=auto logs its probe and records it" ||
+  fail "auto: $(tail -3 "$WORK/auto.log")"
+"$RANKTUNE" generate --model "$QS_MODEL" --adapter "$WORK/bf16" --dtype bfloat16 --prompt "$QS_PROMPT" --max-new-tokens 4 \
+  >"$WORK/gen-bf16.out" 2>&1 && grep -q "Let's think step by step" "$WORK/gen-bf16.out" &&
+  pass "generate --dtype bfloat16" || fail "generate bf16: $(tail -3 "$WORK/gen-bf16.out")"
+"$RANKTUNE" generate --model "$QS_MODEL" --dtype fp8 --prompt "$QS_PROMPT" --max-new-tokens 4 --init-seed 0 >"$WORK/gen-fp8.out" 2>&1
+grep -q -- "--dtype: .*fp8" "$WORK/gen-fp8.out" && pass "generate --dtype fp8 is refused naming the flag" ||
+  fail "fp8: $(tail -3 "$WORK/gen-fp8.out")"
+"$RANKTUNE" eval "$RECIPE" train.output_dir="$WORK/bf16" model.dtype=bfloat16 eval.limit=2 eval.max_new_tokens=8 \
+  eval.output_dir="$WORK/eval-bf16" >"$WORK/eval-bf16.log" 2>&1 && [ -s "$WORK/eval-bf16/eval-summary.json" ] &&
+  pass "eval with model.dtype=bfloat16" || fail "eval bf16: $(tail -3 "$WORK/eval-bf16.log")"
+
 # ---- eval never overwrites training's predictions --------------------------------------------------
 cp "$WORK/run/predictions.jsonl" "$WORK/train-predictions.jsonl"
 if "$RANKTUNE" eval "$RECIPE" train.output_dir="$WORK/run" eval.limit=2 eval.max_new_tokens=8 >"$WORK/eval-here.log" 2>&1 &&

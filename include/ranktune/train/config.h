@@ -69,8 +69,9 @@ struct AdapterSection {
   std::string training_method() const;
 };
 
-// train.precision: fp32, or bf16 (the forward pass under CPU autocast).
-enum class Precision { fp32, bf16 };
+// train.precision: fp32, bf16 (the forward pass under CPU autocast), or auto (bf16 when a GEMM
+// probe at start-up finds bf16 measurably faster on this machine, else fp32; train/precision.h).
+enum class Precision { fp32, bf16, automatic };
 
 struct TrainSection {
   std::string output_dir;

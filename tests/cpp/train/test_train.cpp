@@ -64,7 +64,7 @@ TEST(RecipeTest, WrongTypesAndValuesNameTheKey) {
   };
   EXPECT_THAT(with("  batch_size: many\n"), HasSubstr("'train.batch_size': expected an integer"));
   EXPECT_THAT(with("  schedule: exponential\n"), HasSubstr("'train.schedule': 'exponential' is not allowed; allowed: constant, linear, cosine"));
-  EXPECT_THAT(with("  precision: fp16\n"), HasSubstr("'train.precision': 'fp16' is not allowed; allowed: fp32, bf16"));
+  EXPECT_THAT(with("  precision: fp16\n"), HasSubstr("'train.precision': 'fp16' is not allowed; allowed: fp32, bf16, auto"));
   EXPECT_THAT(with("  batch_size: 0\n"), HasSubstr("'train.batch_size': must be positive"));
   EXPECT_THAT(with("adapter:\n  r: 0\n"), HasSubstr("'adapter.r'"));
   EXPECT_THAT(with("adapter:\n  init_lora_weights: xavier\n"), HasSubstr("'adapter.init_lora_weights'"));
