@@ -162,6 +162,8 @@ struct SampleSection {
   std::string template_name;  // the template prompts are rendered with (default: template)
   std::string output;         // the JSONL of kept samples
   SampleOptions options;
+};
+
 // grpo.*: what `ranktune grpo` (train/grpo.h) does per step, with TRL's GRPOConfig names.
 struct GrpoSection {
   int64_t num_generations = 8;         // G completions per prompt
