@@ -34,6 +34,8 @@ torch::Tensor CausalLMImpl::run_layer(const std::function<torch::Tensor(const to
 CausalLMOutput CausalLMImpl::output_head(const torch::Tensor& hidden, peft::LinearImpl& head, const torch::Tensor& labels,
                                          bool need_logits) const {
   CausalLMOutput out;
+  // Neither logits nor a loss wanted: a prefill that only fills the cache (generate's prompt).
+  if (!labels.defined() && !need_logits) return out;
   // The chunked loss needs a plain projection: no bias and no adapter update on the head.
   if (labels.defined() && !need_logits && !head.bias.defined() && !head.has_active_update()) {
     out.loss = chunked_causal_lm_loss(hidden, head.weight_out_in(), labels);
