@@ -390,7 +390,7 @@ nlohmann::ordered_json decode(const Shape& shape, const DecodeSetup& d, int64_t 
     operators = recorder->report(recorded_s / static_cast<double>(d.repeats), d.repeats, profile_top);
     recorder.reset();
   }
-  // ATen calls per forward pass (prefill included: one pass of `steps`), from one recorded call.
+  // ATen calls per decoding step: one recorded call's (prefill included) over its longest row's tokens.
   double calls_per_step = 0;
   {
     bench::StepProfile counter;

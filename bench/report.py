@@ -134,9 +134,9 @@ def main():
                 "Tokens/s count new tokens over the whole call, prompt processing included (32-token prompts, 64 new",
                 "tokens per row; `prefill512` counts prompt tokens). `ragged`: prompts of 16–32 tokens, rows stopping",
                 "after 32–64 tokens; `group4`: 4 prompts × 4 samples from one prefill each (num_return_sequences).",
-                "ATen calls per step: every operator call (nested ones included) per forward pass, from ATen's",
-                "RecordFunction hooks." + (" llama.cpp (bench/peers/llamacpp.sh) runs in the same rounds on the same"
-                                           " weights (F32 GGUF, F32 KV cache, logits checked equal)." if has_llama else ""), "",
+                "ATen calls per step: every operator call of a generate call (nested ones included, from ATen's",
+                "RecordFunction hooks) over the new tokens of its longest row." + (" llama.cpp (bench/peers/llamacpp.sh) runs in the same rounds on the same"
+                                           " weights (F32 GGUF and llama.cpp's default F16 KV cache; logits checked equal with an F32 cache)." if has_llama else ""), "",
                 "| bench | method | ranktune tokens/s | ATen calls/step | llama.cpp tokens/s | ratio |",
                 "| --- | --- | --- | --- | --- | --- |"]
         for (impl, bench, method), v in sorted(generation, key=lambda kv: (kv[0][1], kv[0][2])):

@@ -10,7 +10,9 @@
 # with llama.cpp's gguf-py (bench/peers/llamacpp_gguf.py: q/k permuted as convert_hf_to_gguf.py
 # does), and fails unless llama.cpp's logits equal ranktune's (F32 KV cache).
 # measure: llama-bench (32-token prompt + 64 new tokens, batch 1; pp512) and llama-batched-bench
-# (8 and 16 sequences, 32-token prompts + 64 new each), F32 weights and KV cache, $THREADS threads.
+# (8 and 16 sequences, 32-token prompts + 64 new each), F32 weights, $THREADS threads, llama.cpp's
+# default F16 KV cache (llama-bench at b4747 accepts no f32 cache; the logits check uses one),
+# llama-bench repeating each test $LLAMA_REPS times (3).
 # The figures count new tokens over the whole time, prompt included, as ranktune's decode does.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,10 +46,10 @@ prepare() {
 measure() {
   [ -f "$MODEL/model.gguf" ] || { echo "no $MODEL/model.gguf: run '$0 prepare' first" >&2; exit 1; }
   local bench_json batched_jsonl
-  bench_json="$("$LBUILD/bin/llama-bench" -m "$MODEL/model.gguf" -t "$THREADS" -p 512 -n 0 -pg 32,64 -r 3 \
-    -ctk f32 -ctv f32 -o json 2>/dev/null)"
+  bench_json="$("$LBUILD/bin/llama-bench" -m "$MODEL/model.gguf" -t "$THREADS" -p 512 -n 0 -pg 32,64 -r "${LLAMA_REPS:-3}" \
+    -o json 2>/dev/null)"
   batched_jsonl="$("$LBUILD/bin/llama-batched-bench" -m "$MODEL/model.gguf" -t "$THREADS" -c 2048 -b 2048 -ub 512 \
-    -npp 32 -ntg 64 -npl 8,16 -ctk f32 -ctv f32 --output-format jsonl 2>/dev/null | grep '^{' || true)"
+    -npp 32 -ntg 64 -npl 8,16 --output-format jsonl 2>/dev/null | grep '^{' || true)"
   BENCH_JSON="$bench_json" BATCHED_JSONL="$batched_jsonl" SHAPE="$SHAPE" THREADS="$THREADS" /usr/bin/python3 - <<'EOF'
 import json, os
 rows = []
