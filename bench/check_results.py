@@ -21,6 +21,8 @@ for row in rows:
             sys.exit(f"{row.get('impl')} {row.get('bench')} {row.get('method')}: bad {key}: {value}")
     if row["bench"] == "train" and not math.isfinite(row.get("loss", float("nan"))):
         sys.exit(f"{row['impl']} {row['method']}: non-finite loss")
+    if row["bench"].startswith("decode") and row["impl"] == "ranktune" and not row.get("aten_calls_per_step", 0) > 0:
+        sys.exit(f"ranktune {row['bench']} {row['method']}: no ATen calls counted")
     if row["bench"] in ("profile", "decode") and "operators" in row and not row["operators"].get("top_operators"):
         sys.exit(f"{row['impl']} {row['bench']} {row['method']}: no operators recorded")
     if row["bench"] == "profile" and not row.get("operators", {}).get("top_operators"):

@@ -3,6 +3,9 @@
 //
 //   build/bench/ranktune_bench train  --shape smollm2 --method lora|dora|full [--steps 6 --warmup 2]
 //   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64] [--profile-top 20]
+//                                     [--batch 8 [--ragged] [--group 4]]
+//   build/bench/ranktune_bench prefill --shape smollm2 [--prompt 512]   (prompt processing)
+//   build/bench/ranktune_bench export --shape smollm2 --out DIR   (the decode model for bench/peers/llamacpp.sh)
 //   build/bench/ranktune_bench profile --shape smollm2 --method lora   (docs/performance.md)
 //   build/bench/ranktune_bench paired --shape smollm2 --method dora    (DoRA/LoRA step-time ratio)
 //   build/bench/ranktune_bench paired --shape mixtral-smollm2 --method lora --against-shape smollm2
@@ -31,6 +34,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 using namespace ranktune;
@@ -59,7 +64,7 @@ Shape shape_named(const std::string& name) {
   throw std::runtime_error("unknown shape '" + name + "' (smollm2, qwen2.5-1.5b, tiny, mixtral-smollm2)");
 }
 
-model::ModelConfig config_for(const Shape& s) {
+nlohmann::json config_json(const Shape& s) {
   nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", s.hidden},
                       {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
                       {"num_key_value_heads", s.kv_heads}, {"intermediate_size", s.intermediate},
@@ -71,8 +76,10 @@ model::ModelConfig config_for(const Shape& s) {
     j["num_local_experts"] = s.experts;
     j["num_experts_per_tok"] = s.top_k;
   }
-  return model::ModelConfig::from_json(j.dump(), "bench shape");
+  return j;
 }
+
+model::ModelConfig config_for(const Shape& s) { return model::ModelConfig::from_json(config_json(s).dump(), "bench shape"); }
 
 double peak_rss_mb() {
   rusage usage{};
@@ -353,21 +360,55 @@ nlohmann::ordered_json dequant(const Shape& shape, int64_t batch, int64_t seq, i
   return j;
 }
 
-// `profile_top` > 0 also lists the operators that take the most time (recording costs a little).
-nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_length, int64_t new_tokens, int64_t repeats,
-                              int64_t r, double alpha, int profile_top) {
+// What a decode run varies: rows in parallel, their prompts, and how they end.
+struct DecodeSetup {
+  bool merged = false;
+  int64_t prompt_length = 32, new_tokens = 64, repeats = 3, batch = 1;
+  // Prompts of different lengths (prompt_length down to half of it) and rows that stop at
+  // different times (each after a length its first token decides, from half of new_tokens up).
+  bool ragged = false;
+  // > 1: batch / group prompts, each sampled `group` times from one prefill (num_return_sequences).
+  int64_t group = 1;
+};
+
+std::shared_ptr<model::CausalLMImpl> decode_model(const Shape& shape, bool merged, int64_t r, double alpha) {
   torch::manual_seed(0);
   auto model = model::create_causal_lm(config_for(shape));
   peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(kTargets), "default");
   if (merged) peft::merge_adapters(*model);
+  return model;
+}
+
+// `profile_top` > 0 also lists the operators that take the most time (recording costs a little);
+// the number of ATen calls per decoding step is always counted, in one extra run.
+nlohmann::ordered_json decode(const Shape& shape, const DecodeSetup& d, int64_t r, double alpha, int profile_top) {
+  if (d.group < 1 || d.batch % d.group != 0) throw std::runtime_error("--group must divide --batch");
+  auto model = decode_model(shape, d.merged, r, alpha);
   at::Generator gen = at::detail::createCPUGenerator(2);
-  const at::Tensor ids = at::randint(0, shape.vocab, {prompt_length}, gen, at::TensorOptions().dtype(at::kLong));
-  const std::vector<int64_t> prompt(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + prompt_length);
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t b = 0; b < d.batch / d.group; ++b) {
+    const int64_t length = d.ragged ? d.prompt_length - b * d.prompt_length / (2 * d.batch) : d.prompt_length;
+    const at::Tensor ids = at::randint(0, shape.vocab, {length}, gen, at::TensorOptions().dtype(at::kLong));
+    prompts.emplace_back(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length);
+  }
+  auto options = model::GenerationOptions().max_new_tokens(d.new_tokens);
+  if (d.group > 1) options.num_return_sequences(d.group).temperature(1.0).seed(5);
+  if (d.ragged) {
+    const int64_t n = d.new_tokens;
+    options.stop([n](const std::vector<int64_t>& g) { return static_cast<int64_t>(g.size()) >= n / 2 + g[0] % (n / 2 + 1); });
+  }
+  int64_t steps = 0;  // forward passes of the last call: the longest row's length
   const auto generate = [&] {
     const auto start = Clock::now();
-    const auto out = model::generate(*model, {prompt}, model::GenerationOptions().max_new_tokens(new_tokens));
+    const auto out = model::generate(*model, prompts, options);
     const double s = std::chrono::duration<double>(Clock::now() - start).count();
-    return std::make_pair(static_cast<double>(out[0].tokens.size()), s);
+    double tokens = 0;
+    steps = 0;
+    for (const auto& g : out) {
+      tokens += static_cast<double>(g.tokens.size());
+      steps = std::max<int64_t>(steps, static_cast<int64_t>(g.tokens.size()));
+    }
+    return std::make_pair(tokens, s);
   };
   generate();  // warm-up; every repeat is the same, so its peak is the decoder's
   const double rss = peak_rss_mb();
@@ -377,7 +418,7 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
   std::vector<double> rates, bandwidths;
   std::unique_ptr<bench::StepProfile> recorder;
   double recorded_s = 0;
-  for (int64_t i = 0; i < repeats; ++i) {
+  for (int64_t i = 0; i < d.repeats; ++i) {
     bandwidths.push_back(read_bandwidth_gbs(probe));
     if (profile_top > 0 && !recorder) recorder = std::make_unique<bench::StepProfile>();
     if (recorder) recorder->set_phase("decode");
@@ -387,7 +428,19 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
     recorded_s += s;
   }
   nlohmann::ordered_json operators;
-  if (recorder) operators = recorder->report(recorded_s / static_cast<double>(repeats), repeats, profile_top);
+  if (recorder) {
+    operators = recorder->report(recorded_s / static_cast<double>(d.repeats), d.repeats, profile_top);
+    recorder.reset();
+  }
+  // ATen calls per decoding step: one recorded call's (prefill included) over its longest row's tokens.
+  double calls_per_step = 0;
+  {
+    bench::StepProfile counter;
+    counter.set_phase("decode");
+    generate();
+    counter.set_phase("");
+    calls_per_step = static_cast<double>(counter.report(1, 1, 0)["all_calls_per_step"].get<int64_t>()) / static_cast<double>(steps);
+  }
   // Each new token reads every weight once (adapters too when unmerged): the memory-bound limit.
   double weight_bytes = 0;
   for (const auto& p : model->parameters()) weight_bytes += static_cast<double>(p.nbytes());
@@ -395,15 +448,64 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
   const double limit = bandwidth * 1e9 / weight_bytes;
   nlohmann::ordered_json j;
   j["impl"] = "ranktune";
-  j["bench"] = "decode";
-  j["method"] = merged ? "lora-merged" : "lora-unmerged";
+  j["bench"] = d.batch == 1 ? "decode" : "decode-batch" + std::to_string(d.batch) + (d.ragged ? "-ragged" : "") +
+                                           (d.group > 1 ? "-group" + std::to_string(d.group) : "");
+  j["method"] = d.merged ? "lora-merged" : "lora-unmerged";
   j["tokens_per_s"] = median(rates);
+  j["aten_calls_per_step"] = calls_per_step;
   j["read_bandwidth_gbs"] = bandwidth;
   j["weight_mb"] = weight_bytes / 1e6;
-  j["bandwidth_limit_tokens_per_s"] = limit;
-  j["share_of_bandwidth_limit"] = median(rates) / limit;
+  if (d.batch == 1) {
+    j["bandwidth_limit_tokens_per_s"] = limit;
+    j["share_of_bandwidth_limit"] = median(rates) / limit;
+  }
   j["peak_rss_mb"] = rss;
   if (!operators.is_null()) j["operators"] = operators;
+  return j;
+}
+
+// Prompt processing: one forward pass over `prompt_length` tokens into an empty cache, as a
+// generate call's first step (llama.cpp's pp512).
+nlohmann::ordered_json prefill(const Shape& shape, bool merged, int64_t prompt_length, int64_t repeats, int64_t r,
+                               double alpha) {
+  auto model = decode_model(shape, merged, r, alpha);
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  const at::Tensor ids = at::randint(0, shape.vocab, {prompt_length}, gen, at::TensorOptions().dtype(at::kLong));
+  const std::vector<int64_t> prompt(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + prompt_length);
+  std::vector<double> rates;
+  for (int64_t i = 0; i < repeats + 1; ++i) {
+    const auto start = Clock::now();
+    model::generate(*model, {prompt}, model::GenerationOptions().max_new_tokens(1));
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    if (i > 0) rates.push_back(static_cast<double>(prompt_length) / s);
+  }
+  nlohmann::ordered_json j;
+  j["impl"] = "ranktune";
+  j["bench"] = "prefill" + std::to_string(prompt_length);
+  j["method"] = merged ? "lora-merged" : "lora-unmerged";
+  j["tokens_per_s"] = median(rates);
+  j["peak_rss_mb"] = peak_rss_mb();
+  return j;
+}
+
+// The decode benchmark's model (adapter merged) as a Hugging Face directory for other
+// implementations (bench/peers/llamacpp.sh), with its last-position logits for `ids` as raw fp32.
+nlohmann::ordered_json export_model(const Shape& shape, const std::string& dir, const std::vector<int64_t>& ids, int64_t r,
+                                    double alpha) {
+  auto model = decode_model(shape, /*merged=*/true, r, alpha);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << config_json(shape).dump(2) << "\n";
+  model::save_model_weights(*model, dir + "/model.safetensors");
+  at::NoGradGuard no_grad;
+  model->eval();
+  const at::Tensor input = at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  const at::Tensor logits = model->forward(input).logits[0][-1].to(at::kFloat).contiguous();
+  std::ofstream(dir + "/logits.f32", std::ios::binary)
+      .write(static_cast<const char*>(logits.data_ptr()), static_cast<std::streamsize>(logits.nbytes()));
+  nlohmann::ordered_json j;
+  j["impl"] = "ranktune";
+  j["bench"] = "export";
+  j["dir"] = dir;
   return j;
 }
 
@@ -412,9 +514,10 @@ nlohmann::ordered_json decode(const Shape& shape, bool merged, int64_t prompt_le
 int main(int argc, char** argv) {
   CLI::App app{"ranktune benchmarks (one configuration per process)"};
   std::string shape_name = "smollm2", method = "lora";
-  int64_t batch = 4, seq = 256, steps = 6, warmup = 2, r = 16, prompt = 32, new_tokens = 64, repeats = 3;
+  int64_t batch = 4, seq = 256, steps = 6, warmup = 2, r = 16, prompt = 512, repeats = 3;
   int threads = 2;
   double alpha = 32;
+  DecodeSetup d;
   bool merged = false;
   app.add_option("--shape", shape_name, "smollm2 | qwen2.5-1.5b | tiny | mixtral-smollm2");
   app.add_option("--threads", threads, "intra-op threads");
@@ -433,11 +536,18 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--seq", seq);
   train_cmd->add_option("--steps", steps, "measured steps");
   train_cmd->add_option("--warmup", warmup, "steps before measuring");
-  auto* decode_cmd = app.add_subcommand("decode", "greedy decoding, batch 1");
-  decode_cmd->add_flag("--merged", merged, "merge the adapter into the weights first");
-  decode_cmd->add_option("--prompt", prompt, "prompt tokens");
-  decode_cmd->add_option("--new-tokens", new_tokens);
-  decode_cmd->add_option("--repeats", repeats);
+  auto* decode_cmd = app.add_subcommand("decode", "greedy decoding (batch 1 unless --batch)");
+  decode_cmd->add_flag("--merged", d.merged, "merge the adapter into the weights first");
+  decode_cmd->add_option("--prompt", d.prompt_length, "prompt tokens");
+  decode_cmd->add_option("--new-tokens", d.new_tokens);
+  decode_cmd->add_option("--repeats", d.repeats);
+  decode_cmd->add_option("--batch", d.batch, "rows decoded in parallel");
+  decode_cmd->add_flag("--ragged", d.ragged, "prompts of different lengths, rows stopping at different times");
+  decode_cmd->add_option("--group", d.group, "samples per prompt from one prefill (num_return_sequences)");
+  auto* prefill_cmd = app.add_subcommand("prefill", "prompt processing: one forward pass over the prompt");
+  prefill_cmd->add_flag("--merged", merged, "merge the adapter into the weights first");
+  prefill_cmd->add_option("--prompt", prompt, "prompt tokens (512)");
+  prefill_cmd->add_option("--repeats", repeats);
   int top = 25, decode_top = 0;
   std::string against = "lora";
   auto* paired_cmd = app.add_subcommand("paired", "step-time ratio of two methods, alternating steps in one process");
@@ -464,6 +574,11 @@ int main(int argc, char** argv) {
   dequant_cmd->add_option("--batch", batch);
   dequant_cmd->add_option("--seq", seq);
   dequant_cmd->add_option("--repeats", repeats);
+  auto* export_cmd = app.add_subcommand("export", "write the decode model (merged) as a Hugging Face directory");
+  std::string export_dir;
+  std::vector<int64_t> export_ids = {1, 4, 17, 300, 2049, 9000, 31, 48000};
+  export_cmd->add_option("--out", export_dir, "directory for config.json, model.safetensors, logits.f32")->required();
+  export_cmd->add_option("--ids", export_ids, "token ids whose last-position logits go to logits.f32");
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   try {
@@ -486,8 +601,12 @@ int main(int argc, char** argv) {
       out = dequant(shape, batch, seq, repeats);
     } else if (profile_cmd->parsed()) {
       out = profile(shape, method, batch, seq, steps, warmup, r, alpha, top);
+    } else if (export_cmd->parsed()) {
+      out = export_model(shape, export_dir, export_ids, r, alpha);
+    } else if (prefill_cmd->parsed()) {
+      out = prefill(shape, merged, prompt, repeats, r, alpha);
     } else {
-      out = decode(shape, merged, prompt, new_tokens, repeats, r, alpha, decode_top);
+      out = decode(shape, d, r, alpha, decode_top);
     }
     out["shape"] = shape_name;
     out["threads"] = threads;

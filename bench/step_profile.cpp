@@ -26,6 +26,7 @@ std::map<std::pair<std::string, std::string>, Totals> totals;  // (phase, operat
 std::string current_phase = "step";
 bool active = false;
 thread_local int depth = 0;
+int64_t all_calls = 0;  // every recorded call, nested ones included (the per-call overhead paid)
 
 struct Started : at::ObserverContext {
   Clock::time_point start;
@@ -57,10 +58,11 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction&) {
 void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx_base) {
   --depth;
   auto* ctx = static_cast<Started*>(ctx_base);
-  if (!ctx->outermost) return;
-  const double s = std::chrono::duration<double>(Clock::now() - ctx->start).count();
   std::lock_guard<std::mutex> lock(totals_mutex);
   if (current_phase.empty()) return;  // paused
+  ++all_calls;
+  if (!ctx->outermost) return;
+  const double s = std::chrono::duration<double>(Clock::now() - ctx->start).count();
   Totals& t = totals[{current_phase, readable(fn.name())}];
   t.seconds += s;
   t.calls += 1;
@@ -72,6 +74,7 @@ StepProfile::StepProfile() {
   if (active) throw std::logic_error("only one StepProfile may record at a time");
   active = true;
   totals.clear();
+  all_calls = 0;
   handle_ = at::addGlobalCallback(at::RecordFunctionCallback(on_start, on_end).scopes(
       {at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
 }
@@ -104,6 +107,10 @@ nlohmann::ordered_json StepProfile::report(double step_s, int64_t steps, int top
   }
   nlohmann::ordered_json j;
   j["share_in_operators"] = covered / static_cast<double>(steps) / step_s;
+  int64_t outermost = 0;
+  for (const auto& [key, t] : rows) outermost += t.calls;
+  j["outermost_calls_per_step"] = outermost / steps;
+  j["all_calls_per_step"] = all_calls / steps;
   j["top_operators"] = ops;
   return j;
 }

@@ -19,7 +19,8 @@ class StepProfile {
   StepProfile& operator=(const StepProfile&) = delete;
 
   void set_phase(const std::string& phase);  // "" pauses recording
-  // The `top` operators by time, each with its phase, calls, ms per step and share of `step_s`.
+  // The `top` operators by time, each with its phase, calls, ms per step and share of `step_s`, and
+  // the calls per step: outermost ones and all (nested included: the per-call overhead paid).
   nlohmann::ordered_json report(double step_s, int64_t steps, int top) const;
 
  private:

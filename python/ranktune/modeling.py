@@ -170,7 +170,7 @@ class CausalLM:
                  eos_token_id: Union[int, Sequence[int], None] = None, pad_token_id: Optional[int] = None,
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
                  stop_strings: Union[str, Sequence[str], None] = None, tokenizer=None, tools=None,
-                 return_dict_in_generate: bool = False, **kwargs):
+                 num_return_sequences: int = 1, return_dict_in_generate: bool = False, **kwargs):
         """Generates continuations with a KV cache (greedy, or sampled with ``do_sample=True``).
 
         `max_new_tokens` (default 64; or transformers' `max_length`, prompt included) bounds the
@@ -184,7 +184,10 @@ class CausalLM:
         (default: drawn from torch's global generator, so ``torch.manual_seed`` fixes it).
         `repetition_penalty` and `no_repeat_ngram_size` are transformers'. `tools` (a
         :class:`ranktune.tools.ToolUse`, needs ``tokenizer=``): when a row ends with a complete tool
-        call, the tool runs and its response is inserted, then generation goes on (docs/tools.md). With
+        call, the tool runs and its response is inserted, then generation goes on (docs/tools.md).
+        `num_return_sequences` samples per prompt share its prefill; row i * num_return_sequences + j
+        is prompt i's j-th (each row is seeded on its own: seed for row 0, a mix of seed and the row
+        for the others). With
         ``return_dict_in_generate=True`` a :class:`GenerateOutput` is returned.
         """
         if kwargs:
@@ -234,16 +237,17 @@ class CausalLM:
 
         results = self._core.generate(prompts, int(max_new_tokens), c_temperature, int(top_k), float(top_p), int(seed),
                                       float(repetition_penalty), int(no_repeat_ngram_size), eos_ids, int(pad_token_id),
-                                      stops, core_tok, tools)
+                                      stops, core_tok, tools, int(num_return_sequences))
         new_tokens = [list(tokens) for tokens, _ in results]
         reasons = [reason for _, reason in results]
+        group = int(num_return_sequences)
         if as_tensor:
-            full = [r + n for r, n in zip(ids.tolist(), new_tokens)]
+            full = [r + n for r, n in zip([r for r in ids.tolist() for _ in range(group)], new_tokens)]
             width = max(len(f) for f in full)
             sequences = torch.tensor([f + [pad_token_id] * (width - len(f)) for f in full], dtype=torch.long)
         else:
-            full = [p + n for p, n in zip(prompts, new_tokens)]
-            sequences = full[0] if single else full
+            full = [p + n for p, n in zip([p for p in prompts for _ in range(group)], new_tokens)]
+            sequences = full[0] if single and group == 1 else full
         if return_dict_in_generate:
             return GenerateOutput(sequences, new_tokens, reasons)
         return sequences

@@ -101,9 +101,10 @@ py::list generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& 
                   double temperature, int64_t top_k, double top_p, uint64_t seed, double repetition_penalty,
                   int64_t no_repeat_ngram_size, const std::vector<int64_t>& eos_token_ids, int64_t pad_token_id,
                   const std::vector<std::string>& stop_strings, const tokenizer::Tokenizer* tok,
-                  const prompt::ToolUse* tools) {
+                  const prompt::ToolUse* tools, int64_t num_return_sequences) {
   model::GenerationOptions o;
   o.max_new_tokens(max_new_tokens)
+      .num_return_sequences(num_return_sequences)
       .temperature(temperature)
       .top_k(top_k)
       .top_p(top_p)
@@ -218,7 +219,8 @@ void bind_models(py::module_& m) {
       .def("generate", &generate, py::arg("prompts"), py::arg("max_new_tokens"), py::arg("temperature"),
            py::arg("top_k"), py::arg("top_p"), py::arg("seed"), py::arg("repetition_penalty"),
            py::arg("no_repeat_ngram_size"), py::arg("eos_token_ids"), py::arg("pad_token_id"),
-           py::arg("stop_strings"), py::arg("tokenizer") = nullptr, py::arg("tools") = nullptr)
+           py::arg("stop_strings"), py::arg("tokenizer") = nullptr, py::arg("tools") = nullptr,
+           py::arg("num_return_sequences") = 1)
       .def("named_parameters",
            [](CausalLMImpl& self) {
              std::vector<std::pair<std::string, at::Tensor>> out;

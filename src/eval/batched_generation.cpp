@@ -43,23 +43,21 @@ std::vector<std::vector<int64_t>> template_prompt_ids(const tokenizer::Tokenizer
 std::vector<std::vector<int64_t>> generate_all(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
                                                int64_t copies, const model::GenerationOptions& options,
                                                int64_t batch_size, ProgressBar* bar, int64_t& generated_tokens) {
-  std::vector<std::vector<int64_t>> rows;
-  for (const auto& p : prompts) {
-    for (int64_t c = 0; c < copies; ++c) rows.push_back(p);
-  }
+  const size_t prompts_per_batch = static_cast<size_t>(std::max<int64_t>(1, batch_size / copies));
   std::vector<std::vector<int64_t>> out;
-  for (size_t start = 0; start < rows.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(rows.size(), start + static_cast<size_t>(batch_size));
-    const std::vector<std::vector<int64_t>> batch(rows.begin() + static_cast<std::ptrdiff_t>(start),
-                                                  rows.begin() + static_cast<std::ptrdiff_t>(end));
-    // A distinct seed per batch keeps samples independent across batches and reproducible.
+  for (size_t start = 0; start < prompts.size(); start += prompts_per_batch) {
+    const size_t end = std::min(prompts.size(), start + prompts_per_batch);
+    const std::vector<std::vector<int64_t>> batch(prompts.begin() + static_cast<std::ptrdiff_t>(start),
+                                                  prompts.begin() + static_cast<std::ptrdiff_t>(end));
+    // A distinct seed per batch (its first row's index) keeps samples independent across batches
+    // and reproducible.
     model::GenerationOptions o = options;
-    o.seed(options.seed() + start);
+    o.seed(options.seed() + start * static_cast<size_t>(copies)).num_return_sequences(copies);
     for (auto& g : model::generate(model, batch, o)) {
       generated_tokens += static_cast<int64_t>(g.tokens.size());
       out.push_back(std::move(g.tokens));
     }
-    if (bar != nullptr) bar->update(static_cast<int64_t>(end));
+    if (bar != nullptr) bar->update(static_cast<int64_t>(end * static_cast<size_t>(copies)));
   }
   return out;
 }

@@ -34,9 +34,10 @@ std::vector<std::vector<int64_t>> template_prompt_ids(const tokenizer::Tokenizer
                                                       const prompt::PromptTemplate& tpl,
                                                       const std::vector<std::string>& questions);
 
-// Generates completions for `prompts`, each repeated `copies` times (copies of a prompt are
-// adjacent), `batch_size` rows at a time; batch b is seeded with options.seed + its first row, so
-// samples are independent across batches and reproducible. Adds the generated ids to
+// Generates `copies` completions of each of `prompts` (copies of a prompt are adjacent), about
+// `batch_size` rows at a time: each prompt is prefilled once and sampled `copies` times
+// (num_return_sequences); a batch is seeded with options.seed + its first row, so samples are
+// independent across batches and reproducible. Adds the generated ids to
 // `generated_tokens` and updates `bar` (when not null) with the rows done.
 std::vector<std::vector<int64_t>> generate_all(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
                                                int64_t copies, const model::GenerationOptions& options,

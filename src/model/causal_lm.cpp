@@ -34,6 +34,8 @@ torch::Tensor CausalLMImpl::run_layer(const std::function<torch::Tensor(const to
 CausalLMOutput CausalLMImpl::output_head(const torch::Tensor& hidden, peft::LinearImpl& head, const torch::Tensor& labels,
                                          bool need_logits) const {
   CausalLMOutput out;
+  // Neither logits nor a loss wanted: the final hidden states (GRPO applies the head to the
+  // completion in chunks), or a prefill that only fills the cache (generate's prompt).
   if (!labels.defined() && !need_logits) {
     out.hidden_states = hidden;
     return out;

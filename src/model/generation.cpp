@@ -22,6 +22,7 @@ void validate(const GenerationOptions& o) {
   RANKTUNE_CHECK(o.temperature() >= 0, "temperature must be >= 0, got ", o.temperature());
   RANKTUNE_CHECK(o.top_k() >= 0, "top_k must be >= 0, got ", o.top_k());
   RANKTUNE_CHECK(o.top_p() > 0 && o.top_p() <= 1, "top_p must be in (0, 1], got ", o.top_p());
+  RANKTUNE_CHECK(o.num_return_sequences() >= 1, "num_return_sequences must be >= 1, got ", o.num_return_sequences());
 }
 
 // Restores a module's training flag on scope exit.
@@ -34,6 +35,14 @@ class EvalScope {
   torch::nn::Module& module_;
   bool was_training_;
 };
+
+// Rows that neither ended nor stopped ran out of new tokens.
+std::vector<Generation> finish(std::vector<Generation>& out) {
+  for (auto& g : out) {
+    if (g.finish_reason.empty()) g.finish_reason = "length";
+  }
+  return std::move(out);
+}
 
 }  // namespace
 
@@ -55,8 +64,20 @@ void ban_repeated_ngrams(torch::Tensor& row_logits, const std::vector<int64_t>& 
   }
 }
 
-torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOptions& options, at::Generator& generator) {
+uint64_t row_seed(uint64_t seed, int64_t row) {
+  if (row == 0) return seed;
+  // splitmix64 of seed + row·φ: nearby seeds and rows give unrelated streams.
+  uint64_t z = seed + static_cast<uint64_t>(row) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOptions& options,
+                                 std::vector<at::Generator>& row_generators) {
   if (options.temperature() == 0.0) return logits.argmax(-1);
+  RANKTUNE_CHECK(static_cast<int64_t>(row_generators.size()) == logits.size(0), "choose_next_tokens: ",
+                 row_generators.size(), " generators for ", logits.size(0), " rows");
   // transformers' order of warpers: temperature, then top-k, then top-p.
   torch::Tensor scores = logits.to(torch::kFloat32) / options.temperature();
   const float lowest = -std::numeric_limits<float>::infinity();
@@ -71,67 +92,123 @@ torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOp
     drop.narrow(-1, drop.size(-1) - 1, 1).fill_(false);  // always keep the most likely token
     scores = scores.masked_fill(drop.scatter(-1, order, drop), lowest);
   }
-  return at::multinomial(scores.softmax(-1), 1, /*replacement=*/false, generator).squeeze(-1);
+  const torch::Tensor probs = scores.softmax(-1);
+  torch::Tensor next = at::empty({probs.size(0)}, at::TensorOptions().dtype(torch::kLong));
+  auto ids = next.accessor<int64_t, 1>();
+  for (int64_t b = 0; b < probs.size(0); ++b) {
+    ids[b] = at::multinomial(probs.narrow(0, b, 1), 1, /*replacement=*/false, row_generators[static_cast<size_t>(b)])
+                 .item<int64_t>();
+  }
+  return next;
 }
+
+namespace {
+
+// The prompts left-padded into one [prompts, longest] batch, and the padding mask over
+// `total` columns (prompt and new tokens).
+struct PaddedPrompts {
+  torch::Tensor input, mask;
+  int64_t longest = 0;
+  bool padded = false;  // some prompt is shorter than the longest (else no mask is needed)
+};
+
+PaddedPrompts pad_left(const std::vector<std::vector<int64_t>>& prompts, int64_t max_new_tokens, int64_t pad_token_id) {
+  PaddedPrompts out;
+  for (const auto& p : prompts) out.longest = std::max<int64_t>(out.longest, static_cast<int64_t>(p.size()));
+  const int64_t batch = static_cast<int64_t>(prompts.size()), total = out.longest + max_new_tokens;
+  const auto long_options = at::TensorOptions().dtype(torch::kLong);
+  out.input = at::full({batch, out.longest}, pad_token_id, long_options);
+  out.mask = at::zeros({batch, total}, long_options);
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto& p = prompts[static_cast<size_t>(b)];
+    const int64_t offset = out.longest - static_cast<int64_t>(p.size());
+    out.input[b].narrow(0, offset, static_cast<int64_t>(p.size())).copy_(at::tensor(p, long_options));
+    out.mask[b].narrow(0, offset, total - offset).fill_(1);
+    out.padded = out.padded || offset > 0;
+  }
+  return out;
+}
+
+// A cache of `group` rows per row of `prompt_cache` (row i * group + j a copy of row i) with room
+// for `capacity` tokens: one prefill serves `group` samples. Reads the cached tokens through
+// KVCache::update with no new tokens (which returns views of everything cached).
+KVCache repeat_cache_rows(const CausalLMImpl& model, KVCache& prompt_cache, int64_t group, int64_t capacity) {
+  const int64_t rows = prompt_cache.batch_size(), length = prompt_cache.length();
+  KVCache out = model.make_cache(rows * group, capacity);
+  const torch::Tensor none = at::empty({rows, 1, 0, 1}, at::TensorOptions().dtype(model.dtype()));  // broadcasts
+  for (int64_t layer = 0; layer < model.config().num_hidden_layers; ++layer) {
+    const auto [keys, values] = prompt_cache.update(layer, none, none);
+    out.update(layer, keys.repeat_interleave(group, 0), values.repeat_interleave(group, 0));
+  }
+  out.advance(length);
+  return out;
+}
+
+}  // namespace
 
 std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
                                  const GenerationOptions& options) {
   validate(options);
   RANKTUNE_CHECK(!prompts.empty(), "generate needs at least one prompt");
-  int64_t longest = 0;
   for (const auto& p : prompts) {
     RANKTUNE_CHECK(!p.empty(), "generate: a prompt is empty (it needs at least one token, e.g. BOS)");
-    longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
   }
   check_token_ids(prompts, model.config().vocab_size);
-  const int64_t batch = static_cast<int64_t>(prompts.size());
-  const int64_t total = longest + options.max_new_tokens();
-  const auto long_options = at::TensorOptions().dtype(torch::kLong);
-
-  // Left padding: every prompt ends at the same column, so new tokens line up.
-  torch::Tensor input = at::full({batch, longest}, options.pad_token_id(), long_options);
-  torch::Tensor mask = at::zeros({batch, total}, long_options);
-  for (int64_t b = 0; b < batch; ++b) {
-    const auto& p = prompts[b];
-    const int64_t offset = longest - static_cast<int64_t>(p.size());
-    input[b].narrow(0, offset, static_cast<int64_t>(p.size())).copy_(at::tensor(p, long_options));
-    mask[b].narrow(0, offset, total - offset).fill_(1);
-  }
-  // Without padding, no mask is needed (and the result is the same as with one).
-  const bool padded = std::any_of(prompts.begin(), prompts.end(),
-                                  [&](const auto& p) { return static_cast<int64_t>(p.size()) != longest; });
+  const int64_t group = options.num_return_sequences();
+  const int64_t batch = static_cast<int64_t>(prompts.size()) * group;
+  const PaddedPrompts padded = pad_left(prompts, options.max_new_tokens(), options.pad_token_id());
+  const int64_t longest = padded.longest, total = longest + options.max_new_tokens();
+  // Row r continues prompt r / group.
+  auto prompt_of = [&](int64_t row) -> const std::vector<int64_t>& { return prompts[static_cast<size_t>(row / group)]; };
+  const torch::Tensor mask = group > 1 ? padded.mask.repeat_interleave(group, 0) : padded.mask;
 
   at::NoGradGuard no_grad;
   EvalScope eval(model);
-  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed());
-  KVCache cache = model.make_cache(batch, std::max<int64_t>(total, 1));
+  std::vector<at::Generator> generators;
+  if (options.temperature() > 0) {
+    for (int64_t b = 0; b < batch; ++b) generators.push_back(at::make_generator<at::CPUGeneratorImpl>(row_seed(options.seed(), b)));
+  }
   std::vector<Generation> out(static_cast<size_t>(batch));
   std::vector<bool> done(static_cast<size_t>(batch), false);
   std::vector<std::deque<int64_t>> injected(static_cast<size_t>(batch));  // tokens a tool wants next
   int64_t remaining = batch;
+  if (options.max_new_tokens() == 0) return finish(out);
 
-  torch::Tensor step_input = input;
-  for (int64_t t = 0; t < options.max_new_tokens() && remaining > 0; ++t) {
-    throw_if_interrupted();  // between tokens: Ctrl-C in a notebook or a terminal stops here
-    const int64_t seen = longest + t;
-    const torch::Tensor step_mask = padded ? mask.narrow(1, 0, seen) : torch::Tensor();
-    const CausalLMOutput result = model.forward(step_input, step_mask, {}, &cache);
-    torch::Tensor last = result.logits.select(1, result.logits.size(1) - 1);
+  // Prefill, once per prompt: all but the last prompt token only fill the cache (no output head
+  // over the prompt); the last one gives the logits of the first new token.
+  const auto prompt_mask = [&](int64_t columns) {
+    return padded.padded ? padded.mask.narrow(1, 0, columns) : torch::Tensor();
+  };
+  throw_if_interrupted();
+  KVCache cache = model.make_cache(static_cast<int64_t>(prompts.size()), group > 1 ? longest : total);
+  if (longest > 1) model.forward(padded.input.narrow(1, 0, longest - 1), prompt_mask(longest - 1), {}, &cache, false);
+  torch::Tensor logits = model.forward(padded.input.narrow(1, longest - 1, 1), prompt_mask(longest), {}, &cache).logits;
+  if (group > 1) {
+    cache = repeat_cache_rows(model, cache, group, total);
+    logits = logits.repeat_interleave(group, 0);
+  }
+
+  for (int64_t t = 0;; ++t) {
+    torch::Tensor last = logits.select(1, logits.size(1) - 1);
     if (options.repetition_penalty() != 1.0 || options.no_repeat_ngram_size() > 0) {
       // Per row and without padding, so a batched row is penalised exactly as it would be alone.
       last = last.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
       for (int64_t b = 0; b < batch; ++b) {
-        std::vector<int64_t> seen = prompts[b];
+        std::vector<int64_t> seen = prompt_of(b);
         seen.insert(seen.end(), out[b].tokens.begin(), out[b].tokens.end());
         torch::Tensor row = last[b];
         penalize_repetitions(row, seen, options.repetition_penalty());
         ban_repeated_ngrams(row, seen, options.no_repeat_ngram_size());
       }
     }
-    const torch::Tensor next = choose_next_tokens(last, options, generator);
+    torch::Tensor next = choose_next_tokens(last, options, generators);
+    if (!next.is_contiguous()) next = next.contiguous();
     auto next_ids = next.accessor<int64_t, 1>();
     for (int64_t b = 0; b < batch; ++b) {
-      if (done[b]) continue;
+      if (done[b]) {
+        next_ids[b] = options.pad_token_id();
+        continue;
+      }
       const bool from_tool = !injected[b].empty();
       if (from_tool) {
         next_ids[b] = injected[b].front();
@@ -150,14 +227,13 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
         for (int64_t id : options.inject()(g.tokens)) injected[b].push_back(id);
       }
     }
-    step_input = next.masked_fill(at::tensor(std::vector<uint8_t>(done.begin(), done.end())).to(torch::kBool),
-                                  options.pad_token_id())
-                     .unsqueeze(1);
+    if (t + 1 >= options.max_new_tokens() || remaining == 0) break;
+    throw_if_interrupted();  // between tokens: Ctrl-C in a notebook or a terminal stops here
+    const int64_t seen = longest + t + 1;
+    const torch::Tensor step_mask = padded.padded ? mask.narrow(1, 0, seen) : torch::Tensor();
+    logits = model.forward(next.unsqueeze(1), step_mask, {}, &cache).logits;
   }
-  for (auto& g : out) {
-    if (g.finish_reason.empty()) g.finish_reason = "length";
-  }
-  return out;
+  return finish(out);
 }
 
 StopCondition stop_at_strings(std::vector<std::string> stop_strings,

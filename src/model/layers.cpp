@@ -4,9 +4,14 @@
 #include "ranktune/model/blocked_attention.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace ranktune::model {
 
@@ -19,9 +24,11 @@ RMSNormImpl::RMSNormImpl(int64_t size, double eps, torch::Dtype dtype) : size_(s
 void RMSNormImpl::reset() { weight = register_parameter("weight", at::ones({size_}, at::TensorOptions().dtype(dtype_))); }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor h = x.to(torch::kFloat32);
+  // Conversions only where the dtype changes: each call costs a little, 60 norms per token.
+  const bool fp32 = x.scalar_type() == torch::kFloat32;
+  const torch::Tensor h = fp32 ? x : x.to(torch::kFloat32);
   const torch::Tensor normed = h * at::rsqrt(h.square().mean(-1, /*keepdim=*/true) + eps_);
-  return weight * normed.to(x.scalar_type());
+  return weight * (fp32 ? normed : normed.to(x.scalar_type()));
 }
 
 // ---- rotary embeddings ---------------------------------------------------------------------------
@@ -176,18 +183,91 @@ torch::Tensor attention_bias(const torch::Tensor& attention_mask, int64_t batch,
 
 // ---- attention -----------------------------------------------------------------------------------
 
+namespace {
+
+// softmax(q kᵀ / sqrt(d) + bias) v for one query per row (decoding), in plain loops: bmm without
+// MKL splits its batch into one BLAS call (and three tensor selects) per batch × key/value head,
+// which at batch 16 cost more than the step's weight reads. q [BK, R, D] (R query heads per
+// key/value head), k [BK, keys, D] and v [BK, keys, Dv] with unit last stride, bias [BK / kv_heads,
+// keys] fp32 or undefined. The products accumulate and the softmax runs in fp32 (the opmath type);
+// the probabilities are rounded to q's dtype before multiplying v, as attention() does.
+torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                     const torch::Tensor& bias, int64_t kv_heads) {
+  const int64_t groups = q.size(0), reps = q.size(1), dim = q.size(2), keys = k.size(1), value_dim = v.size(2);
+  torch::Tensor out = at::empty({groups, reps, value_dim}, q.options());
+  const double scale = std::sqrt(static_cast<double>(dim));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "single_query_attention", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* qp = q.data_ptr<scalar_t>();
+    const scalar_t* kp = k.data_ptr<scalar_t>();
+    const scalar_t* vp = v.data_ptr<scalar_t>();
+    const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const int64_t ks = k.stride(0), kk = k.stride(1), vs = v.stride(0), vk = v.stride(1);
+    // Threads only for enough work to pay for waking them (~32k multiply-adds each).
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, keys * (dim + value_dim)));
+    at::parallel_for(0, groups * reps, grain, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> scores(static_cast<size_t>(keys)), acc(static_cast<size_t>(value_dim));
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t g = row / reps;
+        const scalar_t* qr = qp + row * dim;
+        acc_t top = -std::numeric_limits<acc_t>::infinity();
+        for (int64_t j = 0; j < keys; ++j) {
+          const scalar_t* kr = kp + g * ks + j * kk;
+          acc_t dot = 0;
+          for (int64_t d = 0; d < dim; ++d) dot += static_cast<acc_t>(qr[d]) * static_cast<acc_t>(kr[d]);
+          // Rounded to the dtype as a product in it would be, divided, as transformers does.
+          acc_t score = static_cast<acc_t>(static_cast<scalar_t>(dot)) / static_cast<acc_t>(scale);
+          score = static_cast<acc_t>(static_cast<scalar_t>(score));
+          if (bp != nullptr) score += bp[(g / kv_heads) * keys + j];
+          scores[static_cast<size_t>(j)] = score;
+          top = std::max(top, score);
+        }
+        acc_t total = 0;
+        for (auto& s : scores) total += (s = std::exp(s - top));
+        std::fill(acc.begin(), acc.end(), acc_t(0));
+        for (int64_t j = 0; j < keys; ++j) {
+          const acc_t p = static_cast<acc_t>(static_cast<scalar_t>(scores[static_cast<size_t>(j)] / total));
+          const scalar_t* vr = vp + g * vs + j * vk;
+          for (int64_t d = 0; d < value_dim; ++d) acc[static_cast<size_t>(d)] += p * static_cast<acc_t>(vr[d]);
+        }
+        for (int64_t d = 0; d < value_dim; ++d) op[row * value_dim + d] = static_cast<scalar_t>(acc[static_cast<size_t>(d)]);
+      }
+    });
+  });
+  return out;
+}
+
+// k or v [BK, keys, D] with a unit last stride (a view of the cache when it allows).
+torch::Tensor rows_of(const torch::Tensor& t, int64_t groups) {
+  torch::Tensor r = t.reshape({groups, t.size(2), t.size(3)});
+  return r.stride(2) == 1 ? r : r.contiguous();
+}
+
+}  // namespace
+
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias) {
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3), value_dim = v.size(3);
   const int64_t kv_heads = k.size(1), keys = k.size(2);
   const int64_t n_rep = heads / kv_heads;
+  if (seq == 1 && !q.requires_grad() && !k.requires_grad() && !v.requires_grad()) {
+    const torch::Tensor b = bias.defined() ? bias.to(torch::kFloat32).reshape({batch, keys}).contiguous() : bias;
+    return single_query_attention(q.contiguous().view({batch * kv_heads, n_rep, dim}), rows_of(k, batch * kv_heads),
+                                  rows_of(v, batch * kv_heads), b, kv_heads)
+        .view({batch, heads, seq, value_dim});
+  }
   // Query heads h and h' share key/value head h / n_rep: fold the repeats into the sequence
-  // dimension instead of copying k and v n_rep times (transformers' repeat_kv).
-  const torch::Tensor qg = q.contiguous().view({batch, kv_heads, n_rep * seq, dim});
-  torch::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({batch, heads, seq, keys});
-  scores = scores.div(std::sqrt(static_cast<double>(dim)));  // a division, as transformers
-  if (bias.defined()) scores = scores + bias;
-  const torch::Tensor probs = at::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  return at::matmul(probs.view({batch, kv_heads, n_rep * seq, keys}), v).view({batch, heads, seq, value_dim});
+  // dimension instead of copying k and v n_rep times (transformers' repeat_kv). Batch and key/value
+  // heads fold into bmm's batch: what matmul does, without its dispatch (keys and values cut
+  // from the cache's buffer fold without a copy).
+  const torch::Tensor qg = q.contiguous().view({batch * kv_heads, n_rep * seq, dim});
+  torch::Tensor scores = at::bmm(qg, k.reshape({batch * kv_heads, keys, dim}).transpose(1, 2));
+  scores = scores.div_(std::sqrt(static_cast<double>(dim)));  // a division, as transformers
+  if (bias.defined()) scores = scores.view({batch, heads, seq, keys}).add_(bias);
+  torch::Tensor probs = at::softmax(scores, -1, torch::kFloat32);
+  if (probs.scalar_type() != q.scalar_type()) probs = probs.to(q.scalar_type());
+  return at::bmm(probs.view({batch * kv_heads, n_rep * seq, keys}), v.reshape({batch * kv_heads, keys, value_dim}))
+      .view({batch, heads, seq, value_dim});
 }
 
 AttentionContext rotary_attention_context(const RotaryEmbedding& rotary, const torch::Tensor& attention_mask,
@@ -199,9 +279,31 @@ AttentionContext rotary_attention_context(const RotaryEmbedding& rotary, const t
   context.attention_mask = attention_mask;
   context.sliding_window = sliding_window;
   context.cache = cache;
-  if (cache != nullptr) context.bias = attention_bias(attention_mask, batch, seq, past, dtype, sliding_window);
+  if (cache == nullptr) return context;
+  // One query without padding sees every cached key (within the window): no mask to add.
+  const bool sees_every_key = seq == 1 && !attention_mask.defined() && (!sliding_window || past < *sliding_window);
+  if (!sees_every_key) context.bias = attention_bias(attention_mask, batch, seq, past, dtype, sliding_window);
+  const int64_t half = context.sin.size(-1) / 2;
+  context.head_cos = context.cos.unsqueeze(2);
+  context.head_sin_signed = context.sin.clone();
+  context.head_sin_signed.narrow(-1, 0, half).neg_();
+  context.head_sin_signed = context.head_sin_signed.unsqueeze(2);
   return context;
 }
+
+namespace {
+
+// x ⊙ cos + rotate_half(x) ⊙ sin for x [B, T, heads, D] with the context's tables: rotate_half(x)
+// ⊙ sin = swap_halves(x) ⊙ sin_signed, the same products (a sign moved from x to sin is exact).
+torch::Tensor rotate_heads(const torch::Tensor& x, const AttentionContext& c) {
+  std::vector<int64_t> halves = x.sizes().vec();
+  halves.back() /= 2;
+  halves.insert(halves.end() - 1, 2);
+  const torch::Tensor swapped = x.view(halves).flip(-2).view(x.sizes());
+  return swapped.mul_(c.head_sin_signed).add_(x * c.head_cos);
+}
+
+}  // namespace
 
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionContext& c,
                      int64_t layer_index) {
@@ -210,8 +312,8 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
     return blocked_causal_attention(q, k, v, c.cos, c.sin, c.attention_mask, c.sliding_window)
         .view({batch, seq, heads * dim});
   }
-  torch::Tensor qr = c.cos.defined() ? apply_rotary(q, c.cos, c.sin) : q;
-  torch::Tensor kr = c.cos.defined() ? apply_rotary(k, c.cos, c.sin) : k;
+  const torch::Tensor qr = c.head_cos.defined() ? rotate_heads(q, c) : c.cos.defined() ? apply_rotary(q, c.cos, c.sin) : q;
+  const torch::Tensor kr = c.head_cos.defined() ? rotate_heads(k, c) : c.cos.defined() ? apply_rotary(k, c.cos, c.sin) : k;
   auto [keys, values] = c.cache->update(layer_index, kr.transpose(1, 2), v.transpose(1, 2));
   const torch::Tensor out = attention(qr.transpose(1, 2), keys, values, c.bias);
   return out.transpose(1, 2).reshape({batch, seq, heads * dim});

@@ -243,7 +243,7 @@ const std::vector<Key>& keys() {
       {"eval.adapter", Kind::string, "\"\"", "For `ranktune eval`: the adapter directory (default: train.output_dir; `none` evaluates the base model).", {}, RT_SCALAR(eval.adapter, std::string)},
       {"eval.limit", Kind::integer, "0", "Evaluate only the first N questions (0: all).", {}, RT_SCALAR(eval.limit, int64_t)},
       {"eval.during_training", Kind::integer, "0", "Validation questions whose accuracy is measured at each train.eval_every (0: loss only).", {}, RT_SCALAR(eval.during_training, int64_t)},
-      {"eval.batch_size", Kind::integer, "8", "Prompts generated together.", {}, RT_SCALAR(eval.options.batch_size, int64_t)},
+      {"eval.batch_size", Kind::integer, "8", "Rows generated together. The eval.samples of one question share its prompt's prefill (`num_return_sequences`), so sampling takes batch_size / samples questions at a time (at least one).", {}, RT_SCALAR(eval.options.batch_size, int64_t)},
       {"eval.max_new_tokens", Kind::integer, "256", "Longest completion (0 skips the final evaluation).", {}, RT_SCALAR(eval.options.max_new_tokens, int64_t)},
       {"eval.greedy", Kind::boolean, "true", "Greedy main completions (accuracy, format rate, predictions.jsonl); false samples them with eval.temperature / top_p / top_k.", {}, RT_SCALAR(eval.options.greedy, bool)},
       {"eval.repetition_penalty", Kind::number, "1.0", "transformers' repetition_penalty for every completion: > 1 discourages tokens already in the prompt or the completion (small models loop otherwise). 1: off.", {}, RT_SCALAR(eval.options.repetition_penalty, double)},

@@ -115,6 +115,16 @@ def test_generate_sampling_is_seeded(hf_tiny):
         model.generate([1, 5], do_sample=True, temperature=0.0)
 
 
+def test_generate_num_return_sequences_equals_repeating_the_prompt(hf_tiny):
+    model = ranktune.AutoModelForCausalLM.from_pretrained(hf_tiny / "llama")
+    kwargs = dict(max_new_tokens=6, do_sample=True, temperature=1.0, top_k=0, eos_token_id=[], seed=4)
+    grouped = model.generate([[1, 5], [7, 8, 9]], num_return_sequences=3, **kwargs)
+    assert grouped == model.generate([[1, 5]] * 3 + [[7, 8, 9]] * 3, **kwargs)
+    assert [g[:2] for g in grouped[:3]] == [[1, 5]] * 3
+    out = model.generate(torch.tensor([[1, 5]]), num_return_sequences=2, max_new_tokens=4, eos_token_id=[])
+    assert out.shape == (2, 6) and out[0].tolist() == out[1].tolist()  # greedy: the same twice
+
+
 def test_generate_stops_at_eos_and_stop_strings(stories):
     model = ranktune.AutoModelForCausalLM.from_pretrained(stories)
     tok = ranktune.AutoTokenizer.from_pretrained(stories)

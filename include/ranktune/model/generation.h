@@ -1,7 +1,8 @@
 #pragma once
 // Text generation with a KV cache: greedy or sampled (temperature, top-k, top-p, seeded), for one
 // prompt or a batch (left-padded, so every row gets exactly the tokens it would get alone), until
-// an end-of-sequence id, a stop condition or max_new_tokens.
+// an end-of-sequence id, a stop condition or max_new_tokens. Several samples of one prompt
+// (num_return_sequences) share its prefill.
 //
 //   auto out = generate(*model, {{1, 403, 407}}, GenerationOptions().max_new_tokens(32));
 
@@ -29,7 +30,13 @@ struct GenerationOptions {
   TORCH_ARG(int64_t, top_k) = 0;
   // Keep the smallest set of tokens whose probability reaches top_p when sampling (1: off).
   TORCH_ARG(double, top_p) = 1.0;
+  // Each result row r samples from its own generator, seeded with `seed` for row 0 (so one prompt
+  // samples as it always has) and with a mix of `seed` and r for the others: a row's draws do not
+  // depend on the other rows, how many there are, or when they finish.
   TORCH_ARG(uint64_t, seed) = 0;
+  // Samples per prompt (transformers' name): each prompt is prefilled once and its cache copied to
+  // this many rows; row i * num_return_sequences + j of the result is prompt i's j-th sample.
+  TORCH_ARG(int64_t, num_return_sequences) = 1;
   // > 1 discourages tokens already in the row (prompt and generated), as transformers'
   // repetition_penalty (Keskar et al. 2019): a seen token's logit is divided by it when positive,
   // multiplied when negative. Small models otherwise loop easily under greedy decoding. 1: off.
@@ -66,7 +73,12 @@ void penalize_repetitions(torch::Tensor& row_logits, const std::vector<int64_t>&
 // Sets to -inf the logits of tokens that would repeat an n-gram of `seen` (no_repeat_ngram_size).
 void ban_repeated_ngrams(torch::Tensor& row_logits, const std::vector<int64_t>& seen, int64_t n);
 
-// The next-token choice for a batch of logits [batch, vocab] (greedy when temperature is 0).
-torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOptions& options, at::Generator& generator);
+// The next-token choice for a batch of logits [batch, vocab] (greedy when temperature is 0); row b
+// samples with row_generators[b].
+torch::Tensor choose_next_tokens(const torch::Tensor& logits, const GenerationOptions& options,
+                                 std::vector<at::Generator>& row_generators);
+
+// The seed of result row `row`'s sampling generator (GenerationOptions::seed).
+uint64_t row_seed(uint64_t seed, int64_t row);
 
 }  // namespace ranktune::model

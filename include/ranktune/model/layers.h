@@ -80,7 +80,11 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 struct AttentionContext {
   torch::Tensor cos, sin;           // RoPE tables [B, T, D]; undefined without RoPE (GPT-2)
   torch::Tensor attention_mask;     // [B, cached + T], 1 for tokens (optional)
-  torch::Tensor bias;               // additive mask [B, 1, T, cached + T], built only with a cache
+  torch::Tensor bias;               // additive mask [B, 1, T, cached + T], built only with a cache and
+                                    // only where it masks something (not for one query without padding)
+  // With a cache: cos and sin [B, T, 1, D] for rotating every head at once, sin with its first half
+  // negated, so rotate_half(x) ⊙ sin is a swap of x's halves times it (no negation or concatenation).
+  torch::Tensor head_cos, head_sin_signed;
   std::optional<int64_t> sliding_window;
   KVCache* cache = nullptr;
 };
