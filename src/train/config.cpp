@@ -671,12 +671,13 @@ std::vector<std::pair<std::string, std::string>> RunConfig::key_values() const {
 std::string RunConfig::documentation() {
   std::ostringstream md;
   md << "# Configuration keys\n\n"
-     << "`ranktune train CONFIG.yaml [key.path=value ...]`, `ranktune grpo CONFIG.yaml [...]` (the `grpo` section;\n"
-     << "docs/grpo.md) `ranktune eval CONFIG.yaml [...]` and `ranktune sample` read a YAML recipe with the sections below. Every key\n"
-     << "is checked: an unknown or misspelt key is an error naming the file, the line and the key, with the nearest\n"
-     << "valid key suggested; a wrong type or a value outside the allowed set names the key. Overrides on the command\n"
-     << "line use the same dotted paths and YAML values (`train.lr=1e-4`, `adapter.target_modules=[q_proj,v_proj]`). Relative paths are relative\n"
-     << "to the current directory. The run directory gets the effective configuration as `config.yaml`.\n\n"
+     << "`ranktune train CONFIG.yaml [key.path=value ...]`, `ranktune grpo CONFIG.yaml [...]` (docs/grpo.md),\n"
+     << "`ranktune eval CONFIG.yaml [...]` and `ranktune sample CONFIG.yaml [...]` read a YAML recipe with the\n"
+     << "sections below. Every key is checked: an unknown or misspelt key is an error naming the file, the line\n"
+     << "and the key, with the nearest valid key suggested; a wrong type or a value outside the allowed set names\n"
+     << "the key. Overrides on the command line use the same dotted paths and YAML values\n"
+     << "(`train.lr=1e-4`, `adapter.target_modules=[q_proj,v_proj]`). Relative paths are relative to the current\n"
+     << "directory. The run directory gets the effective configuration as `config.yaml`.\n\n"
      << "This page is generated from the key table in `src/train/config.cpp` (`ranktune config-docs`); a test\n"
      << "checks that it is current.\n";
   std::string open_section = "-";
