@@ -49,15 +49,23 @@ Rollout layout_rollout(const std::vector<std::vector<int64_t>>& prompts, std::ve
 }
 
 Rollout sample_rollout(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
-                       const model::GenerationOptions& options) {
-  std::vector<model::Generation> generated = model::generate(model, prompts, options);
+                       int64_t num_generations, const model::GenerationOptions& options) {
+  // Each prompt is prefilled once and its cache shared by its group (num_return_sequences).
+  model::GenerationOptions group = options;
+  group.num_return_sequences(num_generations);
+  std::vector<model::Generation> generated = model::generate(model, prompts, group);
+  std::vector<std::vector<int64_t>> rows;
+  rows.reserve(generated.size());
+  for (const auto& p : prompts) {
+    for (int64_t k = 0; k < num_generations; ++k) rows.push_back(p);
+  }
   std::vector<std::vector<int64_t>> completions;
   std::vector<bool> truncated;
   for (auto& g : generated) {
     truncated.push_back(g.finish_reason == "length");
     completions.push_back(std::move(g.tokens));
   }
-  Rollout out = layout_rollout(prompts, std::move(completions), options.pad_token_id());
+  Rollout out = layout_rollout(rows, std::move(completions), options.pad_token_id());
   out.truncated = std::move(truncated);
   return out;
 }

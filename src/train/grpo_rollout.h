@@ -25,10 +25,11 @@ struct Rollout {
   torch::Tensor advantages, old_logps, ref_logps;
 };
 
-// Samples one completion per row of `prompts` (token ids; a group's G copies next to each other)
-// with `options` and lays the rows out. Runs without gradients and restores the training flag.
+// Samples `num_generations` completions of each of `prompts` (token ids) with `options`, each
+// prompt prefilled once for its group, and lays the rows out (a group's rows next to each other).
+// Runs without gradients and restores the training flag.
 Rollout sample_rollout(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
-                       const model::GenerationOptions& options);
+                       int64_t num_generations, const model::GenerationOptions& options);
 
 // The tensors of `prompts` followed by `completions` (the layout sample_rollout makes); exposed for tests.
 Rollout layout_rollout(const std::vector<std::vector<int64_t>>& prompts, std::vector<std::vector<int64_t>> completions,

@@ -298,15 +298,14 @@ class GrpoTrainer::Loop {
       std::vector<std::vector<int64_t>> prompt_ids;
       for (const data::Example* e : next_prompts(st_.prompts_per_micro_batch)) {
         const std::string text = tpl.render_prompt(e->question);
-        const std::vector<int64_t> ids = tok.encode(text, !tpl.text_has_bos());
+        prompt_ids.push_back(tok.encode(text, !tpl.text_has_bos()));
         for (int64_t k = 0; k < G; ++k) {
-          prompt_ids.push_back(ids);
           batch.prompts.push_back(text);
           batch.examples.push_back(e);
         }
       }
       options.seed(rollout_seed(t_.seed, round, micro));
-      rollouts.push_back(sample_rollout(*s_.model, prompt_ids, options));
+      rollouts.push_back(sample_rollout(*s_.model, prompt_ids, G, options));
       for (const auto& ids : rollouts.back().completions) {
         batch.completions.push_back(prompt::cut_at_stop(tok.decode(ids, /*skip_special_tokens=*/true), tpl.stop()));
         batch.completion_lengths.push_back(static_cast<int64_t>(ids.size()));
