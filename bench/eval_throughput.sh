@@ -15,19 +15,12 @@ QUESTIONS="${QUESTIONS:-4}"
 NEW_TOKENS="${NEW_TOKENS:-64}"
 SAMPLES="${SAMPLES:-8}"
 THREADS="${THREADS:-2}"
-for need in "$SHARED/tokenizers/gpt-2/tokenizer.json" "$SHARED/data/gsm8k/test.jsonl"; do
-  [ -f "$need" ] || { echo "eval_throughput: $need is missing (../shared)" >&2; exit 1; }
-done
+[ -f "$SHARED/data/gsm8k/test.jsonl" ] || { echo "eval_throughput: $SHARED/data/gsm8k/test.jsonl is missing (../shared)" >&2; exit 1; }
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/model"
-cp "$SHARED/tokenizers/gpt-2/"tokenizer*.json "$WORK/model/"
-cat >"$WORK/model/config.json" <<JSON
-{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
- "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 50257,
- "rope_theta": 100000.0, "rms_norm_eps": 1e-5, "max_position_embeddings": 2048, "tie_word_embeddings": true,
- "bos_token_id": 50256, "eos_token_id": 50256}
-JSON
+# shellcheck source=bench/lib/smollm2_dir.sh
+. bench/lib/smollm2_dir.sh
+make_smollm2_dir "$WORK/model" "$SHARED"
 cat >"$WORK/recipe.yaml" <<YAML
 model: {path: $WORK/model, init_seed: 0}
 template: gsm8k-8shot

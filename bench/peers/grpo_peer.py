@@ -86,9 +86,20 @@ def completion_logps(model, ids, completion_length, temperature):
     return logps, entropy
 
 
-def step(model, opt, args, gen):
-    vocab = SHAPES[args.shape]["vocab"]
-    prompts = torch.randint(0, vocab, (args.prompts, args.prompt_length), generator=gen)
+def next_prompts(args, gen, index):
+    """The step's prompts: from --prompts-file (left-padded with their first id, as a batch of
+    unequal prompts would be with an attention mask; the peer keeps no mask, so the padding is
+    real tokens of the same count), else random ids of --prompt-length."""
+    if args.prompt_ids is None:
+        return torch.randint(0, SHAPES[args.shape]["vocab"], (args.prompts, args.prompt_length), generator=gen)
+    rows = [args.prompt_ids[(index * args.prompts + i) % len(args.prompt_ids)] for i in range(args.prompts)]
+    width = max(len(r) for r in rows)
+    return torch.tensor([[r[0]] * (width - len(r)) + r for r in rows])
+
+
+def step(model, opt, args, gen, index):
+    prompts = next_prompts(args, gen, index)
+    args.prompt_length = prompts.size(1)
     repeated = prompts.repeat_interleave(args.generations, dim=0)
     model.eval()
     start = time.perf_counter()
@@ -136,14 +147,20 @@ def main():
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--vocab", type=int, default=None, help="the shape with another vocabulary size (the tokenizer's)")
+    p.add_argument("--prompts-file", default=None,
+                   help="JSON list of prompt id lists, taken in order (bench/grpo.sh: ranktune's rendered prompts)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.vocab:
+        SHAPES[args.shape] = {**SHAPES[args.shape], "vocab": args.vocab}
+    args.prompt_ids = json.load(open(args.prompts_file)) if args.prompts_file else None
     model = build(args.shape, "lora", args.r, args.alpha)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-6, weight_decay=0.0)
     gen = torch.Generator().manual_seed(1)
     rollouts, trains = [], []
     for i in range(args.warmup + args.steps):
-        r, t = step(model, opt, args, gen)
+        r, t = step(model, opt, args, gen, i)
         if i >= args.warmup:
             rollouts.append(r)
             trains.append(t)
