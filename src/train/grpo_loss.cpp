@@ -48,7 +48,7 @@ Tensor combine_rewards(const Tensor& rewards_per_func, const std::vector<double>
     throw Error("combine_rewards: rewards per function must be [completions, " + std::to_string(weights.size()) +
                 "] (one column per reward weight), got " + shape(rewards_per_func));
   const Tensor r = rewards_per_func.to(at::kDouble);
-  const Tensor w = at::tensor(weights, at::TensorOptions().dtype(at::kDouble));
+  const Tensor w = at::tensor(weights, r.options());
   Tensor total = (r.nan_to_num(0.0, 0.0, 0.0) * w).sum(1);
   const Tensor unscorable = r.isnan().all(1);
   return total.masked_fill(unscorable, std::numeric_limits<double>::quiet_NaN());
@@ -72,7 +72,7 @@ GroupAdvantages group_advantages(const Tensor& rewards, int64_t num_generations,
   GroupAdvantages out;
   out.advantages = advantages.nan_to_num(0.0, 0.0, 0.0);
   out.std_is_zero = at::isclose(std, at::zeros_like(std));
-  const Tensor group_zero = num_generations == 1 ? at::ones({grouped.size(0)}, at::kBool)
+  const Tensor group_zero = num_generations == 1 ? at::ones({grouped.size(0)}, rewards.options().dtype(at::kBool))
                                                  : at::isclose(group_std.squeeze(1), at::zeros_like(group_std.squeeze(1)));
   out.frac_zero_std_groups = grouped.size(0) ? group_zero.to(at::kDouble).mean().item<double>() : 0.0;
   return out;

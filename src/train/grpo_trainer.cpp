@@ -113,6 +113,10 @@ void GrpoTrainer::setup() {
   const TrainSection& t = config.train;
   const GrpoSection& g = config.grpo;
   auto fail = [&](const char* key, const std::string& message) { throw Error(message, ErrorContext{config.source, key, -1}); };
+  // Rollouts, rewards and their layout are host code for now (tests/device/allow_list.txt).
+  if (config.model.device != "cpu") {
+    fail("model.device", "is " + config.model.device + ": ranktune grpo runs on the CPU only for now (docs/grpo.md)");
+  }
   if (t.batch_size % g.num_generations != 0) {
     fail("train.batch_size", c10::str("is ", t.batch_size, ": completions per micro-batch must be a multiple of "
                                       "grpo.num_generations (", g.num_generations, ") so that groups are not split"));
