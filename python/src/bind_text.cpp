@@ -171,10 +171,12 @@ void bind_text(py::module_& m) {
            },
            py::arg("generated_text"))
       .def("without_responses", &prompt::ToolUse::without_responses, py::arg("text"))
-      .def_property_readonly("syntax", [](const prompt::ToolUse& t) {
-        return t.syntax() == prompt::ToolSyntax::json ? "json" : "calculator";
-      })
-      .def_property_readonly("response", &prompt::ToolUse::response);
+      .def_property_readonly(
+          "syntax",
+          [](const prompt::ToolUse& t) { return t.syntax() == prompt::ToolSyntax::json ? "json" : "calculator"; },
+          "The call syntax answered: \"calculator\" (GSM8K's <<expr=) or \"json\" (<tool_call>{...}</tool_call>).")
+      .def_property_readonly("response", &prompt::ToolUse::response,
+                             "The text inserted after a call, with {result} standing for the tool's output.");
   m.def("available_templates", &prompt::available_templates);
 
   // ---- retrieval ---------------------------------------------------------------------------------------
