@@ -197,7 +197,10 @@ class GrpoTrainer::Loop {
         g_(config_.grpo),
         metrics_(open_run(config_, s_)),
         seconds_before_(s_.progress.seconds),
-        bar_(s_.progress.total_steps, "grpo", st_.progress_bar ? stderr : nullptr) {}
+        bar_(s_.progress.total_steps, "grpo", st_.progress_bar ? stderr : nullptr),
+        precision_(decide_precision(t_.precision)) {
+    if (t_.precision != Precision::fp32) log_info(precision_.describe());
+  }
 
   GrpoResult run() {
     signals_.emplace();
@@ -389,7 +392,7 @@ class GrpoTrainer::Loop {
     at::NoGradGuard no_grad;
     const bool was_training = s_.model->is_training();
     s_.model->eval();
-    const AutocastScope autocast(t_.precision);
+    const AutocastScope autocast(precision_.chosen);
     for (Rollout& r : rollouts) {
       if (r.completion_mask.sum().item<double>() == 0) continue;
       if (g_.num_iterations > 1) r.old_logps = log_probs(r).logps;
@@ -428,7 +431,7 @@ class GrpoTrainer::Loop {
       GrpoLossResult result;
       TokenLogProbs lp;
       {
-        const AutocastScope autocast(t_.precision);
+        const AutocastScope autocast(precision_.chosen);
         lp = log_probs(r);
       }
       // The old policy's log-probs exist when num_iterations > 1; otherwise the loss takes the
@@ -600,6 +603,7 @@ class GrpoTrainer::Loop {
   const Clock::time_point start_ = Clock::now();
   const double seconds_before_;
   ProgressBar bar_;
+  const PrecisionDecision precision_;  // train.precision, `auto` resolved by its probe
   std::optional<StopSignals> signals_;
   int signal_ = 0;
   RoundMetrics round_;

@@ -52,6 +52,17 @@ else
   fail "grpo run failed: $(tail -5 "$WORK/run.log")"
 fi
 
+# ---- precision: bf16, and auto resolved by its probe (it used to reach autocast unresolved) ----------
+for precision in bf16 auto; do
+  if "$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" train.max_steps=2 train.precision=$precision adapter.init_from="$WORK/sft" \
+    train.output_dir="$WORK/run-$precision" >"$WORK/$precision.log" 2>&1 &&
+    grep -q '"status": "completed"' "$WORK/run-$precision/summary.json"; then
+    pass "grpo with train.precision=$precision completes"
+  else
+    fail "grpo train.precision=$precision: $(tail -3 "$WORK/$precision.log")"
+  fi
+done
+
 # ---- bad input writes nothing ----------------------------------------------------------------------
 "$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" adapter.init_from="$WORK/absent" train.output_dir="$WORK/absent-run" >"$WORK/absent.log" 2>&1
 rc=$?
