@@ -7,6 +7,7 @@
 #include "ranktune/model/config.h"
 #include "ranktune/prompt/template.h"
 #include "ranktune/tokenizer/tokenizer.h"
+#include "quickstart_questions.h"
 #include "test_util.h"
 
 #include <gmock/gmock.h>
@@ -44,16 +45,7 @@ TEST(EvalStatsTest, MajorityVoteNormalisesNumbers) {
 // ---- evaluate_gsm8k on a small random model ---------------------------------------------------------
 
 TEST(EvalRunTest, SummaryAndPredictionsCoverEveryQuestionAndSample) {
-  const std::string dir = std::string(RANKTUNE_SOURCE_DIR) + "/examples/gsm8k/quickstart/model";
-  torch::manual_seed(3);
-  auto lm = model::create_causal_lm(model::ModelConfig::load(dir));
-  const auto tok = tokenizer::Tokenizer::from_pretrained(dir);
-  const auto tmpl = prompt::PromptTemplate::load("gsm8k-cot");
-  std::vector<data::Example> questions(3);
-  for (size_t i = 0; i < questions.size(); ++i) {
-    questions[i].question = "What is " + std::to_string(i) + " + 1?";
-    questions[i].answer = std::to_string(i + 1);
-  }
+  const auto [lm, tok, tmpl, questions] = ranktune::testing::quickstart_questions();
   eval::EvalOptions o;
   o.batch_size = 2;
   o.max_new_tokens = 3;
