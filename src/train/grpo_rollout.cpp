@@ -48,25 +48,33 @@ Rollout layout_rollout(const std::vector<std::vector<int64_t>>& prompts, std::ve
   return out;
 }
 
-Rollout sample_rollout(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
-                       int64_t num_generations, const model::GenerationOptions& options) {
-  // Each prompt is prefilled once and its cache shared by its group (num_return_sequences).
+std::vector<Rollout> sample_rollouts(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
+                                     int64_t num_generations, int64_t prompts_per_rollout,
+                                     const model::GenerationOptions& options) {
+  const auto n = static_cast<int64_t>(prompts.size());
+  RANKTUNE_CHECK(prompts_per_rollout > 0 && n % prompts_per_rollout == 0, "a round of ", n,
+                 " prompts does not split into micro-batches of ", prompts_per_rollout);
+  // One generate call for the whole round: decoding's cost per token falls steeply with the rows
+  // decoded together (the weights are read once per step), and each prompt is prefilled once
+  // for its group (num_return_sequences).
   model::GenerationOptions group = options;
   group.num_return_sequences(num_generations);
   std::vector<model::Generation> generated = model::generate(model, prompts, group);
-  std::vector<std::vector<int64_t>> rows;
-  rows.reserve(generated.size());
-  for (const auto& p : prompts) {
-    for (int64_t k = 0; k < num_generations; ++k) rows.push_back(p);
+  std::vector<Rollout> out;
+  for (int64_t first = 0; first < n; first += prompts_per_rollout) {
+    std::vector<std::vector<int64_t>> rows, completions;
+    std::vector<bool> truncated;
+    for (int64_t p = first; p < first + prompts_per_rollout; ++p) {
+      for (int64_t k = 0; k < num_generations; ++k) {
+        model::Generation& g = generated[static_cast<size_t>(p * num_generations + k)];
+        rows.push_back(prompts[static_cast<size_t>(p)]);
+        truncated.push_back(g.finish_reason == "length");
+        completions.push_back(std::move(g.tokens));
+      }
+    }
+    out.push_back(layout_rollout(rows, std::move(completions), options.pad_token_id()));
+    out.back().truncated = std::move(truncated);
   }
-  std::vector<std::vector<int64_t>> completions;
-  std::vector<bool> truncated;
-  for (auto& g : generated) {
-    truncated.push_back(g.finish_reason == "length");
-    completions.push_back(std::move(g.tokens));
-  }
-  Rollout out = layout_rollout(rows, std::move(completions), options.pad_token_id());
-  out.truncated = std::move(truncated);
   return out;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// GRPO's rollouts: completions sampled for a micro-batch of prompts (each prompt repeated G times,
+// GRPO's rollouts: completions sampled for a round of prompts (each prompt repeated G times,
 // side by side) and laid out as the tensors the policy's log-probs are computed on. Internal to
 // the train layer.
 
@@ -25,13 +25,15 @@ struct Rollout {
   torch::Tensor advantages, old_logps, ref_logps;
 };
 
-// Samples `num_generations` completions of each of `prompts` (token ids) with `options`, each
-// prompt prefilled once for its group, and lays the rows out (a group's rows next to each other).
-// Runs without gradients and restores the training flag.
-Rollout sample_rollout(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
-                       int64_t num_generations, const model::GenerationOptions& options);
+// Samples `num_generations` completions of each of `prompts` (token ids) with `options` in one
+// generate call, each prompt prefilled once for its group, and lays the rows out as one Rollout per
+// `prompts_per_rollout` prompts (a micro-batch; a group's rows next to each other). Runs without
+// gradients and restores the training flag.
+std::vector<Rollout> sample_rollouts(model::CausalLMImpl& model, const std::vector<std::vector<int64_t>>& prompts,
+                                     int64_t num_generations, int64_t prompts_per_rollout,
+                                     const model::GenerationOptions& options);
 
-// The tensors of `prompts` followed by `completions` (the layout sample_rollout makes); exposed for tests.
+// The tensors of `prompts` followed by `completions` (the layout sample_rollouts makes); exposed for tests.
 Rollout layout_rollout(const std::vector<std::vector<int64_t>>& prompts, std::vector<std::vector<int64_t>> completions,
                        int64_t pad_token_id);
 

@@ -57,10 +57,10 @@ RewardScaling scaling_of(const std::string& name) {
   return RewardScaling::group;
 }
 
-// The sampler's seed of micro-batch `micro` of round `round`: fixed by the recipe, so a resumed
-// run draws the same completions (splitmix64 keeps nearby rounds' streams apart).
-uint64_t rollout_seed(uint64_t seed, int64_t round, int64_t micro) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(round * 1024 + micro + 1);
+// The sampler's seed of round `round` (each row then draws from its own stream, row_seed): fixed by
+// the recipe, so a resumed run draws the same completions (splitmix64 keeps nearby rounds apart).
+uint64_t rollout_seed(uint64_t seed, int64_t round) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(round + 1);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
@@ -298,22 +298,21 @@ class GrpoTrainer::Loop {
     const tokenizer::Tokenizer& tok = *s_.tokenizer;
     const prompt::PromptTemplate& tpl = *s_.prompt_template;
     model::GenerationOptions options = generation_options();
-    std::vector<Rollout> rollouts;
     RewardBatch batch;
     batch.max_completion_length = g_.max_completion_length;
-    for (int64_t micro = 0; micro < t_.gradient_accumulation_steps; ++micro) {
-      std::vector<std::vector<int64_t>> prompt_ids;
-      for (const data::Example* e : next_prompts(st_.prompts_per_micro_batch)) {
-        const std::string text = tpl.render_prompt(e->question);
-        prompt_ids.push_back(tok.encode(text, !tpl.text_has_bos()));
-        for (int64_t k = 0; k < G; ++k) {
-          batch.prompts.push_back(text);
-          batch.examples.push_back(e);
-        }
+    std::vector<std::vector<int64_t>> prompt_ids;
+    for (const data::Example* e : next_prompts(st_.prompts_per_micro_batch * t_.gradient_accumulation_steps)) {
+      const std::string text = tpl.render_prompt(e->question);
+      prompt_ids.push_back(tok.encode(text, !tpl.text_has_bos()));
+      for (int64_t k = 0; k < G; ++k) {
+        batch.prompts.push_back(text);
+        batch.examples.push_back(e);
       }
-      options.seed(rollout_seed(t_.seed, round, micro));
-      rollouts.push_back(sample_rollout(*s_.model, prompt_ids, G, options));
-      for (const auto& ids : rollouts.back().completions) {
+    }
+    options.seed(rollout_seed(t_.seed, round));
+    std::vector<Rollout> rollouts = sample_rollouts(*s_.model, prompt_ids, G, st_.prompts_per_micro_batch, options);
+    for (const Rollout& r : rollouts) {
+      for (const auto& ids : r.completions) {
         batch.completions.push_back(prompt::cut_at_stop(tok.decode(ids, /*skip_special_tokens=*/true), tpl.stop()));
         batch.completion_lengths.push_back(static_cast<int64_t>(ids.size()));
       }
