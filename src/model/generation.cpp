@@ -216,6 +216,7 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
       }
       Generation& g = out[b];
       g.tokens.push_back(next_ids[b]);
+      g.from_tool.push_back(from_tool);
       const auto& eos = options.eos_token_ids();
       // Only the model ends its turn: a tool's response may hold end-of-turn ids (Qwen's tool turn).
       if (!from_tool && std::find(eos.begin(), eos.end(), next_ids[b]) != eos.end()) g.finish_reason = "eos";

@@ -292,7 +292,7 @@ const std::vector<Key>& keys() {
       {"grpo.skip_zero_std_groups", Kind::boolean, "false", "Groups whose completions all got the same reward (zero advantage: no policy gradient) are left out of the optimizer step; they are counted in `frac_reward_zero_std` either way.", {}, RT_SCALAR(grpo.skip_zero_std_groups, bool)},
       {"grpo.reward_funcs", Kind::strings, "[accuracy, format]", "Built-in rewards: `accuracy` (the strictly extracted answer matches: 0/1), `accuracy_flexible` (any known answer format, else the last number), `format` (the template's required structure: 0/1), `length` (minus the completion's length / max_completion_length: a length penalty scaled by its weight). Custom C++/Python reward functions come after these.", {}, RT_LIST(grpo.reward_funcs, std::string)},
       {"grpo.reward_weights", Kind::numbers, "[]", "Weight of each reward function, in order (built-in, then custom); empty: 1 each.", {}, RT_LIST(grpo.reward_weights, double)},
-      {"grpo.calculator", Kind::boolean, "false", "While sampling, when the model writes `<<expr=`, insert the result (the GSM8K calculator). Inserted tokens are part of the completion.", {}, RT_SCALAR(grpo.calculator, bool)},
+      {"grpo.calculator", Kind::boolean, "false", "While sampling, when the model writes `<<expr=`, insert the result (the GSM8K calculator; a template's own `tools:` syntax is always used). Inserted tokens are part of the completion but carry no loss.", {}, RT_SCALAR(grpo.calculator, bool)},
       {"grpo.logprob_chunk", Kind::integer, "256", "Completion tokens whose log-probs are computed at once (memory: chunk × vocabulary floats).", {}, RT_SCALAR(grpo.logprob_chunk, int64_t)},
     });
     return t;

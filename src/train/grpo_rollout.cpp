@@ -63,6 +63,7 @@ std::vector<Rollout> sample_rollouts(model::CausalLMImpl& model, const std::vect
   std::vector<Rollout> out;
   for (int64_t first = 0; first < n; first += prompts_per_rollout) {
     std::vector<std::vector<int64_t>> rows, completions;
+    std::vector<std::vector<bool>> from_tool;
     std::vector<bool> truncated;
     for (int64_t p = first; p < first + prompts_per_rollout; ++p) {
       for (int64_t k = 0; k < num_generations; ++k) {
@@ -70,10 +71,19 @@ std::vector<Rollout> sample_rollouts(model::CausalLMImpl& model, const std::vect
         rows.push_back(prompts[static_cast<size_t>(p)]);
         truncated.push_back(g.finish_reason == "length");
         completions.push_back(std::move(g.tokens));
+        from_tool.push_back(std::move(g.from_tool));
       }
     }
     out.push_back(layout_rollout(rows, std::move(completions), options.pad_token_id()));
-    out.back().truncated = std::move(truncated);
+    Rollout& r = out.back();
+    r.truncated = std::move(truncated);
+    // A tool's response was not sampled from the policy: no loss on it (TRL's tool_mask).
+    auto loss_mask = r.completion_mask.accessor<float, 2>();
+    for (size_t i = 0; i < from_tool.size(); ++i) {
+      for (size_t j = 0; j < from_tool[i].size(); ++j) {
+        if (from_tool[i][j]) loss_mask[static_cast<int64_t>(i)][static_cast<int64_t>(j)] = 0;
+      }
+    }
   }
   return out;
 }

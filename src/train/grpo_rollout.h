@@ -15,7 +15,7 @@ namespace ranktune::train {
 struct Rollout {
   torch::Tensor input_ids;        // [rows, prompt + completion]: prompts left-padded, completions right-padded
   torch::Tensor attention_mask;   // [rows, prompt + completion]
-  torch::Tensor completion_mask;  // [rows, completion] fp32: 1 for each sampled token (the end-of-sequence one included)
+  torch::Tensor completion_mask;  // [rows, completion] fp32: 1 for each sampled token (the end-of-sequence one included), 0 for padding and tool responses
   int64_t completion_length = 0;  // the longest completion of these rows
   std::vector<std::vector<int64_t>> completions;  // the sampled ids of each row
   std::vector<bool> truncated;    // cut at max_new_tokens (no end-of-sequence, no stop string)

@@ -16,7 +16,7 @@
 #include "ranktune/model/generation.h"
 #include "ranktune/peft/peft_model.h"
 #include "ranktune/prompt/answer.h"
-#include "ranktune/prompt/calculator.h"
+#include "ranktune/prompt/tools.h"
 #include "ranktune/train/grpo_loss.h"
 #include "grpo_rollout.h"
 #include "precision.h"
@@ -260,6 +260,8 @@ class GrpoTrainer::Loop {
     return out;
   }
 
+  // The template's generation options (end of turn, stop strings, its tools: syntax, the GSM8K
+  // calculator with grpo.calculator), sampled as grpo.* says.
   model::GenerationOptions generation_options() const {
     const tokenizer::Tokenizer& tok = *s_.tokenizer;
     const prompt::PromptTemplate& tpl = *s_.prompt_template;
@@ -279,12 +281,8 @@ class GrpoTrainer::Loop {
                        .eos_token_ids(eos)
                        .pad_token_id(tok.pad_token_id().value_or(eos.empty() ? 0 : eos[0]))
                        .stop(model::stop_at_strings(tpl.stop(), decode));
-    if (g_.calculator) {
-      options.inject([copy, decode](const std::vector<int64_t>& ids) -> std::vector<int64_t> {
-        const auto result = prompt::calculator_completion(decode(ids));
-        if (!result) return {};
-        return copy.encode(*result, /*add_special_tokens=*/false);
-      });
+    if (auto hooks = prompt::template_tool_hooks(tpl, /*registry=*/nullptr, tok, {}, g_.calculator)) {
+      options.inject(hooks->inject).stop(hooks->stop);
     }
     return options;
   }

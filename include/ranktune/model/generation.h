@@ -55,6 +55,7 @@ struct GenerationOptions {
 
 struct Generation {
   std::vector<int64_t> tokens;  // the generated ids, without the prompt
+  std::vector<bool> from_tool;  // per token: inserted by options.inject (a tool's response), not sampled
   std::string finish_reason;    // "eos", "stop" or "length"
 };
 

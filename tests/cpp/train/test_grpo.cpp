@@ -91,6 +91,46 @@ TEST(GrpoRolloutTest, PromptsAreLeftPaddedAndCompletionsRightPaddedWithTheirMask
   EXPECT_THAT(testing::error_of([] { train::layout_rollout({{1}}, {}, 0); }), HasSubstr("one completion per prompt"));
 }
 
+TEST(GrpoRolloutTest, ARoundIsSampledInOneCallSplitIntoMicroBatchesWithToolTokensMasked) {
+  torch::manual_seed(0);
+  auto lm = model::create_causal_lm(
+      model::ModelConfig::from_json(R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 16,
+        "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "vocab_size": 40, "max_position_embeddings": 64})", "tiny/config.json"));
+  // A "tool" that answers token 7 with 30, 31 (as the calculator answers "<<2+2=" with "4>>").
+  auto options = model::GenerationOptions().max_new_tokens(6).temperature(1.0).seed(11).inject(
+      [](const std::vector<int64_t>& ids) { return ids.back() == 7 ? std::vector<int64_t>{30, 31} : std::vector<int64_t>{}; });
+  const std::vector<std::vector<int64_t>> prompts = {{1, 7}, {2, 3, 4}, {5}, {6, 7, 8}};
+  const std::vector<train::Rollout> rollouts = train::sample_rollouts(*lm, prompts, 3, 2, options);
+
+  // What one generate call of the whole round samples, row for row.
+  model::GenerationOptions group = options;
+  group.num_return_sequences(3);
+  const std::vector<model::Generation> expected = model::generate(*lm, prompts, group);
+  ASSERT_EQ(rollouts.size(), 2u);
+  int64_t tool_tokens = 0;
+  for (size_t m = 0; m < 2; ++m) {
+    const train::Rollout& r = rollouts[m];
+    ASSERT_EQ(r.completions.size(), 6u);
+    for (size_t i = 0; i < 6; ++i) {
+      const model::Generation& g = expected[m * 6 + i];
+      EXPECT_EQ(r.completions[i], g.tokens);
+      // Rows are their group's prompt followed by the completion; only sampled tokens carry loss.
+      const std::vector<int64_t>& prompt = prompts[m * 2 + i / 3];
+      const int64_t width = r.input_ids.size(1), prompt_width = width - r.completion_length;
+      EXPECT_EQ(r.input_ids[static_cast<int64_t>(i)][prompt_width - 1].item<int64_t>(), prompt.back());
+      for (size_t j = 0; j < g.tokens.size(); ++j) {
+        const float loss = r.completion_mask[static_cast<int64_t>(i)][static_cast<int64_t>(j)].item<float>();
+        EXPECT_EQ(loss, g.from_tool[j] ? 0.f : 1.f) << "row " << i << " token " << j;
+        tool_tokens += g.from_tool[j];
+      }
+    }
+  }
+  EXPECT_GT(tool_tokens, 0) << "no row called the tool: the mask was not exercised";
+  EXPECT_THAT(testing::error_of([&] { train::sample_rollouts(*lm, prompts, 3, 3, options); }),
+              HasSubstr("does not split into micro-batches of 3"));
+}
+
 TEST(GrpoRewardsTest, BuiltInRewardsScoreAccuracyFormatAndLength) {
   auto tmpl = std::make_shared<const prompt::PromptTemplate>(prompt::PromptTemplate::load("gsm8k-cot"));
   data::Example e;
