@@ -6,13 +6,11 @@
 #include "commands.h"
 #include "ranktune/core/dtype.h"
 #include "ranktune/core/error.h"
-#include "ranktune/core/log.h"
-#include "ranktune/io/file.h"
 #include "ranktune/io/safetensors.h"
 #include "ranktune/model/causal_lm.h"
+#include "ranktune/model/model_directory.h"
 #include "ranktune/peft/peft_model.h"
 
-#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <filesystem>
@@ -23,11 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Files that travel with the weights: the config and everything a tokenizer needs.
-const char* const kCopiedFiles[] = {"config.json",        "generation_config.json", "tokenizer.json",
-                                    "tokenizer_config.json", "tokenizer.model",     "special_tokens_map.json",
-                                    "vocab.json",          "merges.txt",             "added_tokens.json"};
-
 // The merged weights are stored in the base model's dtype (config.json's torch_dtype).
 torch::Dtype storage_dtype(const std::string& model_dir, const std::string& torch_dtype) {
   try {
@@ -35,26 +28,6 @@ torch::Dtype storage_dtype(const std::string& model_dir, const std::string& torc
   } catch (const Error& e) {
     throw e.with_context(ErrorContext{(fs::path(model_dir) / "config.json").string(), "torch_dtype", -1});
   }
-}
-
-// config.json for the merged model. A modules_to_save copy merged into one end of a tied pair
-// (without ensure_weight_tying) leaves the head with a weight of its own: the config must say so,
-// or loading would tie the ends again and lose it. torch_dtype becomes the dtype written.
-std::string merged_config_json(const fs::path& model_dir, model::CausalLMImpl& merged, torch::Dtype written) {
-  const std::string text = io::read_file((model_dir / "config.json").string());
-  const bool untied = merged.config().tie_word_embeddings && !merged.word_embeddings_tied();
-  nlohmann::ordered_json config = nlohmann::ordered_json::parse(text);
-  // config.json's torch_dtype says what the weights are stored as (--dtype may change it).
-  // (Absent, transformers reads float32.)
-  const bool dtype_changed = config.contains("torch_dtype") ? config["torch_dtype"] != dtype_name(written)
-                                                            : written != torch::kFloat32;
-  if (!untied && !dtype_changed) return text;
-  if (untied) {
-    config["tie_word_embeddings"] = false;
-    log_info("the merged model's output head has its own weight now: config.json says tie_word_embeddings: false");
-  }
-  config["torch_dtype"] = dtype_name(written);
-  return config.dump(2) + "\n";
 }
 
 // --out must be creatable: its nearest existing ancestor a directory. Checked before the model is
@@ -114,11 +87,7 @@ void add_merge_command(CLI::App& app) {
                   << " base: its quantisation error is in the weights too, docs/quantization.md)";
       }
       std::cout << std::endl;
-      io::write_file_atomic((staging / "config.json").string(), merged_config_json(o->model, *loaded.model, dtype));
-      for (const char* name : kCopiedFiles) {
-        const fs::path from = fs::path(o->model) / name;
-        if (fs::exists(from) && !fs::exists(staging / name)) fs::copy_file(from, staging / name);
-      }
+      model::write_model_directory_files(o->model, staging.string(), *loaded.model, dtype);
       fs::rename(staging, out);
     } catch (...) {
       fs::remove_all(staging);

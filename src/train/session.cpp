@@ -4,7 +4,9 @@
 #include "ranktune/core/log.h"
 #include "ranktune/core/threads.h"
 #include "ranktune/io/file.h"
+#include "ranktune/io/hub_cache.h"
 #include "ranktune/io/hub_download.h"
+#include "ranktune/model/model_directory.h"
 #include "ranktune/model/causal_lm.h"
 #include "ranktune/peft/adaptable_model.h"
 #include "ranktune/peft/linear.h"
@@ -321,6 +323,7 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
   s.data = setup_training_data(config, s.examples, *s.tokenizer, *s.prompt_template, s.progress.world_size);
 
   s.model = setup_model(config, inputs);
+  s.model_dir = loaded_model_directory(config.model);
   s.weights = setup_adapter(config, inputs, s.model, adapter);
   if (config.model.device != "cpu") s.model->to(s.device);  // the adapter's tensors with it
   s.steps = setup_steps(t, s.data.plan->batches_per_epoch());
@@ -354,8 +357,22 @@ void open_run_directory(const RunConfig& config, const TrainingSession& s) {
 }
 
 void save_trained_weights(const TrainingSession& s, const std::string& dir) {
-  if (s.weights.peft) s.weights.peft->save_pretrained(dir);
-  else model::save_model_weights(*s.model, (fs::path(dir) / "model.safetensors").string());
+  if (s.weights.peft) {
+    s.weights.peft->save_pretrained(dir);
+    return;
+  }
+  model::save_model_weights(*s.model, (fs::path(dir) / "model.safetensors").string());
+  // A model directory, as transformers' save_pretrained writes: model.path can load it.
+  if (!s.model_dir.empty()) {
+    const torch::Dtype written = s.model->parameters().front().scalar_type();
+    model::write_model_directory_files(s.model_dir, dir, *s.model, written);
+  }
+}
+
+std::string loaded_model_directory(const ModelSection& model) {
+  if (model.path.empty()) return "";
+  const std::string dir = io::resolve_pretrained(model.path);
+  return fs::exists(fs::path(dir) / "config.json") ? dir : "";
 }
 
 bool save_session_checkpoint(const TrainingSession& s, const TrainSection& t) {

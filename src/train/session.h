@@ -120,6 +120,9 @@ struct TrainingSession {
   StepPlan steps;
   TrainerState progress;   // step, data position, NaN streak, time so far, recipe values
   std::string resume_dir;  // "" for a fresh run
+  // The directory the model was loaded from ("" for a model given in memory without model.path):
+  // its config and tokenizer files go beside fully fine-tuned weights.
+  std::string model_dir;
 };
 
 // Supervised fine-tuning's composition: every setup_* in order, then the resume. Another trainer
@@ -132,8 +135,12 @@ TrainingSession setup_session(const RunConfig& config, const TrainerInputs& inpu
 // checkpoint temporaries, creates the directory and writes config.yaml.
 void open_run_directory(const RunConfig& config, const TrainingSession& session);
 
-// The trained weights (the adapter in PEFT format, or model.safetensors) written to `dir`.
+// The trained weights written to `dir`: the adapter in PEFT format, or for full fine-tuning
+// model.safetensors with the loaded directory's config and tokenizer files (a model directory).
 void save_trained_weights(const TrainingSession& session, const std::string& dir);
+
+// io::resolve_pretrained(model.path) when it holds a config.json, else "".
+std::string loaded_model_directory(const ModelSection& model);
 
 // A checkpoint of the session at its current step; on failure (disk full, permission) a warning
 // names the file and the cause, the temporaries are gone and the previous checkpoint stays.
