@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end checks of `ranktune grpo` on the GRPO quickstart (everything it needs is in the
-# repository), in a short configuration: a warm-up SFT, a GRPO run from its adapter whose files and
-# metrics rows are sane, bad input that writes nothing, and a run killed with SIGKILL that resumes
-# to a bit-identical adapter.
+# repository), in a short configuration: a warm-up SFT (full fine-tuning, written as a model
+# directory), a GRPO run on it whose files and metrics rows are sane, a run from an SFT adapter
+# (adapter.init_from), bad input that writes nothing, and a run killed with SIGKILL that resumes to a
+# bit-identical adapter.
 #   tests/cli/grpo_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 RANKTUNE="$1/ranktune"
@@ -19,9 +20,14 @@ QUICK=(grpo.num_generations=4 grpo.max_completion_length=8 train.batch_size=8 tr
 
 "$RANKTUNE" train examples/grpo/sft.yaml train.max_steps=10 train.batch_size=8 train.threads=1 eval.max_new_tokens=0 \
   train.output_dir="$WORK/sft" >"$WORK/sft.log" 2>&1 || fail "warm-up SFT: $(tail -3 "$WORK/sft.log")"
+# Full fine-tuning writes a model directory: the base's config and tokenizer files beside the weights.
+missing=""
+for f in model.safetensors config.json tokenizer.json tokenizer_config.json; do [ -s "$WORK/sft/$f" ] || missing="$missing $f"; done
+[ -z "$missing" ] && pass "full fine-tuning writes a model directory" || fail "the full SFT output lacks:$missing"
+QUICK+=(model.path="$WORK/sft")
 
 # ---- a whole run ---------------------------------------------------------------------------------
-if "$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" train.max_steps=4 adapter.init_from="$WORK/sft" train.output_dir="$WORK/run" \
+if "$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" train.max_steps=4 train.output_dir="$WORK/run" \
   >"$WORK/run.log" 2>&1; then
   missing=""
   for f in adapter_config.json adapter_model.safetensors metrics.jsonl training-curve.svg predictions.jsonl summary.json config.yaml; do
@@ -47,14 +53,25 @@ for r in train:
     assert "kl" not in r  # beta = 0: no reference pass
 PY
   then pass "metrics rows are sane (rewards, lengths, fractions, finite loss)"; else fail "metrics rows: $(cat "$WORK/run/metrics.jsonl")"; fi
-  grep -q '"init_from": ".*sft"' "$WORK/run/summary.json" && pass "the run started from the SFT adapter" || fail "init_from not in summary"
 else
   fail "grpo run failed: $(tail -5 "$WORK/run.log")"
 fi
 
+# ---- from an SFT adapter (adapter.init_from) on the random base --------------------------------------
+FROM_ADAPTER=(model.path=examples/gsm8k/quickstart/model model.init_seed=0 adapter.init_from="$WORK/lora-sft")
+"$RANKTUNE" train examples/grpo/sft.yaml adapter.method=lora adapter.r=8 adapter.target_modules=all-linear adapter.modules_to_save=[model.embed_tokens] \
+  train.max_steps=4 train.batch_size=8 train.threads=1 eval.max_new_tokens=0 train.output_dir="$WORK/lora-sft" \
+  >"$WORK/lora-sft.log" 2>&1 || fail "LoRA SFT: $(tail -3 "$WORK/lora-sft.log")"
+if "$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" "${FROM_ADAPTER[@]}" train.max_steps=2 train.output_dir="$WORK/from-adapter" \
+  >"$WORK/from-adapter.log" 2>&1 && grep -q '"init_from": ".*lora-sft"' "$WORK/from-adapter/summary.json"; then
+  pass "a run from an SFT adapter completes and says where it started"
+else
+  fail "grpo from adapter.init_from: $(tail -3 "$WORK/from-adapter.log")"
+fi
+
 # ---- precision: bf16, and auto resolved by its probe (it used to reach autocast unresolved) ----------
 for precision in bf16 auto; do
-  if "$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" train.max_steps=2 train.precision=$precision adapter.init_from="$WORK/sft" \
+  if "$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" train.max_steps=2 train.precision=$precision \
     train.output_dir="$WORK/run-$precision" >"$WORK/$precision.log" 2>&1 &&
     grep -q '"status": "completed"' "$WORK/run-$precision/summary.json"; then
     pass "grpo with train.precision=$precision completes"
@@ -64,17 +81,17 @@ for precision in bf16 auto; do
 done
 
 # ---- bad input writes nothing ----------------------------------------------------------------------
-"$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" adapter.init_from="$WORK/absent" train.output_dir="$WORK/absent-run" >"$WORK/absent.log" 2>&1
+"$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" "${FROM_ADAPTER[@]}" adapter.init_from="$WORK/absent" train.output_dir="$WORK/absent-run" >"$WORK/absent.log" 2>&1
 rc=$?
 [ $rc -eq 1 ] && grep -q "absent: 'adapter.init_from': has no adapter_config.json" "$WORK/absent.log" && [ ! -e "$WORK/absent-run" ] &&
   pass "a missing adapter.init_from: error naming the key, nothing written" || fail "absent init_from (rc $rc): $(cat "$WORK/absent.log")"
-"$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" grpo.reward_funcs=[accuracy,fromat] adapter.init_from="$WORK/sft" train.output_dir="$WORK/typo-run" >"$WORK/typo.log" 2>&1
+"$RANKTUNE" grpo "$RECIPE" "${QUICK[@]}" grpo.reward_funcs=[accuracy,fromat] train.output_dir="$WORK/typo-run" >"$WORK/typo.log" 2>&1
 rc=$?
 [ $rc -eq 1 ] && grep -q "'grpo.reward_funcs': 'fromat' is not a built-in reward" "$WORK/typo.log" && [ ! -e "$WORK/typo-run" ] &&
   pass "an unknown reward: error naming it and the built-in ones, nothing written" || fail "unknown reward (rc $rc): $(cat "$WORK/typo.log")"
 
 # ---- SIGKILL and resume: bit-identical to an uninterrupted run -----------------------------------
-RESUME=("${QUICK[@]}" train.max_steps=12 train.save_every=4 train.keep_last=5 eval.max_new_tokens=0 adapter.init_from="$WORK/sft")
+RESUME=("${QUICK[@]}" train.max_steps=12 train.save_every=4 train.keep_last=5 eval.max_new_tokens=0)
 "$RANKTUNE" grpo "$RECIPE" "${RESUME[@]}" train.output_dir="$WORK/straight" >"$WORK/straight.log" 2>&1 || fail "uninterrupted run: $(tail -3 "$WORK/straight.log")"
 "$RANKTUNE" grpo "$RECIPE" "${RESUME[@]}" train.output_dir="$WORK/killed" >"$WORK/killed.log" 2>&1 &
 pid=$!
