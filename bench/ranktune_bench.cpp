@@ -2,7 +2,7 @@
 // configuration's alone. Prints one JSON object; bench/run.sh runs it and the peer alternately.
 //
 //   build/bench/ranktune_bench train  --shape smollm2 --method lora|dora|full [--steps 6 --warmup 2]
-//   build/bench/ranktune_bench decode --shape smollm2 [--merged] [--new-tokens 64] [--profile-top 20]
+//   build/bench/ranktune_bench decode --shape smollm2 [--merged [--dtype bf16]] [--new-tokens 64] [--profile-top 20]
 //                                     [--batch 8 [--ragged] [--group 4]]
 //   build/bench/ranktune_bench prefill --shape smollm2 [--prompt 512]   (prompt processing)
 //   build/bench/ranktune_bench export --shape smollm2 --out DIR   (the decode model for bench/peers/llamacpp.sh)
@@ -11,12 +11,14 @@
 //   build/bench/ranktune_bench paired --shape mixtral-smollm2 --method lora --against-shape smollm2
 //       (an MoE step against the dense model of the same active parameters)
 //   build/bench/ranktune_bench --quantize nf4 paired --method lora --against-quantize none  (QLoRA against fp32)
+//   build/bench/ranktune_bench paired --method lora --against-precision bf16   (fp32 step / bf16 step)
 //   build/bench/ranktune_bench --quantize int8|nf4 [--double-quant] train ...  (QLoRA: quantized base)
 //   build/bench/ranktune_bench --quantize nf4 dequant   (quantized product: whole layer vs row chunks)
 //
 // The model is built from the shape with random weights (nothing is downloaded).
 
 #include <ranktune/core/autocast.h>
+#include <ranktune/core/dtype.h>
 #include <ranktune/core/threads.h>
 #include <ranktune/model/causal_lm.h>
 #include <ranktune/model/generation.h>
@@ -31,6 +33,7 @@
 #include <torch/optim/adamw.h>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -81,11 +84,16 @@ nlohmann::json config_json(const Shape& s) {
 
 model::ModelConfig config_for(const Shape& s) { return model::ModelConfig::from_json(config_json(s).dump(), "bench shape"); }
 
+// Peak resident memory since the process started or since reset_peak_rss().
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
+
+// Starts the peak over from the current resident memory (Linux: /proc/self/clear_refs), so that a
+// figure excludes what building the model took.
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -137,6 +145,17 @@ model::LoadOptions base_options;
 // --precision bf16: training forward passes under CPU autocast, as train.precision: bf16.
 std::optional<at::ScalarType> autocast_dtype;
 
+// The autocast dtype a --precision value names (fp32: none).
+std::optional<at::ScalarType> autocast_for(const std::string& precision) {
+  if (precision == "fp32") return std::nullopt;
+  if (precision == "bf16") return at::kBFloat16;
+  throw std::runtime_error("unknown precision '" + precision + "' (fp32, bf16)");
+}
+// The results' "precision": fp32 | bf16 (the compute dtype: autocast's, or the weights').
+std::string precision_name(at::ScalarType dtype) {
+  return dtype == at::kFloat ? "fp32" : dtype == at::kBFloat16 ? "bf16" : dtype_name(dtype);
+}
+
 // Bytes the base weights occupy (quantized projections at their quantized size; adapters excluded).
 double base_weight_mb(model::CausalLMImpl& model) {
   double bytes = 0;
@@ -157,11 +176,13 @@ const std::vector<std::string> kTargets = {"q_proj",  "k_proj", "v_proj", "o_pro
 struct TrainSetup {
   std::shared_ptr<model::CausalLMImpl> model;
   std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::optional<at::ScalarType> autocast;  // the forward passes' autocast dtype (none: fp32)
   at::Generator gen = at::detail::createCPUGenerator(1);
   double weights_rss_mb = 0;  // resident memory once the model and adapters exist
 
   TrainSetup(const Shape& shape, const std::string& method, int64_t r, double alpha,
-             const model::LoadOptions& load = base_options) {
+             const model::LoadOptions& load = base_options, std::optional<at::ScalarType> autocast_as = autocast_dtype)
+      : autocast(autocast_as) {
     torch::manual_seed(0);
     model = model::create_causal_lm(config_for(shape), load);
     if (method == "full") {
@@ -190,7 +211,7 @@ double timed_step(TrainSetup& setup, const Shape& shape, int64_t batch, int64_t 
   const auto start = Clock::now();
   at::Tensor l;
   {
-    const CpuAutocastScope autocast(autocast_dtype);
+    const CpuAutocastScope autocast(setup.autocast);
     l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
   }
   l.backward();
@@ -222,7 +243,7 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
   j["tokens_per_s"] = static_cast<double>(batch * seq) / m;
   j["peak_rss_mb"] = rss;
   j["quantize"] = quant_format_name(base_options.quantize()) + (base_options.double_quant() ? "+dq" : "");
-  j["precision"] = autocast_dtype ? "bf16" : "fp32";
+  j["precision"] = precision_name(setup.autocast.value_or(at::kFloat));
   j["base_weight_mb"] = base_weight_mb(*setup.model);
   j["achieved_gflops"] = gflops;
   j["gemm_peak_gflops"] = peak;
@@ -233,7 +254,8 @@ nlohmann::ordered_json train(const Shape& shape, const std::string& method, int6
 }
 
 // The step-time ratio of two configurations (methods; shapes: an MoE against the dense model of its
-// active parameters; or bases: quantized against fp32) with both models in one process, their steps alternating (A B A B ...):
+// active parameters; bases: quantized against fp32; or precisions: fp32 against bf16 autocast) with
+// both models in one process, their steps alternating (A B A B ...):
 // on a machine whose speed drifts between processes (this one's does, by up to 15%), the ratio of
 // pairs measured back to back is steadier than a ratio of separate runs. Peak memory is not
 // reported: one process holds both models.
@@ -241,13 +263,15 @@ struct PairedSide {
   Shape shape;
   std::string method, name;
   model::LoadOptions load = base_options;
+  std::optional<at::ScalarType> autocast = autocast_dtype;
 };
 
 nlohmann::ordered_json paired(const PairedSide& side_a, const PairedSide& side_b, int64_t batch, int64_t seq,
                               int64_t steps, int64_t warmup, int64_t r, double alpha) {
   const Shape &shape_a = side_a.shape, &shape_b = side_b.shape;
   const std::string &name_a = side_a.name, &name_b = side_b.name;
-  TrainSetup a(shape_a, side_a.method, r, alpha, side_a.load), b(shape_b, side_b.method, r, alpha, side_b.load);
+  TrainSetup a(shape_a, side_a.method, r, alpha, side_a.load, side_a.autocast),
+      b(shape_b, side_b.method, r, alpha, side_b.load, side_b.autocast);
   std::vector<double> times_a, times_b, ratios;
   for (int64_t step = 0; step < warmup + steps; ++step) {
     const double ta = timed_step(a, shape_a, batch, seq), tb = timed_step(b, shape_b, batch, seq);
@@ -283,7 +307,7 @@ nlohmann::ordered_json profile(const Shape& shape, const std::string& method, in
     auto t0 = Clock::now();
     at::Tensor l;
     {
-      const CpuAutocastScope autocast(autocast_dtype);
+      const CpuAutocastScope autocast(setup.autocast);
       l = setup.model->forward(ids, {}, ids, nullptr, /*need_logits=*/false).loss;
     }
     auto t1 = Clock::now();
@@ -369,21 +393,44 @@ struct DecodeSetup {
   bool ragged = false;
   // > 1: batch / group prompts, each sampled `group` times from one prefill (num_return_sequences).
   int64_t group = 1;
+  // The dtype the merged model is held in (bf16: half the bytes a step reads).
+  at::ScalarType dtype = at::kFloat;
 };
 
-std::shared_ptr<model::CausalLMImpl> decode_model(const Shape& shape, bool merged, int64_t r, double alpha) {
+// The model as a Hugging Face directory: config.json and model.safetensors (base weights, fp32).
+void save_model_dir(const Shape& shape, model::CausalLMImpl& model, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << config_json(shape).dump(2) << "\n";
+  model::save_model_weights(model, dir + "/model.safetensors");
+}
+
+// The decode model: random fp32 weights with a LoRA adapter, merged or not. Another `dtype` (merged
+// only) converts the merged model as `ranktune generate --dtype` converts a checkpoint: written
+// out in fp32 and read back by load_causal_lm in `dtype`, so both precisions hold the same
+// weights up to rounding (and llama.cpp's BF16 GGUF, rounded from the same fp32 arrays, equals it).
+std::shared_ptr<model::CausalLMImpl> decode_model(const Shape& shape, bool merged, int64_t r, double alpha,
+                                                  at::ScalarType dtype = at::kFloat) {
+  if (dtype != at::kFloat && !merged) throw std::runtime_error("--dtype other than float32 needs --merged");
   torch::manual_seed(0);
   auto model = model::create_causal_lm(config_for(shape));
   peft::inject(*model, peft::LoraConfig().r(r).lora_alpha(alpha).target_modules(kTargets), "default");
   if (merged) peft::merge_adapters(*model);
-  return model;
+  if (dtype == at::kFloat) return model;
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("ranktune_bench_model." + std::to_string(getpid()))).string();
+  save_model_dir(shape, *model, dir);
+  model.reset();
+  auto converted = model::load_causal_lm(dir, model::LoadOptions().dtype(dtype));
+  std::filesystem::remove_all(dir);  // converted weights are copies, not views of the file
+  return converted;
 }
 
 // `profile_top` > 0 also lists the operators that take the most time (recording costs a little);
 // the number of ATen calls per decoding step is always counted, in one extra run.
 nlohmann::ordered_json decode(const Shape& shape, const DecodeSetup& d, int64_t r, double alpha, int profile_top) {
   if (d.group < 1 || d.batch % d.group != 0) throw std::runtime_error("--group must divide --batch");
-  auto model = decode_model(shape, d.merged, r, alpha);
+  auto model = decode_model(shape, d.merged, r, alpha, d.dtype);
+  reset_peak_rss();  // the decoder's peak, not the fp32 model a conversion started from
   at::Generator gen = at::detail::createCPUGenerator(2);
   std::vector<std::vector<int64_t>> prompts;
   for (int64_t b = 0; b < d.batch / d.group; ++b) {
@@ -451,6 +498,7 @@ nlohmann::ordered_json decode(const Shape& shape, const DecodeSetup& d, int64_t 
   j["bench"] = d.batch == 1 ? "decode" : "decode-batch" + std::to_string(d.batch) + (d.ragged ? "-ragged" : "") +
                                            (d.group > 1 ? "-group" + std::to_string(d.group) : "");
   j["method"] = d.merged ? "lora-merged" : "lora-unmerged";
+  j["precision"] = precision_name(d.dtype);
   j["tokens_per_s"] = median(rates);
   j["aten_calls_per_step"] = calls_per_step;
   j["read_bandwidth_gbs"] = bandwidth;
@@ -488,20 +536,27 @@ nlohmann::ordered_json prefill(const Shape& shape, bool merged, int64_t prompt_l
   return j;
 }
 
+// Writes a model's last-position logits for `ids` to `path` as raw fp32.
+void write_last_logits(model::CausalLMImpl& model, const std::vector<int64_t>& ids, const std::string& path) {
+  at::NoGradGuard no_grad;
+  model.eval();
+  const at::Tensor input = at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  const at::Tensor logits = model.forward(input).logits[0][-1].to(at::kFloat).contiguous();
+  std::ofstream(path, std::ios::binary)
+      .write(static_cast<const char*>(logits.data_ptr()), static_cast<std::streamsize>(logits.nbytes()));
+}
+
 // The decode benchmark's model (adapter merged) as a Hugging Face directory for other
-// implementations (bench/peers/llamacpp.sh), with its last-position logits for `ids` as raw fp32.
+// implementations (bench/peers/llamacpp.sh), with its last-position logits for `ids` as raw fp32:
+// logits.f32 from the fp32 model, logits.bf16.f32 from the same weights read back in bf16 (as
+// decode --dtype bf16 holds them).
 nlohmann::ordered_json export_model(const Shape& shape, const std::string& dir, const std::vector<int64_t>& ids, int64_t r,
                                     double alpha) {
   auto model = decode_model(shape, /*merged=*/true, r, alpha);
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/config.json") << config_json(shape).dump(2) << "\n";
-  model::save_model_weights(*model, dir + "/model.safetensors");
-  at::NoGradGuard no_grad;
-  model->eval();
-  const at::Tensor input = at::tensor(ids, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
-  const at::Tensor logits = model->forward(input).logits[0][-1].to(at::kFloat).contiguous();
-  std::ofstream(dir + "/logits.f32", std::ios::binary)
-      .write(static_cast<const char*>(logits.data_ptr()), static_cast<std::streamsize>(logits.nbytes()));
+  save_model_dir(shape, *model, dir);
+  write_last_logits(*model, ids, dir + "/logits.f32");
+  model.reset();
+  write_last_logits(*model::load_causal_lm(dir, model::LoadOptions().dtype(at::kBFloat16)), ids, dir + "/logits.bf16.f32");
   nlohmann::ordered_json j;
   j["impl"] = "ranktune";
   j["bench"] = "export";
@@ -544,6 +599,8 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("--batch", d.batch, "rows decoded in parallel");
   decode_cmd->add_flag("--ragged", d.ragged, "prompts of different lengths, rows stopping at different times");
   decode_cmd->add_option("--group", d.group, "samples per prompt from one prefill (num_return_sequences)");
+  std::string decode_dtype = "float32";
+  decode_cmd->add_option("--dtype", decode_dtype, "hold the merged model in this dtype: float32 | bfloat16 (bf16)");
   auto* prefill_cmd = app.add_subcommand("prefill", "prompt processing: one forward pass over the prompt");
   prefill_cmd->add_flag("--merged", merged, "merge the adapter into the weights first");
   prefill_cmd->add_option("--prompt", prompt, "prompt tokens (512)");
@@ -553,11 +610,14 @@ int main(int argc, char** argv) {
   auto* paired_cmd = app.add_subcommand("paired", "step-time ratio of two methods, alternating steps in one process");
   paired_cmd->add_option("--method", method, "lora | dora | full")->required();
   paired_cmd->add_option("--against", against, "the method in the denominator");
-  std::string against_shape, against_quantize;
+  std::string against_shape, against_quantize, against_precision;
   paired_cmd->add_option("--against-quantize", against_quantize,
                          "the base storage in the denominator (same method and shape), e.g. none against --quantize nf4");
   paired_cmd->add_option("--against-shape", against_shape,
                          "the shape in the denominator (same method), e.g. the dense model of an MoE's active parameters");
+  paired_cmd->add_option("--against-precision", against_precision,
+                         "the precision in the denominator (same method), e.g. bf16 against the default fp32")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   paired_cmd->add_option("--batch", batch);
   paired_cmd->add_option("--seq", seq);
   paired_cmd->add_option("--steps", steps, "measured pairs of steps");
@@ -584,7 +644,8 @@ int main(int argc, char** argv) {
   try {
     configure_threads(threads);
     base_options.quantize(parse_quant_format(quantize)).double_quant(double_quant);
-    if (precision == "bf16") autocast_dtype = at::kBFloat16;
+    autocast_dtype = autocast_for(precision);
+    d.dtype = parse_dtype(decode_dtype);
     const Shape shape = shape_named(shape_name);
     nlohmann::ordered_json out;
     if (train_cmd->parsed()) {
@@ -595,6 +656,10 @@ int main(int argc, char** argv) {
       if (!against_quantize.empty()) {
         a = {shape, method, against_quantize, model::LoadOptions().quantize(parse_quant_format(against_quantize))};
         b.name = quantize + (double_quant ? "+dq" : "");
+      }
+      if (!against_precision.empty()) {
+        a = {shape, method, against_precision, base_options, autocast_for(against_precision)};
+        b.name = precision;
       }
       out = paired(a, b, batch, seq, steps, warmup, r, alpha);
     } else if (dequant_cmd->parsed()) {

@@ -14,11 +14,13 @@ PEER="$2/bench/peers/peer.py"
   "$BENCH" --shape tiny --threads 1 --precision bf16 train --method dora --steps 1 --warmup 1 --seq 32 --batch 2
   "$BENCH" --shape tiny --threads 1 decode --new-tokens 8 --prompt 8 --repeats 1
   "$BENCH" --shape tiny --threads 1 decode --merged --new-tokens 8 --prompt 8 --repeats 1
+  "$BENCH" --shape tiny --threads 1 decode --merged --dtype bf16 --new-tokens 8 --prompt 8 --repeats 1
   "$BENCH" --shape tiny --threads 1 decode --merged --batch 4 --ragged --new-tokens 8 --prompt 8 --repeats 1
   "$BENCH" --shape tiny --threads 1 decode --batch 4 --group 2 --new-tokens 8 --prompt 8 --repeats 1
   "$BENCH" --shape tiny --threads 1 prefill --prompt 16 --repeats 1
   "$BENCH" --shape tiny --threads 1 profile --method dora --steps 1 --warmup 1 --seq 32 --batch 2
   "$BENCH" --shape tiny --threads 1 paired --method dora --steps 2 --warmup 1 --seq 32 --batch 2
+  "$BENCH" --shape tiny --threads 1 paired --method lora --against-precision bf16 --steps 2 --warmup 1 --seq 32 --batch 2
   "$BENCH" --shape tiny --threads 1 decode --new-tokens 8 --prompt 8 --repeats 2 --profile-top 5
   /usr/bin/python3 "$PEER" decode --shape tiny --threads 1 --new-tokens 8 --prompt 8 --repeats 1
 } | /usr/bin/python3 "$2/bench/check_results.py"

@@ -1,15 +1,19 @@
 #!/usr/bin/python3
-"""Writes an F32 GGUF for llama.cpp from a Llama-family Hugging Face directory (config.json +
+"""Writes an F32 or BF16 GGUF for llama.cpp from a Llama-family Hugging Face directory (config.json +
 model.safetensors, F32, tied embeddings) with llama.cpp's own gguf-py, and compares llama.cpp's
 logits with reference logits.
 
-    llamacpp_gguf.py write MODEL_DIR OUT.gguf        (needs PYTHONPATH=$LLAMA_CPP_DIR/gguf-py)
+    llamacpp_gguf.py write MODEL_DIR OUT.gguf [--type f32|bf16]   (needs PYTHONPATH=$LLAMA_CPP_DIR/gguf-py)
     llamacpp_gguf.py compare REFERENCE.f32 LLAMACPP.f32 [--tolerance 1e-4]
 
 The q and k weights are permuted as llama.cpp's convert_hf_to_gguf.py permutes them (its rotary
 embedding pairs neighbouring features where Hugging Face's rotates halves). The vocabulary is a
 dummy SentencePiece-style one of the model's size: the benchmarks feed token ids, never text.
+bf16: the matrices are rounded to bf16 by gguf-py's own quantizer (round to nearest even, as
+torch's .to(bfloat16) and ggml_compute_fp32_to_bf16 round), the 1-D norms stay F32, as
+convert_hf_to_gguf.py --outtype bf16 writes them.
 """
+import argparse
 import json
 import struct
 import sys
@@ -47,7 +51,7 @@ def permute(w, n_head):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write(model_dir, out_path):
+def write(model_dir, out_path, outtype):
     sys.modules.setdefault("sentencepiece", types.ModuleType("sentencepiece"))  # gguf.vocab imports it at load
     sys.modules["sentencepiece"].SentencePieceProcessor = object
     import gguf
@@ -71,7 +75,8 @@ def write(model_dir, out_path):
     w.add_head_count_kv(kv_heads)
     w.add_layer_norm_rms_eps(config["rms_norm_eps"])
     w.add_rope_freq_base(config["rope_theta"])
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    bf16 = outtype == "bf16"
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if bf16 else gguf.LlamaFileType.ALL_F32)
     w.add_vocab_size(vocab)
     w.add_tokenizer_model("llama")
     w.add_token_list(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, vocab)])
@@ -81,10 +86,17 @@ def write(model_dir, out_path):
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
 
+    def add(name, t):
+        if bf16 and t.ndim >= 2:
+            qtype = gguf.GGMLQuantizationType.BF16
+            w.add_tensor(name, gguf.quants.quantize(np.ascontiguousarray(t), qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, np.ascontiguousarray(t))
+
     names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
-    w.add_tensor("token_embd.weight", weights["model.embed_tokens.weight"])
+    add("token_embd.weight", weights["model.embed_tokens.weight"])
     for i in range(config["num_hidden_layers"]):
         for hf, ours in names.items():
             t = weights[f"model.layers.{i}.{hf}.weight"]
@@ -92,8 +104,8 @@ def write(model_dir, out_path):
                 t = permute(t, heads)
             elif ours == "attn_k":
                 t = permute(t, kv_heads)
-            w.add_tensor(f"blk.{i}.{ours}.weight", np.ascontiguousarray(t))
-    w.add_tensor("output_norm.weight", weights["model.norm.weight"])
+            add(f"blk.{i}.{ours}.weight", t)
+    add("output_norm.weight", weights["model.norm.weight"])
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -113,10 +125,18 @@ def compare(reference_path, llamacpp_path, tolerance):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 4 and sys.argv[1] == "write":
-        write(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) >= 4 and sys.argv[1] == "compare":
-        tol = float(sys.argv[5]) if len(sys.argv) >= 6 and sys.argv[4] == "--tolerance" else 1e-4
-        compare(sys.argv[2], sys.argv[3], tol)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    write_args = commands.add_parser("write")
+    write_args.add_argument("model_dir")
+    write_args.add_argument("out")
+    write_args.add_argument("--type", choices=["f32", "bf16"], default="f32")
+    compare_args = commands.add_parser("compare")
+    compare_args.add_argument("reference")
+    compare_args.add_argument("llamacpp")
+    compare_args.add_argument("--tolerance", type=float, default=1e-4)
+    args = parser.parse_args()
+    if args.command == "write":
+        write(args.model_dir, args.out, args.type)
     else:
-        raise SystemExit(__doc__)
+        compare(args.reference, args.llamacpp, args.tolerance)

@@ -14,6 +14,7 @@
 #include "ranktune/core/autocast.h"
 #include "ranktune/model/blocked_attention.h"
 #include "ranktune/model/causal_lm.h"
+#include "ranktune/model/generation.h"
 #include "ranktune/model/layers.h"
 #include "ranktune/model/loss.h"
 #include "ranktune/peft/peft_model.h"
@@ -243,6 +244,21 @@ TEST(Bf16Decode, ADecodeStepReadsTheBf16WeightsWithoutConvertingThem) {
   ConversionWatch watch;  // the watch sees a weight converted
   at::ones({64, 128}, at::kBFloat16).to(at::kFloat);
   EXPECT_EQ(watch.largest(), smallest_weight);
+}
+
+// A checkpoint read in bf16 (load_causal_lm's conversion, as `ranktune generate --dtype bf16` and
+// `ranktune_bench decode --merged --dtype bf16` read theirs) decodes greedily as the fp32 model does:
+// stories260k (a trained model, so few greedy choices are near-ties) from its BOS token. On this
+// machine the first 114 of 200 tokens agree; 32 leaves room for other CPUs' bf16 GEMMs.
+TEST(Bf16Decode, ACheckpointReadInBf16GeneratesTheFp32GreedyTokens) {
+  RANKTUNE_REQUIRE_SHARED("models/stories260k/model.safetensors");
+  const std::string dir = shared_dir() + "/models/stories260k";
+  const auto options = model::GenerationOptions().max_new_tokens(32);
+  const auto fp32 = model::generate(*model::load_causal_lm(dir), {{1}}, options)[0].tokens;
+  auto bf16 = model::load_causal_lm(dir, model::LoadOptions().dtype(at::kBFloat16));
+  for (const auto& p : bf16->parameters()) ASSERT_EQ(p.scalar_type(), at::kBFloat16);
+  ASSERT_EQ(fp32.size(), 32u);
+  EXPECT_EQ(model::generate(*bf16, {{1}}, options)[0].tokens, fp32);
 }
 
 }  // namespace
