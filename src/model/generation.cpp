@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <deque>
 #include <limits>
+#include <numeric>
 
 namespace ranktune::model {
 namespace {
@@ -188,15 +189,23 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
     logits = logits.repeat_interleave(group, 0);
   }
 
+  // live[i]: the result row that batch row i decodes. Rows that finished are dropped from the batch
+  // (cache, mask, generators) once they are a quarter of it: copying the cache then costs less than
+  // the steps it saves.
+  std::vector<int64_t> live(static_cast<size_t>(batch));
+  std::iota(live.begin(), live.end(), 0);
+  torch::Tensor live_mask = mask;
   for (int64_t t = 0;; ++t) {
     torch::Tensor last = logits.select(1, logits.size(1) - 1);
+    const auto rows = static_cast<int64_t>(live.size());
     if (options.repetition_penalty() != 1.0 || options.no_repeat_ngram_size() > 0) {
       // Per row and without padding, so a batched row is penalised exactly as it would be alone.
       last = last.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
-      for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t b = live[static_cast<size_t>(i)];
         std::vector<int64_t> seen = prompt_of(b);
         seen.insert(seen.end(), out[b].tokens.begin(), out[b].tokens.end());
-        torch::Tensor row = last[b];
+        torch::Tensor row = last[i];
         penalize_repetitions(row, seen, options.repetition_penalty());
         ban_repeated_ngrams(row, seen, options.no_repeat_ngram_size());
       }
@@ -204,34 +213,56 @@ std::vector<Generation> generate(CausalLMImpl& model, const std::vector<std::vec
     torch::Tensor next = choose_next_tokens(last, options, generators);
     if (!next.is_contiguous()) next = next.contiguous();
     auto next_ids = next.accessor<int64_t, 1>();
-    for (int64_t b = 0; b < batch; ++b) {
+    int64_t finished_live = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t b = live[static_cast<size_t>(i)];
       if (done[b]) {
-        next_ids[b] = options.pad_token_id();
+        next_ids[i] = options.pad_token_id();
+        ++finished_live;
         continue;
       }
       const bool from_tool = !injected[b].empty();
       if (from_tool) {
-        next_ids[b] = injected[b].front();
+        next_ids[i] = injected[b].front();
         injected[b].pop_front();
       }
       Generation& g = out[b];
-      g.tokens.push_back(next_ids[b]);
+      g.tokens.push_back(next_ids[i]);
       g.from_tool.push_back(from_tool);
       const auto& eos = options.eos_token_ids();
       // Only the model ends its turn: a tool's response may hold end-of-turn ids (Qwen's tool turn).
-      if (!from_tool && std::find(eos.begin(), eos.end(), next_ids[b]) != eos.end()) g.finish_reason = "eos";
+      if (!from_tool && std::find(eos.begin(), eos.end(), next_ids[i]) != eos.end()) g.finish_reason = "eos";
       else if (options.stop() && options.stop()(g.tokens)) g.finish_reason = "stop";
       if (!g.finish_reason.empty()) {
         done[b] = true;
         --remaining;
+        ++finished_live;
       } else if (options.inject() && injected[b].empty()) {
         for (int64_t id : options.inject()(g.tokens)) injected[b].push_back(id);
       }
     }
     if (t + 1 >= options.max_new_tokens() || remaining == 0) break;
     throw_if_interrupted();  // between tokens: Ctrl-C in a notebook or a terminal stops here
+    if (finished_live * 4 >= rows) {
+      std::vector<int64_t> keep;
+      std::vector<int64_t> kept_rows;
+      std::vector<at::Generator> kept_generators;
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t b = live[static_cast<size_t>(i)];
+        if (done[b]) continue;
+        keep.push_back(i);
+        kept_rows.push_back(b);
+        if (!generators.empty()) kept_generators.push_back(generators[static_cast<size_t>(i)]);
+      }
+      const torch::Tensor index = at::tensor(keep, at::TensorOptions().dtype(torch::kLong));
+      cache.keep_rows(index);
+      next = next.index_select(0, index);
+      if (padded.padded) live_mask = live_mask.index_select(0, index.to(live_mask.device()));
+      live = std::move(kept_rows);
+      generators = std::move(kept_generators);
+    }
     const int64_t seen = longest + t + 1;
-    const torch::Tensor step_mask = padded.padded ? mask.narrow(1, 0, seen) : torch::Tensor();
+    const torch::Tensor step_mask = padded.padded ? live_mask.narrow(1, 0, seen) : torch::Tensor();
     logits = model.forward(next.unsqueeze(1), step_mask, {}, &cache).logits;
   }
   return finish(out);

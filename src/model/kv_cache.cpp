@@ -33,6 +33,13 @@ std::pair<torch::Tensor, torch::Tensor> KVCache::update(int64_t layer, const tor
   return {keys_[layer].narrow(2, 0, length_ + n), values_[layer].narrow(2, 0, length_ + n)};
 }
 
+void KVCache::keep_rows(const torch::Tensor& rows) {
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    keys_[i] = keys_[i].index_select(0, rows.to(keys_[i].device()));
+    values_[i] = values_[i].index_select(0, rows.to(values_[i].device()));
+  }
+}
+
 void KVCache::advance(int64_t n) {
   TORCH_INTERNAL_ASSERT(length_ + n <= capacity_);
   length_ += n;

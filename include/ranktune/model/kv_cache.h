@@ -28,6 +28,9 @@ class KVCache {
   int64_t capacity() const { return capacity_; }
   int64_t batch_size() const { return keys_.empty() ? 0 : keys_[0].size(0); }
   void reset() { length_ = 0; }
+  // Keeps only the sequences `rows` (ascending indices into the batch), in that order: generation
+  // drops the rows that finished so the next steps compute only the live ones.
+  void keep_rows(const torch::Tensor& rows);
   // Bytes the cache holds per token (all layers, one sequence).
   int64_t bytes_per_token() const;
 

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 
+#include <map>
+
 using namespace ranktune;
 
 namespace {
@@ -93,6 +95,35 @@ TEST(GroupSamplingTest, ARowsSamplesDoNotDependOnTheOtherRows) {
   EXPECT_EQ(stopping[1].tokens, with_b[1].tokens);
   EXPECT_NE(model::row_seed(5, 1), model::row_seed(6, 0));
   EXPECT_EQ(model::row_seed(5, 0), 5u);
+}
+
+TEST(GroupSamplingTest, FinishedRowsLeaveTheBatchAndTheOthersKeepTheirTokens) {
+  torch::manual_seed(64);
+  CountingLlama model;
+  // Left-padded prompts, greedy and sampled. Each row's tokens do not depend on the other rows
+  // (its own generator), so a row stopped early must hold a prefix of what it generates unstopped.
+  const std::vector<std::vector<int64_t>> prompts = {{1, 2, 3}, {4, 5}, {6}, {7, 8, 9, 10}, {11, 12}, {13}, {14, 15}, {16}};
+  for (const double temperature : {0.0, 1.0}) {
+    const auto options = model::GenerationOptions().max_new_tokens(10).temperature(temperature).seed(3);
+    const auto full = tokens_of(model::generate(model, prompts, options));
+    // Rows stop after 1, 2, 3, 4, 5, 1, 2, 3 tokens: the stop condition knows a row by its first
+    // token (rows sharing one stop at the first such row's length).
+    std::map<int64_t, size_t> stop_after;
+    for (size_t i = 0; i < full.size(); ++i) stop_after.emplace(full[i][0], 1 + i % 5);
+    std::vector<std::vector<int64_t>> expected;
+    for (const auto& f : full) expected.emplace_back(f.begin(), f.begin() + static_cast<std::ptrdiff_t>(stop_after.at(f[0])));
+    model.forward_tokens = 0;
+    const auto stopped = model::generate(model, prompts, model::GenerationOptions(options).stop(
+        [&](const std::vector<int64_t>& g) { return g.size() >= stop_after.at(g[0]); }));
+    EXPECT_EQ(tokens_of(stopped), expected) << "temperature " << temperature;
+    // Keeping every row would cost 8 rows per step; only live rows (and those finished within the
+    // last quarter) are computed.
+    size_t longest = 0, total = 0;
+    for (const auto& e : expected) longest = std::max(longest, e.size()), total += e.size();
+    const int64_t prefill = 8 * 4, decoded = model.forward_tokens - prefill;
+    EXPECT_LT(decoded, static_cast<int64_t>(8 * (longest - 1))) << "temperature " << temperature;
+    EXPECT_GE(decoded, static_cast<int64_t>(total - 8));
+  }
 }
 
 TEST(GroupSamplingTest, RejectsANonPositiveGroup) {
