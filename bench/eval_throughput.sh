@@ -7,6 +7,8 @@
 #   bench/eval_throughput.sh                               # 4 questions, 64 new tokens, 2 threads
 #   QUESTIONS=8 NEW_TOKENS=128 bench/eval_throughput.sh
 #   RANKTUNE=/path/to/other/ranktune bench/eval_throughput.sh   # another build, for before/after
+#   LABEL=after bench/eval_throughput.sh   # also appends the row, labelled, to bench/results/eval_throughput.jsonl,
+#                                          # which bench/report.py puts in docs/benchmarks.md (before/after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RANKTUNE="${RANKTUNE:-${RANKTUNE_BUILD_DIR:-build}/ranktune}"
@@ -35,6 +37,11 @@ end=$(date +%s.%N)
 /usr/bin/python3 -c '
 import json, sys
 questions, samples, new_tokens, seconds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-print(json.dumps({"bench": "eval", "template": "gsm8k-8shot", "questions": questions, "samples": samples,
-                  "max_new_tokens": new_tokens, "seconds": seconds, "questions_per_minute": 60 * questions / seconds}))
-' "$QUESTIONS" "$SAMPLES" "$NEW_TOKENS" "$(echo "$end - $start" | bc)"
+row = {"bench": "eval", "template": "gsm8k-8shot", "questions": questions, "samples": samples,
+       "max_new_tokens": new_tokens, "seconds": seconds, "questions_per_minute": 60 * questions / seconds}
+if sys.argv[5]:
+    row["label"] = sys.argv[5]
+    with open(sys.argv[6], "a") as f:
+        f.write(json.dumps(row) + "\n")
+print(json.dumps(row))
+' "$QUESTIONS" "$SAMPLES" "$NEW_TOKENS" "$(echo "$end - $start" | bc)" "${LABEL:-}" "${OUT:-bench/results/eval_throughput.jsonl}"

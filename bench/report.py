@@ -105,6 +105,8 @@ def main():
          ratio(get("ranktune", "decode", "lora-unmerged", "tokens_per_s"), get("peer", "decode", "lora-unmerged", "tokens_per_s")), "≥ 3×", lambda v: v >= 3),
         ("greedy decode, share of the bandwidth limit (unmerged)", get("ranktune", "decode", "lora-unmerged", "share_of_bandwidth_limit"),
          "≥ 0.5", lambda v: v >= 0.5),
+        ("LoRA train step, share of the fp32 GEMM peak measured in the same run",
+         get("ranktune", "train", "lora", "share_of_gemm_peak"), "≥ 0.75", lambda v: v >= 0.75),
         ("bf16 LoRA step vs fp32 step (same run: fp32 step time / bf16 step time, steps alternating in one process)",
          get("ranktune", "paired", "fp32/bf16", "median_ratio"), "≥ 3×", lambda v: v >= 3),
         ("bf16 LoRA step vs fp32 step (same run, separate processes)",
@@ -172,6 +174,7 @@ def main():
         out.append(f"| {impl} | {bench} | {method} | {fmt(v.get('tokens_per_s'), 1)} | {fmt(v.get('median_step_s'))} | "
                    f"{fmt(v.get('peak_rss_mb'), 0)} | {fmt(v.get('achieved_gflops'), 1)} | {fmt(v.get('share_of_gemm_peak'))} | "
                    f"{fmt(v.get('share_of_bandwidth_limit'))} |")
+    out += eval_throughput_section(os.path.join(os.path.dirname(results), "eval_throughput.jsonl"), fmt, ratio)
     gemm = get("ranktune", "train", "lora", "gemm_peak_gflops")
     bw = get("ranktune", "decode", "lora-unmerged", "read_bandwidth_gbs")
     out += ["", f"Measured in the same runs: fp32 GEMM peak {fmt(gemm, 0)} GFLOP/s (2048³), memory read bandwidth {fmt(bw, 1)} GB/s.",
@@ -205,6 +208,32 @@ def main():
     with open(md_path, "w") as f:
         f.write("\n".join(out))
     svg_chart(m, svg_path)
+
+
+def eval_throughput_section(path, fmt, ratio):
+    """GSM8K evaluation throughput, before/after, from bench/eval_throughput.sh rows labelled with
+    LABEL= (the file is kept beside latest.jsonl); nothing when there is no such file."""
+    if not os.path.exists(path):
+        return []
+    runs = defaultdict(list)
+    for line in open(path):
+        if line.strip():
+            row = json.loads(line)
+            runs[row.get("label", "")].append(row)
+    out = ["", "## GSM8K evaluation throughput", "",
+           "`bench/eval_throughput.sh`: `ranktune eval` with the 8-shot template (≈ 900 prompt tokens), `eval.samples=8`",
+           "plus the greedy answer, every completion to `max_new_tokens` (random weights never stop early), the",
+           "SmolLM2-135M shape with GPT-2's tokenizer, 2 threads; builds alternating in one session"
+           " (bench/results/eval_throughput.jsonl).", "",
+           "| build | runs (s) | questions | new tokens | questions per minute (median) |", "| --- | --- | --- | --- | --- |"]
+    medians = {}
+    for name, rows in runs.items():
+        medians[name] = statistics.median(r["questions_per_minute"] for r in rows)
+        out.append(f"| {name} | {', '.join(fmt(r['seconds'], 1) for r in rows)} | {rows[0]['questions']} | "
+                   f"{rows[0]['max_new_tokens']} | {fmt(medians[name])} |")
+    if "before" in medians and "after" in medians:
+        out += ["", f"After / before: {fmt(ratio(medians['after'], medians['before']))}×."]
+    return out
 
 
 if __name__ == "__main__":
