@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <iterator>
 
 namespace ranktune::model {
 
@@ -43,8 +44,17 @@ void write_model_directory_files(const std::string& model_dir, const std::string
   io::write_file_atomic((fs::path(out_dir) / "config.json").string(), config_json_for_weights(model_dir, model, written));
   for (const char* name : kCopiedFiles) {
     const fs::path from = fs::path(model_dir) / name, to = fs::path(out_dir) / name;
-    if (fs::exists(from) && !fs::exists(to)) fs::copy_file(from, to);
+    if (fs::exists(from)) fs::copy_file(from, to, fs::copy_options::overwrite_existing);
   }
+}
+
+const std::vector<std::string>& model_directory_file_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out = {"config.json"};
+    out.insert(out.end(), std::begin(kCopiedFiles), std::end(kCopiedFiles));
+    return out;
+  }();
+  return names;
 }
 
 }  // namespace ranktune::model

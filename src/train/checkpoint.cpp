@@ -4,6 +4,7 @@
 #include "ranktune/io/file.h"
 #include "ranktune/io/json.h"
 #include "ranktune/io/safetensors.h"
+#include "ranktune/model/model_directory.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
@@ -117,9 +118,12 @@ bool is_temporary(const fs::path& path) {
 std::vector<std::string> run_files(const std::string& output_dir) {
   std::vector<std::string> found;
   if (!fs::is_directory(output_dir)) return found;
-  for (const char* name : {"adapter_config.json", "adapter_model.safetensors", "model.safetensors", "metrics.jsonl",
-                           "summary.json", "predictions.jsonl", "training-curve.svg"}) {
-    if (fs::exists(fs::path(output_dir) / name)) found.emplace_back(name);
+  std::vector<std::string> names = {"adapter_config.json", "adapter_model.safetensors", "model.safetensors", "metrics.jsonl",
+                                    "summary.json", "predictions.jsonl", "training-curve.svg"};
+  // Full fine-tuning writes a model directory: its config and tokenizer files belong to the run.
+  for (const std::string& name : model::model_directory_file_names()) names.push_back(name);
+  for (const std::string& name : names) {
+    if (fs::exists(fs::path(output_dir) / name)) found.push_back(name);
   }
   for (const auto& dir : list_checkpoints(output_dir)) found.push_back(fs::path(dir).filename().string());
   return found;

@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include <string>
+#include <vector>
 
 namespace ranktune::model {
 
@@ -20,9 +21,13 @@ std::string config_json_for_weights(const std::string& model_dir, CausalLMImpl& 
 
 // Writes config.json (config_json_for_weights) into `out_dir` and copies from `model_dir` the
 // generation config and tokenizer files it has (tokenizer.json, tokenizer_config.json,
-// tokenizer.model, special_tokens_map.json, vocab.json, merges.txt, added_tokens.json), leaving
-// files already in `out_dir` alone.
+// tokenizer.model, special_tokens_map.json, vocab.json, merges.txt, added_tokens.json),
+// replacing files of those names already in `out_dir`.
 void write_model_directory_files(const std::string& model_dir, const std::string& out_dir, CausalLMImpl& model,
                                  torch::Dtype written);
+
+// The names write_model_directory_files may write: config.json and the copied files (a run
+// directory's owner removes them with the weights when it replaces a run).
+const std::vector<std::string>& model_directory_file_names();
 
 }  // namespace ranktune::model

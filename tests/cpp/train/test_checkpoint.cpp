@@ -89,9 +89,14 @@ TEST_F(CheckpointTest, RunFilesAreRecognisedAndRemovedOnlyThem) {
   EXPECT_TRUE(train::run_files(dir_.string()).empty());
   save(3, {});
   std::ofstream(dir_ / "summary.json") << "{}";
-  EXPECT_EQ(train::run_files(dir_.string()), (std::vector<std::string>{"summary.json", "checkpoint-3"}));
+  // A full fine-tuning run's model directory files are the run's too.
+  std::ofstream(dir_ / "config.json") << "{}";
+  std::ofstream(dir_ / "tokenizer.json") << "{}";
+  EXPECT_EQ(train::run_files(dir_.string()),
+            (std::vector<std::string>{"summary.json", "config.json", "tokenizer.json", "checkpoint-3"}));
   train::remove_run_files(dir_.string());
   EXPECT_TRUE(train::run_files(dir_.string()).empty());
+  EXPECT_FALSE(fs::exists(dir_ / "tokenizer.json"));
   EXPECT_TRUE(fs::exists(dir_ / "notes.txt"));
 }
 
