@@ -371,8 +371,12 @@ void save_trained_weights(const TrainingSession& s, const std::string& dir) {
 
 std::string loaded_model_directory(const ModelSection& model) {
   if (model.path.empty()) return "";
-  const std::string dir = io::resolve_pretrained(model.path);
-  return fs::exists(fs::path(dir) / "config.json") ? dir : "";
+  try {
+    const std::string dir = io::resolve_pretrained(model.path);
+    return fs::exists(fs::path(dir) / "config.json") ? dir : "";
+  } catch (const Error&) {
+    return "";  // a model given in memory, its model.path not found here: only the weights are written
+  }
 }
 
 bool save_session_checkpoint(const TrainingSession& s, const TrainSection& t) {

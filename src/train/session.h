@@ -139,7 +139,7 @@ void open_run_directory(const RunConfig& config, const TrainingSession& session)
 // model.safetensors with the loaded directory's config and tokenizer files (a model directory).
 void save_trained_weights(const TrainingSession& session, const std::string& dir);
 
-// io::resolve_pretrained(model.path) when it holds a config.json, else "".
+// io::resolve_pretrained(model.path) when it holds a config.json, else "" (also when it cannot be resolved).
 std::string loaded_model_directory(const ModelSection& model);
 
 // A checkpoint of the session at its current step; on failure (disk full, permission) a warning
