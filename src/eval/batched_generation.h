@@ -3,6 +3,7 @@
 // template gives (end-of-turn ids, stop strings, its tools) and prompts generated in seeded batches.
 
 #include "ranktune/model/generation.h"
+#include "ranktune/train/template_generation.h"
 
 #include <cstdint>
 #include <memory>
@@ -12,22 +13,11 @@
 namespace ranktune {
 class ProgressBar;
 }
-namespace ranktune::prompt {
-class PromptTemplate;
-class ToolRegistry;
-}  // namespace ranktune::prompt
-namespace ranktune::tokenizer {
-class Tokenizer;
-}
+// (prompt::PromptTemplate and tokenizer::Tokenizer are declared by template_generation.h.)
 
 namespace ranktune::eval {
 
-// Greedy options for `tpl` (use_tokenizer already called): EOS and the end-of-turn marker end a
-// row, the template's stop strings stop it, and the template's `tools:` syntax (or the GSM8K
-// calculator with `calculator`) answers tool calls with `tools` (null: the built-ins).
-model::GenerationOptions template_generation_options(const tokenizer::Tokenizer& tokenizer,
-                                                     const prompt::PromptTemplate& tpl, int64_t max_new_tokens,
-                                                     bool calculator, std::shared_ptr<const prompt::ToolRegistry> tools);
+// The template's generation options: train::template_generation_options (GRPO uses them too).
 
 // Each prompt's ids as the template renders it (BOS added unless the template writes its own).
 std::vector<std::vector<int64_t>> template_prompt_ids(const tokenizer::Tokenizer& tokenizer,

@@ -94,7 +94,7 @@ EvalSummary evaluate_gsm8k(model::CausalLMImpl& model, const tokenizer::Tokenize
   for (const auto& e : examples) texts.push_back(e.question);
   const std::vector<std::vector<int64_t>> prompts = template_prompt_ids(tokenizer, tpl, texts);
   model::GenerationOptions generation =
-      template_generation_options(tokenizer, tpl, options.max_new_tokens, options.calculator, std::move(tools_registry));
+      train::template_generation_options(tokenizer, tpl, options.max_new_tokens, options.calculator, std::move(tools_registry));
   generation.repetition_penalty(options.repetition_penalty)
       .no_repeat_ngram_size(options.no_repeat_ngram_size)
       .seed(options.seed);

@@ -87,7 +87,7 @@ SampleSummary rejection_sample(model::CausalLMImpl& model, const tokenizer::Toke
   for (const auto& e : examples) questions.push_back(e.question);
   const auto prompts = template_prompt_ids(tokenizer, tpl, questions);
   model::GenerationOptions generation =
-      template_generation_options(tokenizer, tpl, options.max_new_tokens, options.calculator, std::move(tools));
+      train::template_generation_options(tokenizer, tpl, options.max_new_tokens, options.calculator, std::move(tools));
   generation.temperature(options.temperature)
       .top_p(options.top_p)
       .top_k(options.top_k)

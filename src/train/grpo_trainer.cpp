@@ -16,8 +16,8 @@
 #include "ranktune/model/generation.h"
 #include "ranktune/peft/peft_model.h"
 #include "ranktune/prompt/answer.h"
-#include "ranktune/prompt/tools.h"
 #include "ranktune/train/grpo_loss.h"
+#include "ranktune/train/template_generation.h"
 #include "grpo_rollout.h"
 #include "precision.h"
 #include "session.h"
@@ -263,27 +263,9 @@ class GrpoTrainer::Loop {
   // The template's generation options (end of turn, stop strings, its tools: syntax, the GSM8K
   // calculator with grpo.calculator), sampled as grpo.* says.
   model::GenerationOptions generation_options() const {
-    const tokenizer::Tokenizer& tok = *s_.tokenizer;
-    const prompt::PromptTemplate& tpl = *s_.prompt_template;
-    std::vector<int64_t> eos;
-    if (tok.eos_token_id()) eos.push_back(*tok.eos_token_id());
-    if (!tpl.end_of_turn().empty()) {
-      if (auto id = tok.token_to_id(tpl.end_of_turn())) eos.push_back(*id);
-    }
-    const tokenizer::Tokenizer copy = tok;
-    auto decode = [copy](const std::vector<int64_t>& ids) { return copy.decode(ids, /*skip_special_tokens=*/true); };
-    auto options = model::GenerationOptions()
-                       .max_new_tokens(g_.max_completion_length)
-                       .temperature(g_.temperature)
-                       .top_p(g_.top_p)
-                       .top_k(g_.top_k)
-                       .repetition_penalty(g_.repetition_penalty)
-                       .eos_token_ids(eos)
-                       .pad_token_id(tok.pad_token_id().value_or(eos.empty() ? 0 : eos[0]))
-                       .stop(model::stop_at_strings(tpl.stop(), decode));
-    if (auto hooks = prompt::template_tool_hooks(tpl, /*registry=*/nullptr, tok, {}, g_.calculator)) {
-      options.inject(hooks->inject).stop(hooks->stop);
-    }
+    model::GenerationOptions options = template_generation_options(*s_.tokenizer, *s_.prompt_template,
+                                                                   g_.max_completion_length, g_.calculator, nullptr);
+    options.temperature(g_.temperature).top_p(g_.top_p).top_k(g_.top_k).repetition_penalty(g_.repetition_penalty);
     return options;
   }
 
